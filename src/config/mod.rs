@@ -1,0 +1,465 @@
+//! The configuration file: one strict TOML file (unknown keys are errors
+//! with line and column), its schema, every default as a named constant,
+//! and validation. `config/turnd.toml` documents every key; a test parses it.
+//!
+//! Values are checked while they are deserialized where one key is enough
+//! (the error then carries toml's line, column and snippet), and by
+//! [`Config::validate`] where several keys are involved.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+#[cfg(test)]
+mod tests;
+mod types;
+
+use types::{
+    check_log_level, check_realm, check_user_name, de_at_least_1, de_http_listen, de_log_level,
+    de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_secrets,
+    de_udp_listeners, with_base_dir, FileSecret,
+};
+pub use types::{parse_net, PortRange, PortRangeError, Secret, User, UserCredential};
+
+/// Where `turnd` looks for its config file unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/turnd/turnd.toml";
+/// `realm`: the REALM sent in 401 responses (RFC 8489 §9.2).
+pub const DEFAULT_REALM: &str = "turnd";
+/// `listen.udp`: the STUN/TURN port of RFC 8489 on every IPv4 address.
+pub const DEFAULT_UDP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 3478));
+/// `relay.bind`: relay sockets are bound on every IPv4 address.
+pub const DEFAULT_RELAY_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// `relay.ports`: the dynamic port range RFC 8656 §7.2 recommends.
+pub const DEFAULT_RELAY_PORTS: PortRange = PortRange {
+    low: 49152,
+    high: 65535,
+};
+/// `quota.allocations_per_user`.
+pub const DEFAULT_ALLOCATIONS_PER_USER: u32 = 10;
+/// `quota.allocations_total`.
+pub const DEFAULT_ALLOCATIONS_TOTAL: u32 = 10_000;
+/// `quota.permissions_per_allocation`.
+pub const DEFAULT_PERMISSIONS_PER_ALLOCATION: u32 = 64;
+/// `quota.channels_per_allocation`.
+pub const DEFAULT_CHANNELS_PER_ALLOCATION: u32 = 64;
+/// Channel numbers 0x4000..=0x7FFF (RFC 8656 §12): the most channels one
+/// allocation can have.
+pub const MAX_CHANNELS_PER_ALLOCATION: u32 = 0x4000;
+/// `allocation.default_lifetime_s`: RFC 8656 §7.2's default lifetime.
+pub const DEFAULT_LIFETIME_S: u32 = 600;
+/// `allocation.max_lifetime_s`: RFC 8656 §7.2's recommended maximum.
+pub const DEFAULT_MAX_LIFETIME_S: u32 = 3600;
+/// `allocation.nonce_lifetime_s`: after this a nonce is stale (438).
+pub const DEFAULT_NONCE_LIFETIME_S: u32 = 600;
+/// `http.listen`: `/metrics`, `/healthz`, `/readyz`, on loopback only.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9641));
+/// `log.level`.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// The default `realm`, [`DEFAULT_REALM`].
+pub fn default_realm() -> String {
+    DEFAULT_REALM.to_owned()
+}
+
+/// The whole config file. `Default` is what an empty file gives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_realm", deserialize_with = "de_realm")]
+    pub realm: String,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub relay: Relay,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub rest: Rest,
+    #[serde(default)]
+    pub peers: Peers,
+    #[serde(default)]
+    pub quota: Quota,
+    #[serde(default)]
+    pub allocation: AllocationTimers,
+    #[serde(default)]
+    pub http: Http,
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[listen]`: the addresses clients send STUN/TURN to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// At least one; port 0 picks a free port (for tests).
+    #[serde(deserialize_with = "de_udp_listeners")]
+    pub udp: Vec<SocketAddr>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            udp: vec![DEFAULT_UDP_LISTEN],
+        }
+    }
+}
+
+/// `[relay]`: where relay sockets (XOR-RELAYED-ADDRESS) live.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Relay {
+    #[serde(deserialize_with = "de_relay_bind")]
+    pub bind: IpAddr,
+    /// The public address behind a 1:1 NAT, advertised instead of `bind`.
+    #[serde(deserialize_with = "de_relay_external")]
+    pub external: Option<IpAddr>,
+    pub ports: PortRange,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay {
+            bind: DEFAULT_RELAY_BIND,
+            external: None,
+            ports: DEFAULT_RELAY_PORTS,
+        }
+    }
+}
+
+/// `[rest]`: TURN REST API shared secrets (coturn's `static-auth-secret`).
+/// The first secret is the current one; the others are still accepted
+/// (rotation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawRest")]
+pub struct Rest {
+    pub secrets: Vec<Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRest {
+    #[serde(default, deserialize_with = "de_secrets")]
+    secrets: Vec<Secret>,
+    #[serde(default)]
+    secret_files: Vec<FileSecret>,
+}
+
+impl From<RawRest> for Rest {
+    fn from(raw: RawRest) -> Self {
+        let mut secrets = raw.secrets;
+        secrets.extend(raw.secret_files.into_iter().map(|f| f.0));
+        Rest { secrets }
+    }
+}
+
+/// `[peers]`: CIDRs added to (`allow`) or removed from (`deny`) the peer
+/// addresses the relay may reach, on top of the built-in deny list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Peers {
+    #[serde(deserialize_with = "de_peers_allow")]
+    pub allow: Vec<IpNet>,
+    #[serde(deserialize_with = "de_peers_deny")]
+    pub deny: Vec<IpNet>,
+}
+
+/// `[quota]`: limits that keep one user or one client from exhausting the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quota {
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub allocations_per_user: u32,
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub allocations_total: u32,
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub permissions_per_allocation: u32,
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub channels_per_allocation: u32,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota {
+            allocations_per_user: DEFAULT_ALLOCATIONS_PER_USER,
+            allocations_total: DEFAULT_ALLOCATIONS_TOTAL,
+            permissions_per_allocation: DEFAULT_PERMISSIONS_PER_ALLOCATION,
+            channels_per_allocation: DEFAULT_CHANNELS_PER_ALLOCATION,
+        }
+    }
+}
+
+/// `[allocation]`: lifetimes, in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AllocationTimers {
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub default_lifetime_s: u32,
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub max_lifetime_s: u32,
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub nonce_lifetime_s: u32,
+}
+
+impl Default for AllocationTimers {
+    fn default() -> Self {
+        AllocationTimers {
+            default_lifetime_s: DEFAULT_LIFETIME_S,
+            max_lifetime_s: DEFAULT_MAX_LIFETIME_S,
+            nonce_lifetime_s: DEFAULT_NONCE_LIFETIME_S,
+        }
+    }
+}
+
+/// `[http]`: the metrics and health endpoint. In TOML, `enabled = false`
+/// turns it off (`listen` is `None`); `listen = "IP:PORT"` moves it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawHttp")]
+pub struct Http {
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: Some(DEFAULT_HTTP_LISTEN),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawHttp {
+    enabled: bool,
+    #[serde(deserialize_with = "de_http_listen")]
+    listen: SocketAddr,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            enabled: true,
+            listen: DEFAULT_HTTP_LISTEN,
+        }
+    }
+}
+
+impl From<RawHttp> for Http {
+    fn from(raw: RawHttp) -> Self {
+        Http {
+            listen: raw.enabled.then_some(raw.listen),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// A level or `tracing` `EnvFilter` directives (`"info,turnd=debug"`).
+    #[serde(deserialize_with = "de_log_level")]
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: DEFAULT_LOG_LEVEL.to_owned(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            realm: default_realm(),
+            listen: Listen::default(),
+            relay: Relay::default(),
+            users: Vec::new(),
+            rest: Rest::default(),
+            peers: Peers::default(),
+            quota: Quota::default(),
+            allocation: AllocationTimers::default(),
+            http: Http::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+/// What can go wrong loading a config. Each message names the file and the
+/// key, and for parse errors toml's line, column and the offending line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", .path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{}{message}", path_prefix(.path.as_deref()))]
+    Invalid {
+        path: Option<PathBuf>,
+        message: String,
+    },
+}
+
+fn path_prefix(path: Option<&Path>) -> String {
+    path.map(|p| format!("{}: ", p.display()))
+        .unwrap_or_default()
+}
+
+/// The path shown in errors for configs parsed from a string.
+const INLINE_PATH: &str = "<inline>";
+
+impl Config {
+    /// Parses and validates a config held in a string. Relative secret-file
+    /// paths are resolved against the current directory.
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        Self::parse_and_validate(s, Path::new(INLINE_PATH))
+    }
+
+    /// Reads, parses and validates the config file at `path`. Relative
+    /// `password_file` and `secret_files` paths are resolved against the
+    /// directory that holds the config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        with_base_dir(dir, || Self::parse_and_validate(&text, path))
+    }
+
+    fn parse_and_validate(s: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(s).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid {
+                path: None,
+                message,
+            } => ConfigError::Invalid {
+                path: Some(path.to_path_buf()),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks every rule, including those that span several keys. Parsing
+    /// already checks single values; this repeats those checks for configs
+    /// built in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(|message| ConfigError::Invalid {
+            path: None,
+            message,
+        })
+    }
+
+    fn check(&self) -> Result<(), String> {
+        check_realm(&self.realm)?;
+        check_log_level(&self.log.level)?;
+
+        if self.listen.udp.is_empty() {
+            return Err(
+                "listen.udp must hold at least one address (e.g. [\"0.0.0.0:3478\"])".into(),
+            );
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = self.listen.udp.iter().find(|a| !seen.insert(**a)) {
+            return Err(format!("listen.udp lists {dup} twice"));
+        }
+
+        let relay = &self.relay;
+        if relay.bind.is_multicast() {
+            return Err(format!(
+                "relay.bind ({}) must not be a multicast address",
+                relay.bind
+            ));
+        }
+        if let Some(ext) = relay.external {
+            if ext.is_unspecified() || ext.is_multicast() {
+                return Err(format!(
+                    "relay.external ({ext}) must be a unicast address clients can reach, \
+                     not unspecified or multicast"
+                ));
+            }
+            if ext.is_ipv4() != relay.bind.is_ipv4() {
+                return Err(format!(
+                    "relay.external ({ext}) must be the same address family as relay.bind ({})",
+                    relay.bind
+                ));
+            }
+        }
+        PortRange::new(relay.ports.low, relay.ports.high)
+            .map_err(|e| format!("relay.ports: {e}"))?;
+
+        let mut names = HashSet::new();
+        for user in &self.users {
+            check_user_name(&user.name)?;
+            if !names.insert(user.name.as_str()) {
+                return Err(format!("users: name {:?} is defined twice", user.name));
+            }
+            if matches!(&user.credential, UserCredential::Password(p) if p.expose().is_empty()) {
+                return Err(format!("users: user {:?} has an empty password", user.name));
+            }
+        }
+        if self.rest.secrets.iter().any(|s| s.expose().is_empty()) {
+            return Err("rest.secrets must not hold an empty secret".into());
+        }
+
+        let q = &self.quota;
+        for (key, value) in [
+            ("allocations_per_user", q.allocations_per_user),
+            ("allocations_total", q.allocations_total),
+            ("permissions_per_allocation", q.permissions_per_allocation),
+            ("channels_per_allocation", q.channels_per_allocation),
+        ] {
+            if value == 0 {
+                return Err(format!("quota.{key} must be at least 1"));
+            }
+        }
+        if q.channels_per_allocation > MAX_CHANNELS_PER_ALLOCATION {
+            return Err(format!(
+                "quota.channels_per_allocation ({}) must be at most {MAX_CHANNELS_PER_ALLOCATION}, \
+                 the number of channel numbers (RFC 8656 §12)",
+                q.channels_per_allocation
+            ));
+        }
+
+        let a = &self.allocation;
+        for (key, value) in [
+            ("default_lifetime_s", a.default_lifetime_s),
+            ("max_lifetime_s", a.max_lifetime_s),
+            ("nonce_lifetime_s", a.nonce_lifetime_s),
+        ] {
+            if value == 0 {
+                return Err(format!("allocation.{key} must be at least 1"));
+            }
+        }
+        if a.max_lifetime_s < a.default_lifetime_s {
+            return Err(format!(
+                "allocation.max_lifetime_s ({}) must be ≥ allocation.default_lifetime_s ({})",
+                a.max_lifetime_s, a.default_lifetime_s
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether any credential is configured (a static user or a REST
+    /// secret). Without one, turnd answers Binding requests but refuses
+    /// every Allocate: it is never an open relay.
+    pub fn relays_allowed(&self) -> bool {
+        !self.users.is_empty() || !self.rest.secrets.is_empty()
+    }
+}

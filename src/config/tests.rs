@@ -1,0 +1,349 @@
+//! Defaults, each validation rule, and the wording of common mistakes.
+
+use super::*;
+
+fn parse(s: &str) -> Config {
+    Config::from_toml_str(s).unwrap_or_else(|e| panic!("config should parse: {e}"))
+}
+
+fn err(s: &str) -> String {
+    match Config::from_toml_str(s) {
+        Ok(c) => panic!("config should be rejected: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn empty_file_gives_the_documented_defaults() {
+    let c = parse("");
+    assert_eq!(c, Config::default());
+    assert_eq!(c.realm, "turnd");
+    assert_eq!(c.listen.udp, vec!["0.0.0.0:3478".parse().unwrap()]);
+    assert_eq!(c.relay.bind, "0.0.0.0".parse::<IpAddr>().unwrap());
+    assert_eq!(c.relay.external, None);
+    assert_eq!(c.relay.ports, PortRange::new(49152, 65535).unwrap());
+    assert!(c.users.is_empty() && c.rest.secrets.is_empty());
+    assert!(c.peers.allow.is_empty() && c.peers.deny.is_empty());
+    assert_eq!(
+        (c.quota.allocations_per_user, c.quota.allocations_total),
+        (10, 10_000)
+    );
+    assert_eq!(
+        (
+            c.quota.permissions_per_allocation,
+            c.quota.channels_per_allocation
+        ),
+        (64, 64)
+    );
+    let a = &c.allocation;
+    assert_eq!(
+        (a.default_lifetime_s, a.max_lifetime_s, a.nonce_lifetime_s),
+        (600, 3600, 600)
+    );
+    assert_eq!(c.http.listen, Some("127.0.0.1:9641".parse().unwrap()));
+    assert_eq!(c.log.level, "info");
+    assert!(c.validate().is_ok());
+}
+
+#[test]
+fn no_credentials_means_no_relaying() {
+    assert!(!parse("").relays_allowed());
+    assert!(parse("[[users]]\nname = \"a\"\npassword = \"p\"\n").relays_allowed());
+    assert!(parse("[rest]\nsecrets = [\"s\"]\n").relays_allowed());
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let e = err("realm = \"x\"\nrelm = \"y\"\n");
+    assert!(e.starts_with("<inline>: "), "{e}");
+    assert!(
+        e.contains("unknown field `relm`") && e.contains("line 2"),
+        "{e}"
+    );
+    let e = err("[relay]\nbind = \"0.0.0.0\"\nport = \"1-2\"\n");
+    assert!(
+        e.contains("unknown field `port`") && e.contains("line 3"),
+        "{e}"
+    );
+    let e = err("[[users]]\nname = \"a\"\npasword = \"p\"\n");
+    assert!(
+        e.contains("unknown field `pasword`") && e.contains("line 3"),
+        "{e}"
+    );
+    let e = err("[metrics]\n");
+    assert!(
+        e.contains("unknown field `metrics`") && e.contains("line 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_port_range_is_named_with_its_line() {
+    let e = err("[relay]\nports = \"6000-5000\"\n");
+    assert!(
+        e.contains("line 2") && e.contains("ports = \"6000-5000\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("invalid port range \"6000-5000\": low port 6000 is above high port 5000"),
+        "{e}"
+    );
+    assert!(err("[relay]\nports = \"0-10\"\n").contains("low port must be at least 1"));
+    assert!(err("[relay]\nports = \"49152\"\n").contains("expected \"LOW-HIGH\""));
+    assert!(err("[relay]\nports = \"1-70000\"\n").contains("\"70000\" is not a port number"));
+}
+
+#[test]
+fn port_range_parses_displays_and_counts() {
+    let r: PortRange = " 5000 - 5009 ".parse().unwrap();
+    assert_eq!(
+        r,
+        PortRange {
+            low: 5000,
+            high: 5009
+        }
+    );
+    assert_eq!(r.to_string(), "5000-5009");
+    assert_eq!(r.len(), 10);
+    assert!(r.contains(5000) && r.contains(5009) && !r.contains(5010));
+    assert_eq!(PortRange::new(1, 65535).unwrap().len(), 65535);
+    assert_eq!(PortRange::try_from("7-7".to_owned()).unwrap().len(), 1);
+}
+
+#[test]
+fn realm_rules() {
+    assert!(err("realm = \"\"\n").contains("realm must not be empty"));
+    assert!(err("realm = \"a\\nb\"\n").contains("control characters"));
+    let long = "r".repeat(128);
+    assert!(err(&format!("realm = \"{long}\"\n")).contains("fewer than 128 characters"));
+    assert_eq!(parse("realm = \"example.org\"\n").realm, "example.org");
+}
+
+#[test]
+fn listeners_need_at_least_one_valid_unique_address() {
+    let e = err("[listen]\nudp = []\n");
+    assert!(
+        e.contains("listen.udp must hold at least one address"),
+        "{e}"
+    );
+    let e = err("[listen]\nudp = [\"0.0.0.0\"]\n");
+    assert!(e.contains("listen.udp: \"0.0.0.0\" is not an IP:PORT") && e.contains("line 2"));
+    let e = err("[listen]\nudp = [\"[::]:3478\", \"[::]:3478\"]\n");
+    assert!(e.contains("listen.udp lists [::]:3478 twice"), "{e}");
+    let c = parse("[listen]\nudp = [\"0.0.0.0:3478\", \"[::]:3478\"]\n");
+    assert_eq!(c.listen.udp.len(), 2);
+}
+
+#[test]
+fn relay_external_must_match_bind_family() {
+    let c = parse("[relay]\nbind = \"10.0.0.5\"\nexternal = \"203.0.113.7\"\n");
+    assert_eq!(c.relay.external, Some("203.0.113.7".parse().unwrap()));
+    let e = err("[relay]\nexternal = \"2001:db8::7\"\n");
+    assert!(
+        e.contains("relay.external (2001:db8::7) must be the same address family as relay.bind"),
+        "{e}"
+    );
+    assert!(err("[relay]\nexternal = \"0.0.0.0\"\n").contains("not unspecified"));
+    assert!(err("[relay]\nbind = \"224.0.0.1\"\n").contains("multicast"));
+    assert!(err("[relay]\nbind = \"host\"\n").contains("relay.bind: \"host\" is not an IP"));
+}
+
+#[test]
+fn users_take_a_password_a_key_or_a_password_file() {
+    let c = parse(
+        "[[users]]\nname = \"alice\"\npassword = \"pw\"\n\
+         [[users]]\nname = \"bob\"\nkey = \"0x0123456789abcdef0123456789ABCDEF\"\n",
+    );
+    assert_eq!(c.users[0].name, "alice");
+    assert_eq!(c.users[0].credential, UserCredential::Password("pw".into()));
+    let key = hex::decode("0123456789abcdef0123456789abcdef").unwrap();
+    assert_eq!(
+        c.users[1].credential,
+        UserCredential::Key(key.try_into().unwrap())
+    );
+}
+
+#[test]
+fn both_password_and_key_is_rejected() {
+    let e = err(
+        "[[users]]\nname = \"a\"\npassword = \"p\"\nkey = \"00112233445566778899aabbccddeeff\"\n",
+    );
+    assert!(
+        e.contains("user \"a\": set only one of `password`, `key` or `password_file`, not `password` and `key`"),
+        "{e}"
+    );
+    assert!(e.contains("line 1"), "{e}");
+    let e = err("[[users]]\nname = \"a\"\npassword = \"p\"\n\n[[users]]\nname = \"b\"\n");
+    assert!(
+        e.contains("line 5"),
+        "a later [[users]] is reported at its own line: {e}"
+    );
+    let e = err("[[users]]\nname = \"a\"\n");
+    assert!(e.contains("user \"a\": set one of `password`, `key` or `password_file`"));
+}
+
+#[test]
+fn key_must_be_32_hex_digits() {
+    let e = err("[[users]]\nname = \"a\"\nkey = \"0011223344\"\n");
+    assert!(
+        e.contains("users.key must be 32 hex digits") && e.contains("line 3"),
+        "{e}"
+    );
+    assert!(e.contains("got 10 characters"), "{e}");
+    let e = err("[[users]]\nname = \"a\"\nkey = \"zz112233445566778899aabbccddeeff\"\n");
+    assert!(e.contains("with non-hex digits"), "{e}");
+}
+
+#[test]
+fn user_names_are_non_empty_and_unique() {
+    assert!(
+        err("[[users]]\nname = \"\"\npassword = \"p\"\n").contains("users.name must not be empty")
+    );
+    let e = err(
+        "[[users]]\nname = \"a\"\npassword = \"p\"\n[[users]]\nname = \"a\"\npassword = \"q\"\n",
+    );
+    assert!(e.contains("users: name \"a\" is defined twice"), "{e}");
+    assert!(err("[[users]]\nname = \"a\"\npassword = \"\"\n").contains("must not be empty"));
+    assert_eq!(
+        parse("[[users]]\nname = \"a:b\"\npassword = \"p\"\n").users[0].name,
+        "a:b"
+    );
+}
+
+#[test]
+fn secret_files_are_read_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alice.pw"), "s3cret\n").unwrap();
+    std::fs::write(dir.path().join("rest.key"), "  rotated \n").unwrap();
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    let path = dir.path().join("turnd.toml");
+    std::fs::write(
+        &path,
+        "[[users]]\nname = \"alice\"\npassword_file = \"alice.pw\"\n\
+         [rest]\nsecrets = [\"current\"]\nsecret_files = [\"rest.key\"]\n",
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(
+        c.users[0].credential,
+        UserCredential::Password("s3cret".into())
+    );
+    assert_eq!(
+        c.rest.secrets,
+        vec![Secret::from("current"), Secret::from("rotated")]
+    );
+
+    std::fs::write(&path, "[rest]\nsecret_files = [\"empty\"]\n").unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("turnd.toml: ") && e.contains("is empty") && e.contains("line 2"),
+        "{e}"
+    );
+    std::fs::write(&path, "[rest]\nsecret_files = [\"missing\"]\n").unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot read secret file") && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_rest_secret_is_rejected() {
+    let e = err("[rest]\nsecrets = [\"a\", \"\"]\n");
+    assert!(
+        e.contains("rest.secrets[1] is empty") && e.contains("line 2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_config_file_names_the_path() {
+    let e = Config::load(Path::new("/nonexistent/turnd.toml")).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }));
+    assert!(e
+        .to_string()
+        .starts_with("cannot read config file /nonexistent/turnd.toml: "));
+}
+
+#[test]
+fn peers_take_cidrs_and_bare_addresses() {
+    let c = parse("[peers]\nallow = [\"10.1.2.3\", \"2001:db8::1\", \"10.9.9.9/8\"]\ndeny = [\"192.0.2.0/24\"]\n");
+    let nets: Vec<String> = c.peers.allow.iter().map(ToString::to_string).collect();
+    assert_eq!(nets, ["10.1.2.3/32", "2001:db8::1/128", "10.0.0.0/8"]);
+    assert_eq!(c.peers.deny[0].to_string(), "192.0.2.0/24");
+}
+
+#[test]
+fn bad_cidr_is_named_with_key_and_line() {
+    let e = err("[peers]\ndeny = [\"10.0.0.0/8\"]\nallow = [\n  \"10.0.0.0/33\",\n]\n");
+    assert!(
+        e.contains("peers.allow: \"10.0.0.0/33\" is not a CIDR or IP address")
+            && e.contains("line 3"),
+        "{e}"
+    );
+}
+
+#[test]
+fn quotas_and_lifetimes_must_be_positive_and_ordered() {
+    let e = err("[quota]\nallocations_per_user = 0\n");
+    assert!(
+        e.contains("must be at least 1") && e.contains("allocations_per_user = 0"),
+        "{e}"
+    );
+    let e = err("[quota]\nchannels_per_allocation = 20000\n");
+    assert!(
+        e.contains("quota.channels_per_allocation (20000) must be at most 16384"),
+        "{e}"
+    );
+    let e = err("[allocation]\nmax_lifetime_s = 30\n");
+    assert!(
+        e.contains("allocation.max_lifetime_s (30) must be ≥ allocation.default_lifetime_s (600)"),
+        "{e}"
+    );
+    let mut c = Config::default();
+    c.allocation.nonce_lifetime_s = 0;
+    let e = c.validate().unwrap_err().to_string();
+    assert_eq!(e, "allocation.nonce_lifetime_s must be at least 1");
+}
+
+#[test]
+fn http_can_move_or_be_disabled() {
+    assert_eq!(parse("[http]\nenabled = false\n").http.listen, None);
+    let c = parse("[http]\nlisten = \"[::1]:9000\"\n");
+    assert_eq!(c.http.listen, Some("[::1]:9000".parse().unwrap()));
+    assert!(err("[http]\nlisten = \"\"\n").contains("http.listen: \"\" is not an IP:PORT"));
+}
+
+#[test]
+fn log_level_accepts_levels_and_directives() {
+    assert_eq!(
+        parse("[log]\nlevel = \"info,turnd::core=trace\"\n")
+            .log
+            .level,
+        "info,turnd::core=trace"
+    );
+    assert!(err("[log]\nlevel = \"\"\n").contains("log.level \"\" must be one of"));
+    assert!(err("[log]\nlevel = \"info; rm\"\n").contains("log.level"));
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let s = Secret::from("hunter2");
+    assert_eq!(format!("{s:?}"), "***");
+    assert_eq!(format!("{s}"), "***");
+    assert_eq!(s.expose(), "hunter2");
+    let c = parse(
+        "[[users]]\nname = \"a\"\npassword = \"hunter2\"\n\
+         [[users]]\nname = \"b\"\nkey = \"00112233445566778899aabbccddeeff\"\n\
+         [rest]\nsecrets = [\"hunter3\"]\n",
+    );
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("hunter") && !debug.contains("0, 17, 34"),
+        "{debug}"
+    );
+    assert!(
+        debug.contains("Password(***)") && debug.contains("Key(***)"),
+        "{debug}"
+    );
+}

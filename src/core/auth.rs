@@ -1,0 +1,169 @@
+//! The long-term credential mechanism (RFC 8489 §9.2) with static users and
+//! TURN REST API shared secrets (draft-uberti-behave-turn-rest, as coturn's
+//! `use-auth-secret`): username `expiry:user`, password
+//! `base64(HMAC-SHA1(secret, username))`, key `MD5(username:realm:password)`.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use sha1::Sha1;
+
+/// A long-term credential key: MD5(username ":" realm ":" password).
+pub type Key = [u8; 16];
+
+/// The long-term key for `username` in `realm` with `password`.
+pub fn long_term_key(username: &str, realm: &str, password: &str) -> Key {
+    let mut h = Md5::new();
+    h.update(username.as_bytes());
+    h.update(b":");
+    h.update(realm.as_bytes());
+    h.update(b":");
+    h.update(password.as_bytes());
+    h.finalize().into()
+}
+
+/// The TURN REST API password for `username` under `secret`.
+pub fn rest_password(secret: &str, username: &str) -> String {
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(username.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Why a username has no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Neither a static user nor a well-formed REST username with a secret.
+    UnknownUser,
+    /// A REST username whose expiry time has passed.
+    Expired,
+}
+
+/// The credentials turnd accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    realm: String,
+    users: HashMap<String, Key>,
+    rest_secrets: Vec<String>,
+}
+
+impl Credentials {
+    /// `users` holds precomputed keys (a password is turned into one by the
+    /// caller with [`long_term_key`]).
+    pub fn new(realm: String, users: HashMap<String, Key>, rest_secrets: Vec<String>) -> Self {
+        Credentials {
+            realm,
+            users,
+            rest_secrets,
+        }
+    }
+
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// No user and no secret: turnd must not relay at all.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.rest_secrets.is_empty()
+    }
+
+    /// The keys a request signed as `username` may use at `unix_secs`: one for
+    /// a static user, one per secret for a REST username (secrets rotate).
+    pub fn keys(&self, username: &str, unix_secs: u64) -> Result<Vec<Key>, Refusal> {
+        if let Some(key) = self.users.get(username) {
+            return Ok(vec![*key]);
+        }
+        let expiry = rest_expiry(username).ok_or(Refusal::UnknownUser)?;
+        if self.rest_secrets.is_empty() {
+            return Err(Refusal::UnknownUser);
+        }
+        if expiry <= unix_secs {
+            return Err(Refusal::Expired);
+        }
+        Ok(self
+            .rest_secrets
+            .iter()
+            .map(|s| long_term_key(username, &self.realm, &rest_password(s, username)))
+            .collect())
+    }
+}
+
+/// The expiry of a REST username `expiry[:user]`, if it is one.
+fn rest_expiry(username: &str) -> Option<u64> {
+    let stamp = username.split_once(':').map_or(username, |(t, _)| t);
+    if stamp.is_empty() || stamp.len() > 20 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stamp.parse().ok()
+}
+
+/// The user a quota is counted against: `alice` for REST username
+/// `1700000000:alice`, so minting fresh credentials does not escape it.
+pub fn quota_user(username: &str) -> &str {
+    match username.split_once(':') {
+        Some((stamp, user)) if rest_expiry(stamp).is_some() => user,
+        _ => username,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_term_key_matches_rfc_5769_vector() {
+        // RFC 5769 §2.4: username "マトリックス" (after SASLprep), realm
+        // "example.org", password "TheMatrIX".
+        let key = long_term_key(
+            "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}",
+            "example.org",
+            "TheMatrIX",
+        );
+        assert_eq!(hex::encode(key), "4c8ae15da8d5cfbdeea1a3f6aa2e2b9e");
+    }
+
+    #[test]
+    fn rest_password_matches_coturn() {
+        // echo -n "1700000000:alice" | openssl dgst -sha1 -hmac "s3cret" -binary | base64
+        assert_eq!(
+            rest_password("s3cret", "1700000000:alice"),
+            "TtElzSjT0GdnTQ9xdcRNxx96yQs="
+        );
+    }
+
+    #[test]
+    fn static_users_rest_users_and_refusals() {
+        let mut users = HashMap::new();
+        users.insert("alice".to_string(), long_term_key("alice", "r", "pw"));
+        let creds = Credentials::new("r".into(), users, vec!["old".into(), "new".into()]);
+        assert_eq!(
+            creds.keys("alice", 0).unwrap(),
+            vec![long_term_key("alice", "r", "pw")]
+        );
+        assert_eq!(creds.keys("bob", 0), Err(Refusal::UnknownUser));
+        let rest = creds.keys("2000:bob", 1999).unwrap();
+        assert_eq!(rest.len(), 2);
+        assert_eq!(
+            rest[1],
+            long_term_key("2000:bob", "r", &rest_password("new", "2000:bob"))
+        );
+        assert_eq!(creds.keys("2000:bob", 2000), Err(Refusal::Expired));
+        assert_eq!(
+            creds.keys("2000", 10).unwrap().len(),
+            2,
+            "a bare timestamp is a REST username"
+        );
+        let no_secrets = Credentials::new("r".into(), HashMap::new(), vec![]);
+        assert!(no_secrets.is_empty());
+        assert_eq!(no_secrets.keys("2000:bob", 0), Err(Refusal::UnknownUser));
+    }
+
+    #[test]
+    fn quota_is_counted_per_rest_user() {
+        assert_eq!(quota_user("1700000000:alice"), "alice");
+        assert_eq!(quota_user("alice"), "alice");
+        assert_eq!(quota_user("team:alice"), "team:alice");
+    }
+}

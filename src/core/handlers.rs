@@ -1,0 +1,567 @@
+//! Request handlers: Binding (RFC 8489 §6.3), authentication (RFC 8489
+//! §9.2.4), Allocate (RFC 8656 §7.2), Refresh (§7.3), CreatePermission
+//! (§9.2), ChannelBind (§12.2).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use stun::attributes::*;
+use stun::message::{
+    Method, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_BINDING, METHOD_CHANNEL_BIND,
+    METHOD_CREATE_PERMISSION, METHOD_REFRESH,
+};
+use tracing::{debug, info};
+
+use super::allocation::{Allocation, Channel};
+use super::auth::{quota_user, Key, Refusal};
+use super::expiry::Timer;
+use super::message::{self, Request};
+use super::peer_policy::{canonical, Verdict};
+use super::ports::Parity;
+use super::server::{
+    Server, CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
+};
+use super::{FiveTuple, Now, RelaySockets};
+
+/// ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18): comprehension-optional, ignored.
+/// Attributes a TURN request may carry without a 420.
+const KNOWN: &[AttrType] = &[
+    ATTR_USERNAME,
+    ATTR_MESSAGE_INTEGRITY,
+    ATTR_REALM,
+    ATTR_NONCE,
+    ATTR_LIFETIME,
+    ATTR_REQUESTED_TRANSPORT,
+    ATTR_DONT_FRAGMENT,
+    ATTR_EVEN_PORT,
+    ATTR_RESERVATION_TOKEN,
+    ATTR_REQUESTED_ADDRESS_FAMILY,
+    ATTR_XOR_PEER_ADDRESS,
+    ATTR_CHANNEL_NUMBER,
+    ATTR_DATA,
+];
+
+/// Channel numbers a client may bind: RFC 8656 §12 allows 0x4000-0x4FFF;
+/// RFC 5766 clients use up to 0x7FFF, which is accepted too.
+const CHANNEL_NUMBERS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFF;
+
+/// REQUESTED-TRANSPORT value for UDP (RFC 8656 §14.7).
+const PROTO_UDP: u8 = 17;
+
+/// The bounded `method` label of `turnd_requests_total`.
+fn method_label(method: Method) -> &'static str {
+    match method {
+        METHOD_BINDING => "binding",
+        METHOD_ALLOCATE => "allocate",
+        METHOD_REFRESH => "refresh",
+        METHOD_CREATE_PERMISSION => "create_permission",
+        METHOD_CHANNEL_BIND => "channel_bind",
+        _ => "other",
+    }
+}
+
+/// A handler's answer: the error code and whether it is sent with integrity.
+struct Reject {
+    code: u16,
+    key: Option<Key>,
+}
+
+fn reject(code: u16, key: Key) -> Reject {
+    Reject {
+        code,
+        key: Some(key),
+    }
+}
+
+/// An authenticated request's credentials.
+struct Authed {
+    key: Key,
+    username: String,
+}
+
+fn u32_attr(value: &[u8]) -> Option<u32> {
+    let b: [u8; 4] = value.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
+}
+
+impl Server {
+    /// Handles a request; returns the response bytes, if any.
+    pub(super) fn handle_request(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &mut Request,
+        relays: &mut dyn RelaySockets,
+    ) -> Option<Vec<u8>> {
+        let method = req.msg.typ.method;
+        let label = method_label(method);
+        if method == METHOD_BINDING {
+            return Some(self.binding(ft, req));
+        }
+        let result = match self.authenticate(now, ft, req) {
+            Err(reply) => Err(reply),
+            Ok(authed) => {
+                let unknown = req.unknown_required(KNOWN);
+                if !unknown.is_empty() {
+                    self.count(label, "420");
+                    let mut m = message::error_response(req, 420);
+                    message::add_unknown_attributes(&mut m, &unknown);
+                    return Some(message::finish(m, Some(&authed.key), req.has_fingerprint));
+                }
+                match method {
+                    METHOD_ALLOCATE => self.allocate(now, ft, req, authed, relays),
+                    METHOD_REFRESH => self.refresh(now, ft, req, authed, relays),
+                    METHOD_CREATE_PERMISSION => self.create_permission(now, ft, req, authed),
+                    METHOD_CHANNEL_BIND => self.channel_bind(now, ft, req, authed),
+                    _ => Err(reject(400, authed.key)),
+                }
+            }
+        };
+        match result {
+            Ok(bytes) => {
+                self.count(label, "success");
+                Some(bytes)
+            }
+            Err(r) => {
+                self.count(label, &r.code.to_string());
+                let mut m = message::error_response(req, r.code);
+                if matches!(r.code, 401 | 438) {
+                    m.add(ATTR_REALM, self.cfg.credentials.realm().as_bytes());
+                    m.add(
+                        ATTR_NONCE,
+                        self.nonce_key.issue(now.unix_secs, ft.client).as_bytes(),
+                    );
+                }
+                Some(message::finish(m, r.key.as_ref(), req.has_fingerprint))
+            }
+        }
+    }
+
+    fn count(&self, method: &str, result: &str) {
+        self.metrics
+            .requests
+            .with_label_values(&[method, result])
+            .inc();
+    }
+
+    fn auth_failure(&self, reason: &str) {
+        self.metrics
+            .auth_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Binding (RFC 8489 §6.3.1): no credentials, XOR-MAPPED-ADDRESS of the
+    /// source, FINGERPRINT when the request had one.
+    fn binding(&mut self, ft: FiveTuple, req: &Request) -> Vec<u8> {
+        self.metrics
+            .binding_requests
+            .with_label_values(&[ft.transport.as_str()])
+            .inc();
+        // ICE connectivity checks (RFC 8445 §7.1) may reach a STUN server.
+        let ice = [
+            ATTR_PRIORITY,
+            ATTR_USE_CANDIDATE,
+            ATTR_USERNAME,
+            ATTR_MESSAGE_INTEGRITY,
+        ];
+        let unknown = req.unknown_required(&ice);
+        if !unknown.is_empty() {
+            self.count("binding", "420");
+            let mut m = message::error_response(req, 420);
+            message::add_unknown_attributes(&mut m, &unknown);
+            return message::finish(m, None, req.has_fingerprint);
+        }
+        self.count("binding", "success");
+        let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
+        message::add_xor_address(&mut m, ATTR_XORMAPPED_ADDRESS, ft.client);
+        message::finish(m, None, req.has_fingerprint)
+    }
+
+    /// The long-term credential mechanism, server side (RFC 8489 §9.2.4).
+    fn authenticate(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &mut Request,
+    ) -> Result<Authed, Reject> {
+        let unauthorized = Reject {
+            code: 401,
+            key: None,
+        };
+        if req.get(ATTR_MESSAGE_INTEGRITY).is_none() {
+            self.auth_failure("missing_integrity");
+            return Err(unauthorized);
+        }
+        let (Some(username), Some(_realm), Some(nonce)) = (
+            req.text(ATTR_USERNAME),
+            req.text(ATTR_REALM),
+            req.text(ATTR_NONCE),
+        ) else {
+            self.auth_failure("bad_request");
+            return Err(Reject {
+                code: 400,
+                key: None,
+            });
+        };
+        let username = username.to_string();
+        if !self
+            .nonce_key
+            .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s)
+        {
+            self.auth_failure("stale_nonce");
+            return Err(Reject {
+                code: 438,
+                key: None,
+            });
+        }
+        if self.cfg.credentials.is_empty() {
+            self.auth_failure("relay_disabled");
+            return Err(unauthorized);
+        }
+        let keys = match self.cfg.credentials.keys(&username, now.unix_secs) {
+            Ok(keys) => keys,
+            Err(Refusal::UnknownUser) => {
+                self.auth_failure("unknown_user");
+                return Err(unauthorized);
+            }
+            Err(Refusal::Expired) => {
+                self.auth_failure("expired_credential");
+                return Err(unauthorized);
+            }
+        };
+        let Some(key) = keys.into_iter().find(|k| req.integrity_ok(k)) else {
+            self.auth_failure("bad_integrity");
+            return Err(unauthorized);
+        };
+        // Requests on an allocation must come from its owner (RFC 8656 §5).
+        if let Some(alloc) = self.allocations.get(&ft) {
+            if alloc.username != username {
+                return Err(reject(441, key));
+            }
+        }
+        Ok(Authed { key, username })
+    }
+
+    /// The lifetime a client gets (RFC 8656 §7.2 step 7, §7.3).
+    fn lifetime(&self, req: &Request) -> Result<Duration, ()> {
+        let requested = match req.get(ATTR_LIFETIME) {
+            None => return Ok(self.cfg.default_lifetime),
+            Some(v) => Duration::from_secs(u32_attr(v).ok_or(())?.into()),
+        };
+        if requested.is_zero() {
+            return Ok(requested);
+        }
+        Ok(requested
+            .min(self.cfg.max_lifetime)
+            .max(self.cfg.default_lifetime))
+    }
+
+    /// Allocate (RFC 8656 §7.2).
+    fn allocate(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &Request,
+        authed: Authed,
+        relays: &mut dyn RelaySockets,
+    ) -> Result<Vec<u8>, Reject> {
+        let key = authed.key;
+        if let Some(existing) = self.allocations.get(&ft) {
+            // A retransmission gets the same success again (§7.2 step 1).
+            if existing.allocate_transaction == req.transaction_id() {
+                return Ok(existing.allocate_response.clone());
+            }
+            return Err(reject(437, key));
+        }
+        match req.get(ATTR_REQUESTED_TRANSPORT) {
+            None => return Err(reject(400, key)),
+            Some(v) if v.len() != 4 => return Err(reject(400, key)),
+            Some(v) if v[0] != PROTO_UDP => return Err(reject(442, key)),
+            Some(_) => {}
+        }
+        let token = req.get(ATTR_RESERVATION_TOKEN);
+        let even = req.get(ATTR_EVEN_PORT);
+        let family = req.get(ATTR_REQUESTED_ADDRESS_FAMILY);
+        if token.is_some() && (even.is_some() || family.is_some()) {
+            return Err(reject(400, key));
+        }
+        if let Some(f) = family {
+            let wanted_v6 = match f.first() {
+                Some(1) if f.len() == 4 => false,
+                Some(2) if f.len() == 4 => true,
+                Some(_) if f.len() == 4 => return Err(reject(440, key)),
+                _ => return Err(reject(400, key)),
+            };
+            if wanted_v6 != self.cfg.relay_bind.is_ipv6() {
+                return Err(reject(440, key));
+            }
+        }
+        let lifetime = self.lifetime(req).map_err(|_| reject(400, key))?;
+        let lifetime = if lifetime.is_zero() {
+            self.cfg.default_lifetime
+        } else {
+            lifetime
+        };
+        // Quotas (§7.2 step 8): per user 486, in total 508.
+        let user = quota_user(&authed.username).to_string();
+        if self.per_user.get(&user).copied().unwrap_or(0) >= self.cfg.allocations_per_user {
+            self.metrics
+                .quota_rejections
+                .with_label_values(&["user"])
+                .inc();
+            return Err(reject(486, key));
+        }
+        if self.allocations.len() >= self.cfg.allocations_total {
+            self.metrics
+                .quota_rejections
+                .with_label_values(&["total"])
+                .inc();
+            return Err(reject(508, key));
+        }
+        let ip = self.cfg.relay_bind;
+        let mut reserved_token = None;
+        let port = if let Some(t) = token {
+            let t = u64::from_be_bytes(t.try_into().map_err(|_| reject(400, key))?);
+            let port = self
+                .reservations
+                .remove(&t)
+                .ok_or_else(|| reject(508, key))?;
+            self.timers.cancel(Timer::Reservation(t));
+            port
+        } else {
+            let parity = match even.and_then(|v| v.first()) {
+                None if even.is_some() => return Err(reject(400, key)),
+                None => Parity::Any,
+                Some(b) if b & 0x80 != 0 => Parity::EvenReserveNext,
+                Some(_) => Parity::Even,
+            };
+            let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays) else {
+                self.metrics
+                    .quota_rejections
+                    .with_label_values(&["relay_ports"])
+                    .inc();
+                return Err(reject(508, key));
+            };
+            if parity == Parity::EvenReserveNext {
+                let t: u64 = rand::Rng::gen(&mut self.rng);
+                self.reservations.insert(t, port + 1);
+                self.timers
+                    .schedule(Timer::Reservation(t), now.instant + RESERVATION_LIFETIME);
+                reserved_token = Some(t);
+            }
+            port
+        };
+        let relay = SocketAddr::new(ip, port);
+        let advertised = SocketAddr::new(self.cfg.relay_advertised, port);
+
+        let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
+        message::add_xor_address(&mut m, ATTR_XOR_RELAYED_ADDRESS, advertised);
+        m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());
+        if let Some(t) = reserved_token {
+            m.add(ATTR_RESERVATION_TOKEN, &t.to_be_bytes());
+        }
+        message::add_xor_address(&mut m, ATTR_XORMAPPED_ADDRESS, ft.client);
+        let response = message::finish(m, Some(&key), req.has_fingerprint);
+
+        let expires = now.instant + lifetime;
+        self.timers.schedule(Timer::Allocation(ft), expires);
+        self.by_relay_port.insert(port, ft);
+        *self.per_user.entry(user).or_insert(0) += 1;
+        self.allocations.insert(
+            ft,
+            Allocation {
+                five_tuple: ft,
+                relay,
+                advertised,
+                username: authed.username,
+                key,
+                expires,
+                permissions: Default::default(),
+                channels: Default::default(),
+                channel_by_peer: Default::default(),
+                allocate_transaction: req.transaction_id(),
+                allocate_response: response.clone(),
+            },
+        );
+        let transport = ft.transport.as_str();
+        self.metrics
+            .allocations_created
+            .with_label_values(&[transport])
+            .inc();
+        self.metrics
+            .allocations_active
+            .with_label_values(&[transport])
+            .inc();
+        self.metrics
+            .relay_ports_in_use
+            .set(self.ports.in_use() as i64);
+        info!(client = %ft.client, %transport, relay = %advertised, lifetime_s = lifetime.as_secs(), "allocation created");
+        Ok(response)
+    }
+
+    /// Refresh (RFC 8656 §7.3): a new lifetime, or deletion with 0.
+    fn refresh(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &Request,
+        authed: Authed,
+        relays: &mut dyn RelaySockets,
+    ) -> Result<Vec<u8>, Reject> {
+        let key = authed.key;
+        if !self.allocations.contains_key(&ft) {
+            return Err(reject(437, key));
+        }
+        let lifetime = self.lifetime(req).map_err(|_| reject(400, key))?;
+        if lifetime.is_zero() {
+            self.delete_allocation(ft, super::server::EndReason::Deleted, relays);
+        } else if let Some(alloc) = self.allocations.get_mut(&ft) {
+            alloc.expires = now.instant + lifetime;
+            self.timers.schedule(Timer::Allocation(ft), alloc.expires);
+            info!(client = %ft.client, lifetime_s = lifetime.as_secs(), "allocation refreshed");
+        }
+        let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
+        m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());
+        Ok(message::finish(m, Some(&key), req.has_fingerprint))
+    }
+
+    /// Checks a peer against the allocation's family and the peer policy.
+    fn check_peer(&self, relay: SocketAddr, peer: SocketAddr, key: Key) -> Result<IpAddr, Reject> {
+        let ip = canonical(peer.ip());
+        if ip.is_ipv4() != relay.is_ipv4() {
+            return Err(reject(443, key));
+        }
+        if let Verdict::Denied(reason) = self.cfg.peer_policy.check(ip) {
+            self.metrics
+                .peer_denied
+                .with_label_values(&[reason.as_str()])
+                .inc();
+            debug!(peer = %peer, reason = reason.as_str(), "peer denied");
+            return Err(reject(403, key));
+        }
+        Ok(ip)
+    }
+
+    /// CreatePermission (RFC 8656 §9.2): every XOR-PEER-ADDRESS, all or none.
+    fn create_permission(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &Request,
+        authed: Authed,
+    ) -> Result<Vec<u8>, Reject> {
+        let key = authed.key;
+        let Some(alloc) = self.allocations.get(&ft) else {
+            return Err(reject(437, key));
+        };
+        let mut ips = Vec::new();
+        for value in req.get_all(ATTR_XOR_PEER_ADDRESS) {
+            let peer = req.xor_address(value).ok_or_else(|| reject(400, key))?;
+            ips.push(self.check_peer(alloc.relay, peer, key)?);
+        }
+        if ips.is_empty() {
+            return Err(reject(400, key));
+        }
+        let fresh = ips
+            .iter()
+            .filter(|ip| !alloc.permissions.contains_key(ip))
+            .count();
+        if alloc.permissions.len() + fresh > self.cfg.permissions_per_allocation {
+            self.metrics
+                .quota_rejections
+                .with_label_values(&["permissions"])
+                .inc();
+            return Err(reject(508, key));
+        }
+        let expires = now.instant + PERMISSION_LIFETIME;
+        for ip in ips {
+            self.install_permission(ft, ip, expires);
+        }
+        let m = message::response(req, CLASS_SUCCESS_RESPONSE);
+        Ok(message::finish(m, Some(&key), req.has_fingerprint))
+    }
+
+    fn install_permission(&mut self, ft: FiveTuple, ip: IpAddr, expires: std::time::Instant) {
+        if let Some(alloc) = self.allocations.get_mut(&ft) {
+            alloc.permissions.insert(ip, expires);
+            self.timers.schedule(Timer::Permission(ft, ip), expires);
+            debug!(client = %ft.client, peer = %ip, "permission installed");
+        }
+    }
+
+    /// ChannelBind (RFC 8656 §12.2).
+    fn channel_bind(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &Request,
+        authed: Authed,
+    ) -> Result<Vec<u8>, Reject> {
+        let key = authed.key;
+        let Some(alloc) = self.allocations.get(&ft) else {
+            return Err(reject(437, key));
+        };
+        let number = match req.get(ATTR_CHANNEL_NUMBER) {
+            Some(v) if v.len() == 4 => u16::from_be_bytes([v[0], v[1]]),
+            _ => return Err(reject(400, key)),
+        };
+        let peer = req
+            .get(ATTR_XOR_PEER_ADDRESS)
+            .and_then(|v| req.xor_address(v))
+            .ok_or_else(|| reject(400, key))?;
+        if !CHANNEL_NUMBERS.contains(&number) {
+            return Err(reject(400, key));
+        }
+        let ip = self.check_peer(alloc.relay, peer, key)?;
+        if self.is_own_listener(peer) {
+            self.metrics
+                .peer_denied
+                .with_label_values(&["own_address"])
+                .inc();
+            return Err(reject(403, key));
+        }
+        let peer = SocketAddr::new(ip, peer.port());
+        // A number bound to another peer, or a peer bound to another number,
+        // is refused, including during the quarantine after expiry.
+        if alloc.channels.get(&number).is_some_and(|c| c.peer != peer)
+            || alloc
+                .channel_by_peer
+                .get(&peer)
+                .is_some_and(|n| *n != number)
+        {
+            return Err(reject(400, key));
+        }
+        if !alloc.channels.contains_key(&number)
+            && alloc.channels.len() >= self.cfg.channels_per_allocation
+        {
+            self.metrics
+                .quota_rejections
+                .with_label_values(&["channels"])
+                .inc();
+            return Err(reject(508, key));
+        }
+        if !alloc.permissions.contains_key(&ip)
+            && alloc.permissions.len() >= self.cfg.permissions_per_allocation
+        {
+            self.metrics
+                .quota_rejections
+                .with_label_values(&["permissions"])
+                .inc();
+            return Err(reject(508, key));
+        }
+        let expires = now.instant + CHANNEL_LIFETIME;
+        if let Some(alloc) = self.allocations.get_mut(&ft) {
+            alloc.channels.insert(number, Channel { peer, expires });
+            alloc.channel_by_peer.insert(peer, number);
+        }
+        self.timers.schedule(
+            Timer::ChannelRelease(ft, number),
+            expires + CHANNEL_QUARANTINE,
+        );
+        self.install_permission(ft, ip, now.instant + PERMISSION_LIFETIME);
+        debug!(client = %ft.client, %peer, channel = number, "channel bound");
+        let m = message::response(req, CLASS_SUCCESS_RESPONSE);
+        Ok(message::finish(m, Some(&key), req.has_fingerprint))
+    }
+}

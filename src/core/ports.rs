@@ -1,0 +1,169 @@
+//! Relay transport addresses (RFC 8656 §7.2, EVEN-PORT §14.6,
+//! RESERVATION-TOKEN §14.9): which port of the configured range a new
+//! allocation gets. Ports are tried from a random start so relay addresses are
+//! hard to guess; a port some other process holds is skipped.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+
+use rand::Rng;
+
+use super::RelaySockets;
+
+/// Bind attempts per allocation before answering 508.
+const MAX_BIND_ATTEMPTS: usize = 32;
+
+/// What the client asked of the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    Any,
+    Even,
+    /// Even, and the next port held for a later allocation.
+    EvenReserveNext,
+}
+
+/// The relay port range and which of its ports turnd holds.
+#[derive(Debug)]
+pub struct Ports {
+    low: u16,
+    high: u16,
+    in_use: HashSet<u16>,
+}
+
+impl Ports {
+    pub fn new(low: u16, high: u16) -> Self {
+        Ports {
+            low,
+            high,
+            in_use: HashSet::new(),
+        }
+    }
+
+    /// Ports turnd holds open (allocations and reservations).
+    pub fn in_use(&self) -> usize {
+        self.in_use.len()
+    }
+
+    /// Size of the configured range.
+    pub fn total(&self) -> usize {
+        usize::from(self.high - self.low) + 1
+    }
+
+    /// Binds a port (or an even/odd pair) on `ip`, returning the port.
+    pub fn acquire(
+        &mut self,
+        rng: &mut impl Rng,
+        ip: IpAddr,
+        parity: Parity,
+        relays: &mut dyn RelaySockets,
+    ) -> Option<u16> {
+        let total = self.total();
+        let start = rng.gen_range(0..total);
+        let mut attempts = 0;
+        for i in 0..total {
+            let port = self.low + ((start + i) % total) as u16;
+            if parity != Parity::Any && port % 2 == 1 {
+                continue;
+            }
+            if self.in_use.contains(&port) {
+                continue;
+            }
+            let pair = parity == Parity::EvenReserveNext;
+            if pair && (port == self.high || self.in_use.contains(&(port + 1))) {
+                continue;
+            }
+            attempts += 1;
+            if attempts > MAX_BIND_ATTEMPTS {
+                return None;
+            }
+            if relays.open(SocketAddr::new(ip, port)).is_err() {
+                continue;
+            }
+            if pair && relays.open(SocketAddr::new(ip, port + 1)).is_err() {
+                relays.close(SocketAddr::new(ip, port));
+                continue;
+            }
+            self.in_use.insert(port);
+            if pair {
+                self.in_use.insert(port + 1);
+            }
+            return Some(port);
+        }
+        None
+    }
+
+    /// Closes the socket at `port` and makes the port available again.
+    pub fn release(&mut self, ip: IpAddr, port: u16, relays: &mut dyn RelaySockets) {
+        if self.in_use.remove(&port) {
+            relays.close(SocketAddr::new(ip, port));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::io;
+
+    /// Relay sockets where some ports are held by "another process".
+    #[derive(Default)]
+    struct FakeRelays {
+        taken: HashSet<u16>,
+        open: HashSet<u16>,
+    }
+    impl RelaySockets for FakeRelays {
+        fn open(&mut self, addr: SocketAddr) -> io::Result<()> {
+            if self.taken.contains(&addr.port()) || !self.open.insert(addr.port()) {
+                return Err(io::ErrorKind::AddrInUse.into());
+            }
+            Ok(())
+        }
+        fn close(&mut self, addr: SocketAddr) {
+            self.open.remove(&addr.port());
+        }
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn fills_the_range_then_refuses() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut relays = FakeRelays::default();
+        relays.taken.insert(50001);
+        let mut ports = Ports::new(50000, 50003);
+        let mut got: Vec<u16> = (0..3)
+            .map(|_| {
+                ports
+                    .acquire(&mut rng, IP, Parity::Any, &mut relays)
+                    .unwrap()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![50000, 50002, 50003]);
+        assert_eq!(ports.acquire(&mut rng, IP, Parity::Any, &mut relays), None);
+        ports.release(IP, 50002, &mut relays);
+        assert_eq!(
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays),
+            Some(50002)
+        );
+    }
+
+    #[test]
+    fn even_ports_and_reserved_pairs() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let mut relays = FakeRelays::default();
+        let mut ports = Ports::new(50000, 50005);
+        let p = ports
+            .acquire(&mut rng, IP, Parity::EvenReserveNext, &mut relays)
+            .unwrap();
+        assert_eq!(p % 2, 0);
+        assert!(relays.open.contains(&(p + 1)), "the odd port is held");
+        assert_eq!(ports.in_use(), 2);
+        let q = ports
+            .acquire(&mut rng, IP, Parity::Even, &mut relays)
+            .unwrap();
+        assert_eq!(q % 2, 0);
+        assert_ne!(p, q);
+    }
+}

@@ -1,0 +1,492 @@
+//! The TURN server state machine (RFC 8656 §5-§12): demultiplexes what
+//! clients and peers send, relays data, and expires state on time.
+//! Requests are handled in [`super::handlers`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
+use stun::message::{MessageType, CLASS_INDICATION, CLASS_REQUEST, METHOD_DATA, METHOD_SEND};
+use tracing::{debug, info, trace};
+
+use super::allocation::Allocation;
+use super::auth::{quota_user, Credentials};
+use super::expiry::{Expiries, Timer};
+use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
+use super::nonce::NonceKey;
+use super::peer_policy::{canonical, PeerPolicy};
+use super::ports::Ports;
+use super::{classic, FiveTuple, Now, RelaySockets, Source, Transmit};
+use crate::metrics::Metrics;
+
+/// Permission lifetime (RFC 8656 §9).
+pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+/// Channel binding lifetime (RFC 8656 §12).
+pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+/// How long a lapsed channel's number and peer stay reserved (RFC 8656 §12).
+pub const CHANNEL_QUARANTINE: Duration = Duration::from_secs(300);
+/// How long the odd port of an EVEN-PORT pair is held (RFC 8656 §14.9).
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+/// Largest UDP payload: what the relay can send in one datagram.
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// Everything the engine needs to know about its configuration.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub credentials: Credentials,
+    pub relay_bind: IpAddr,
+    /// The address put in XOR-RELAYED-ADDRESS.
+    pub relay_advertised: IpAddr,
+    pub port_low: u16,
+    pub port_high: u16,
+    pub default_lifetime: Duration,
+    pub max_lifetime: Duration,
+    pub nonce_lifetime_s: u64,
+    pub allocations_per_user: usize,
+    pub allocations_total: usize,
+    pub permissions_per_allocation: usize,
+    pub channels_per_allocation: usize,
+    pub peer_policy: PeerPolicy,
+    /// The server's own listeners, never a valid peer (no relaying into
+    /// ourselves). An unspecified IP stands for every local address.
+    pub own_listeners: Vec<SocketAddr>,
+}
+
+impl CoreConfig {
+    /// The engine's view of `cfg`; `advertised` is the relay address the
+    /// shell resolved, `listeners` the addresses it bound.
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        advertised: IpAddr,
+        listeners: &[SocketAddr],
+    ) -> Self {
+        use crate::config::UserCredential;
+        let users = cfg
+            .users
+            .iter()
+            .map(|u| {
+                let key = match &u.credential {
+                    UserCredential::Password(p) => {
+                        super::auth::long_term_key(&u.name, &cfg.realm, p.expose())
+                    }
+                    UserCredential::Key(k) => *k,
+                };
+                (u.name.clone(), key)
+            })
+            .collect();
+        let secrets = cfg
+            .rest
+            .secrets
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        CoreConfig {
+            credentials: Credentials::new(cfg.realm.clone(), users, secrets),
+            relay_bind: cfg.relay.bind,
+            relay_advertised: advertised,
+            port_low: cfg.relay.ports.low,
+            port_high: cfg.relay.ports.high,
+            default_lifetime: Duration::from_secs(cfg.allocation.default_lifetime_s.into()),
+            max_lifetime: Duration::from_secs(cfg.allocation.max_lifetime_s.into()),
+            nonce_lifetime_s: cfg.allocation.nonce_lifetime_s.into(),
+            allocations_per_user: cfg.quota.allocations_per_user as usize,
+            allocations_total: cfg.quota.allocations_total as usize,
+            permissions_per_allocation: cfg.quota.permissions_per_allocation as usize,
+            channels_per_allocation: cfg.quota.channels_per_allocation as usize,
+            peer_policy: PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone()),
+            own_listeners: listeners.to_vec(),
+        }
+    }
+}
+
+/// Why an allocation ended (the `reason` label of
+/// `turnd_allocations_ended_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Expired,
+    Deleted,
+    Closed,
+    Shutdown,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Expired => "expired",
+            EndReason::Deleted => "deleted",
+            EndReason::Closed => "closed",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The engine. One per worker; it owns its allocations outright.
+pub struct Server {
+    pub(super) cfg: CoreConfig,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) rng: StdRng,
+    pub(super) nonce_key: NonceKey,
+    pub(super) allocations: HashMap<FiveTuple, Allocation>,
+    pub(super) by_relay_port: HashMap<u16, FiveTuple>,
+    pub(super) per_user: HashMap<String, usize>,
+    pub(super) ports: Ports,
+    /// Reserved odd ports by RESERVATION-TOKEN.
+    pub(super) reservations: HashMap<u64, u16>,
+    pub(super) timers: Expiries,
+}
+
+impl Server {
+    /// A server; `seed` feeds every random choice (nonce key, ports, tokens).
+    pub fn new(cfg: CoreConfig, metrics: Arc<Metrics>, seed: [u8; 32]) -> Self {
+        let mut rng = StdRng::from_seed(seed);
+        let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
+        let ports = Ports::new(cfg.port_low, cfg.port_high);
+        metrics.relay_ports_total.set(ports.total() as i64);
+        Server {
+            cfg,
+            metrics,
+            rng,
+            nonce_key,
+            allocations: HashMap::new(),
+            by_relay_port: HashMap::new(),
+            per_user: HashMap::new(),
+            ports,
+            reservations: HashMap::new(),
+            timers: Expiries::default(),
+        }
+    }
+
+    pub fn allocation_count(&self) -> usize {
+        self.allocations.len()
+    }
+
+    pub fn allocation(&self, five_tuple: &FiveTuple) -> Option<&Allocation> {
+        self.allocations.get(five_tuple)
+    }
+
+    /// When [`Server::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    pub(super) fn drop_packet(&self, reason: &str) {
+        self.metrics
+            .dropped_packets
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Bytes from a client on `five_tuple`.
+    pub fn handle_client(
+        &mut self,
+        now: Now,
+        five_tuple: FiveTuple,
+        data: &[u8],
+        relays: &mut dyn RelaySockets,
+        out: &mut Vec<Transmit>,
+    ) {
+        let inbound = match message::decode(data, five_tuple.transport.is_stream()) {
+            Ok(inbound) => inbound,
+            Err(why) => {
+                trace!(client = %five_tuple.client, reason = why.as_str(), "dropped");
+                return self.drop_packet(why.as_str());
+            }
+        };
+        match inbound {
+            Inbound::ChannelData { number, data } => {
+                self.channel_data_from_client(now, five_tuple, number, data, out)
+            }
+            Inbound::ClassicBinding { transaction_id } => {
+                self.metrics
+                    .binding_requests
+                    .with_label_values(&[five_tuple.transport.as_str()])
+                    .inc();
+                self.metrics
+                    .requests
+                    .with_label_values(&["binding", "success"])
+                    .inc();
+                out.push(Transmit {
+                    source: Source::Client(five_tuple),
+                    destination: five_tuple.client,
+                    payload: classic::binding_response(&transaction_id, five_tuple.client),
+                });
+            }
+            Inbound::Stun(mut req) => match req.class() {
+                CLASS_REQUEST => {
+                    if let Some(payload) = self.handle_request(now, five_tuple, &mut req, relays) {
+                        out.push(Transmit {
+                            source: Source::Client(five_tuple),
+                            destination: five_tuple.client,
+                            payload,
+                        });
+                    }
+                }
+                CLASS_INDICATION if req.msg.typ.method == METHOD_SEND => {
+                    self.send_indication(now, five_tuple, &req, out)
+                }
+                // Binding indications are keepalives (RFC 8489 §6.3.2).
+                CLASS_INDICATION if req.msg.typ.method == stun::message::METHOD_BINDING => {}
+                _ => self.drop_packet("unknown_indication"),
+            },
+        }
+    }
+
+    /// Relays ChannelData from a client to the channel's peer (RFC 8656 §12.6).
+    fn channel_data_from_client(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        number: u16,
+        data: &[u8],
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(alloc) = self.allocations.get(&ft) else {
+            return self.drop_packet("no_allocation");
+        };
+        let Some(peer) = alloc.channel_peer(number, now.instant) else {
+            return self.drop_packet("no_channel");
+        };
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+            return self.drop_packet("no_permission");
+        }
+        let relay = alloc.relay;
+        self.relay_to_peer(relay, peer, data, out);
+    }
+
+    /// Relays a Send indication's DATA to its XOR-PEER-ADDRESS (RFC 8656 §11.2).
+    fn send_indication(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &message::Request,
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(alloc) = self.allocations.get(&ft) else {
+            return self.drop_packet("no_allocation");
+        };
+        let (Some(peer), Some(data)) = (
+            req.get(ATTR_XOR_PEER_ADDRESS)
+                .and_then(|v| req.xor_address(v)),
+            req.get(ATTR_DATA),
+        ) else {
+            return self.drop_packet("malformed");
+        };
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+            return self.drop_packet("no_permission");
+        }
+        if self.is_own_listener(peer) {
+            self.metrics
+                .peer_denied
+                .with_label_values(&["own_address"])
+                .inc();
+            return self.drop_packet("no_permission");
+        }
+        let relay = alloc.relay;
+        self.relay_to_peer(relay, peer, data, out);
+    }
+
+    fn relay_to_peer(
+        &self,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<Transmit>,
+    ) {
+        self.metrics
+            .relayed_packets
+            .with_label_values(&["client_to_peer"])
+            .inc();
+        self.metrics
+            .relayed_bytes
+            .with_label_values(&["client_to_peer"])
+            .inc_by(data.len() as u64);
+        out.push(Transmit {
+            source: Source::Relay(relay),
+            destination: peer,
+            payload: data.to_vec(),
+        });
+    }
+
+    /// True when `peer` is one of our own listeners.
+    pub(super) fn is_own_listener(&self, peer: SocketAddr) -> bool {
+        let ip = canonical(peer.ip());
+        self.cfg.own_listeners.iter().any(|l| {
+            l.port() == peer.port()
+                && (l.ip() == ip
+                    || (l.ip().is_unspecified()
+                        && (ip.is_loopback()
+                            || ip == self.cfg.relay_advertised
+                            || ip == self.cfg.relay_bind)))
+        })
+    }
+
+    /// A datagram from `peer` arriving at the relay socket bound at `relay`
+    /// (RFC 8656 §11.3, §12.6).
+    pub fn handle_peer(
+        &mut self,
+        now: Now,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(ft) = self.by_relay_port.get(&relay.port()) else {
+            return self.drop_packet("no_allocation");
+        };
+        let Some(alloc) = self.allocations.get(ft) else {
+            return self.drop_packet("no_allocation");
+        };
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+            return self.drop_packet("no_permission");
+        }
+        let stream = ft.transport.is_stream();
+        let payload = match alloc.channel_for(peer, now.instant) {
+            Some(number) => {
+                let padded = if stream {
+                    data.len().next_multiple_of(4)
+                } else {
+                    data.len()
+                };
+                if CHANNEL_DATA_HEADER + padded > MAX_UDP_PAYLOAD && !stream {
+                    return self.drop_packet("too_big");
+                }
+                let mut buf = Vec::with_capacity(CHANNEL_DATA_HEADER + padded);
+                buf.extend_from_slice(&number.to_be_bytes());
+                buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                buf.extend_from_slice(data);
+                buf.resize(CHANNEL_DATA_HEADER + padded, 0);
+                buf
+            }
+            None => {
+                let mut m = stun::message::Message::new();
+                m.set_type(MessageType::new(METHOD_DATA, CLASS_INDICATION));
+                rand::Rng::fill(&mut self.rng, &mut m.transaction_id.0);
+                m.write_header();
+                message::add_xor_address(&mut m, ATTR_XOR_PEER_ADDRESS, peer);
+                m.add(ATTR_DATA, data);
+                if m.raw.len() > MAX_UDP_PAYLOAD && !stream || m.raw.len() > usize::from(u16::MAX) {
+                    return self.drop_packet("too_big");
+                }
+                m.raw
+            }
+        };
+        let Some(alloc) = self.allocations.get(ft) else {
+            return;
+        };
+        self.metrics
+            .relayed_packets
+            .with_label_values(&["peer_to_client"])
+            .inc();
+        self.metrics
+            .relayed_bytes
+            .with_label_values(&["peer_to_client"])
+            .inc_by(data.len() as u64);
+        out.push(Transmit {
+            source: Source::Client(alloc.five_tuple),
+            destination: alloc.five_tuple.client,
+            payload,
+        });
+    }
+
+    /// Expires whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Now, relays: &mut dyn RelaySockets) {
+        while let Some(timer) = self.timers.pop_due(now.instant) {
+            match timer {
+                Timer::Allocation(ft) => {
+                    if self
+                        .allocations
+                        .get(&ft)
+                        .is_some_and(|a| a.expires <= now.instant)
+                    {
+                        self.delete_allocation(ft, EndReason::Expired, relays);
+                    }
+                }
+                Timer::Permission(ft, ip) => {
+                    if let Some(a) = self.allocations.get_mut(&ft) {
+                        if a.permissions
+                            .get(&ip)
+                            .is_some_and(|exp| *exp <= now.instant)
+                        {
+                            a.permissions.remove(&ip);
+                            debug!(client = %ft.client, peer = %ip, "permission expired");
+                        }
+                    }
+                }
+                Timer::ChannelRelease(ft, number) => {
+                    if let Some(a) = self.allocations.get_mut(&ft) {
+                        a.remove_channel(number);
+                    }
+                }
+                Timer::Reservation(token) => {
+                    if let Some(port) = self.reservations.remove(&token) {
+                        self.ports.release(self.cfg.relay_bind, port, relays);
+                        self.metrics
+                            .relay_ports_in_use
+                            .set(self.ports.in_use() as i64);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The client's connection (TCP/TLS) is gone: so is its allocation
+    /// (RFC 8656 §3.1).
+    pub fn close_connection(&mut self, five_tuple: FiveTuple, relays: &mut dyn RelaySockets) {
+        if self.allocations.contains_key(&five_tuple) {
+            self.delete_allocation(five_tuple, EndReason::Closed, relays);
+        }
+    }
+
+    /// Ends every allocation (process shutdown).
+    pub fn shutdown(&mut self, relays: &mut dyn RelaySockets) {
+        let all: Vec<FiveTuple> = self.allocations.keys().copied().collect();
+        for ft in all {
+            self.delete_allocation(ft, EndReason::Shutdown, relays);
+        }
+    }
+
+    pub(super) fn delete_allocation(
+        &mut self,
+        ft: FiveTuple,
+        reason: EndReason,
+        relays: &mut dyn RelaySockets,
+    ) {
+        let Some(alloc) = self.allocations.remove(&ft) else {
+            return;
+        };
+        self.by_relay_port.remove(&alloc.relay.port());
+        self.ports
+            .release(alloc.relay.ip(), alloc.relay.port(), relays);
+        let user = quota_user(&alloc.username);
+        if let Some(n) = self.per_user.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_user.remove(user);
+            }
+        }
+        self.timers.cancel(Timer::Allocation(ft));
+        for ip in alloc.permissions.keys() {
+            self.timers.cancel(Timer::Permission(ft, *ip));
+        }
+        for number in alloc.channels.keys() {
+            self.timers.cancel(Timer::ChannelRelease(ft, *number));
+        }
+        let transport = ft.transport.as_str();
+        self.metrics
+            .allocations_active
+            .with_label_values(&[transport])
+            .dec();
+        self.metrics
+            .allocations_ended
+            .with_label_values(&[transport, reason.as_str()])
+            .inc();
+        self.metrics
+            .relay_ports_in_use
+            .set(self.ports.in_use() as i64);
+        info!(client = %ft.client, %transport, relay = %alloc.advertised, reason = reason.as_str(), "allocation deleted");
+    }
+}

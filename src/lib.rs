@@ -1,0 +1,13 @@
+//! turnd: a STUN/TURN relay server for WebRTC.
+//!
+//! The crate is split the way the design describes it: [`core`] holds the
+//! sans-IO protocol engine (no sockets, no tokio, time and randomness passed
+//! in), [`net`] is the thin tokio shell around it, [`config`] the TOML schema,
+//! [`metrics`] every Prometheus metric and [`http`] the endpoint serving them.
+
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod ice;
+pub mod metrics;
+pub mod net;

@@ -1,0 +1,713 @@
+//! Every Prometheus metric turnd exports, declared in one place.
+//!
+//! [`Metrics`] owns its own [`Registry`] (never the process-global one), so a
+//! test can build as many servers as it likes and each scrape shows only its
+//! own numbers. The core and the shell increment the public fields directly;
+//! [`crate::http`] serves [`Metrics::encode`] on `/metrics`.
+//!
+//! **The rule: labels are bounded.** A label value comes from one of the
+//! fixed vocabularies below ([`TRANSPORTS`], [`END_REASONS`], ...) or, for
+//! `turnd_requests_total{result}`, from the RFC's small set of error codes.
+//! Never put a username, a realm, an IP address or a port in a label: every
+//! distinct value is a new time series kept forever by this process and by
+//! Prometheus. Per-client detail belongs in `tracing` logs.
+//!
+//! Every listed label value is created at start-up, so each series reads `0`
+//! before the first packet instead of being absent (dashboards and `rate()`
+//! need no `or vector(0)`, and tests can compare before and after).
+//!
+//! On a per-packet path, resolve a child once (`with_label_values` returns a
+//! cheap handle sharing the same atomic) and keep it, rather than hashing the
+//! label values on every packet.
+
+use std::fmt;
+
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// `transport` label values: how the client reached us.
+pub const TRANSPORTS: &[&str] = &["udp", "tcp", "tls"];
+/// `reason` label values of `turnd_allocations_ended_total`.
+pub const END_REASONS: &[&str] = &["expired", "deleted", "closed", "shutdown"];
+/// `direction` label values; see [`Direction`].
+pub const DIRECTIONS: &[&str] = &["client_to_peer", "peer_to_client"];
+/// `method` label values of `turnd_requests_total`.
+pub const METHODS: &[&str] = &[
+    "binding",
+    "allocate",
+    "refresh",
+    "create_permission",
+    "channel_bind",
+    "other",
+];
+/// `result` label value of a request answered with a success response; an
+/// error response uses its code ("401", "438", ...).
+pub const RESULT_SUCCESS: &str = "success";
+/// `reason` label values of `turnd_auth_failures_total`.
+pub const AUTH_FAILURE_REASONS: &[&str] = &[
+    "missing_integrity",
+    "bad_request",
+    "stale_nonce",
+    "unknown_user",
+    "expired_credential",
+    "bad_integrity",
+    "relay_disabled",
+];
+/// `reason` label values of `turnd_peer_denied_total`.
+pub const PEER_DENIED_REASONS: &[&str] = &["special_range", "configured", "own_address"];
+/// `kind` label values of `turnd_quota_rejections_total`.
+pub const QUOTA_KINDS: &[&str] = &["user", "total", "permissions", "channels", "relay_ports"];
+/// `reason` label values of `turnd_dropped_packets_total`.
+pub const DROP_REASONS: &[&str] = &[
+    "malformed",
+    "not_stun",
+    "bad_fingerprint",
+    "no_allocation",
+    "no_permission",
+    "no_channel",
+    "unknown_indication",
+    "too_big",
+    "send_failed",
+    "rate_limited",
+];
+
+/// Which way relayed data flows, for the `direction` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the TURN client, through the relay, to a peer (Send indication or ChannelData).
+    ClientToPeer,
+    /// From a peer, arriving on the relayed address, to the TURN client.
+    PeerToClient,
+}
+
+impl Direction {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::ClientToPeer => "client_to_peer",
+            Direction::PeerToClient => "peer_to_client",
+        }
+    }
+}
+
+/// All of turnd's metrics, registered in their own [`Registry`].
+pub struct Metrics {
+    registry: Registry,
+    /// `turnd_allocations_active{transport}`.
+    pub allocations_active: IntGaugeVec,
+    /// `turnd_allocations_created_total{transport}`.
+    pub allocations_created: IntCounterVec,
+    /// `turnd_allocations_ended_total{transport,reason}`, reason in [`END_REASONS`].
+    pub allocations_ended: IntCounterVec,
+    /// `turnd_relayed_packets_total{direction}`.
+    pub relayed_packets: IntCounterVec,
+    /// `turnd_relayed_bytes_total{direction}`: application payload bytes.
+    pub relayed_bytes: IntCounterVec,
+    /// `turnd_binding_requests_total{transport}`.
+    pub binding_requests: IntCounterVec,
+    /// `turnd_requests_total{method,result}`, method in [`METHODS`], result
+    /// [`RESULT_SUCCESS`] or the error code.
+    pub requests: IntCounterVec,
+    /// `turnd_auth_failures_total{reason}`, reason in [`AUTH_FAILURE_REASONS`].
+    pub auth_failures: IntCounterVec,
+    /// `turnd_peer_denied_total{reason}`, reason in [`PEER_DENIED_REASONS`].
+    pub peer_denied: IntCounterVec,
+    /// `turnd_quota_rejections_total{kind}`, kind in [`QUOTA_KINDS`].
+    pub quota_rejections: IntCounterVec,
+    /// `turnd_dropped_packets_total{reason}`, reason in [`DROP_REASONS`].
+    pub dropped_packets: IntCounterVec,
+    /// `turnd_relay_ports_in_use`.
+    pub relay_ports_in_use: IntGauge,
+    /// `turnd_relay_ports_total`: size of the configured relay port range.
+    pub relay_ports_total: IntGauge,
+    /// `turnd_build_info{version}`, always 1.
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Declares and registers every metric, pre-creates each listed label
+    /// value at 0, sets `turnd_build_info`, and (on Linux) adds the standard
+    /// `process_*` collector (CPU, memory, open file descriptors).
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+
+        let allocations_active = gauge_vec(
+            r,
+            "turnd_allocations_active",
+            "TURN allocations currently active, by client transport.",
+            &["transport"],
+        );
+        let allocations_created = counter_vec(
+            r,
+            "turnd_allocations_created_total",
+            "TURN allocations created, by client transport.",
+            &["transport"],
+        );
+        let allocations_ended = counter_vec(
+            r,
+            "turnd_allocations_ended_total",
+            "TURN allocations ended, by client transport and reason \
+             (expired, deleted by a zero-lifetime Refresh, closed with the client's \
+             TCP/TLS connection, shutdown).",
+            &["transport", "reason"],
+        );
+        let relayed_packets = counter_vec(
+            r,
+            "turnd_relayed_packets_total",
+            "Packets relayed between clients and peers, by direction.",
+            &["direction"],
+        );
+        let relayed_bytes = counter_vec(
+            r,
+            "turnd_relayed_bytes_total",
+            "Application payload bytes relayed between clients and peers, by direction \
+             (excluding STUN, ChannelData, IP and UDP headers).",
+            &["direction"],
+        );
+        let binding_requests = counter_vec(
+            r,
+            "turnd_binding_requests_total",
+            "STUN Binding requests received, by client transport.",
+            &["transport"],
+        );
+        let requests = counter_vec(
+            r,
+            "turnd_requests_total",
+            "STUN/TURN requests answered, by method and result \
+             (\"success\" or the error code of the error response).",
+            &["method", "result"],
+        );
+        let auth_failures = counter_vec(
+            r,
+            "turnd_auth_failures_total",
+            "Requests rejected by authentication, by reason.",
+            &["reason"],
+        );
+        let peer_denied = counter_vec(
+            r,
+            "turnd_peer_denied_total",
+            "Peer addresses refused by the peer policy, by reason \
+             (special-purpose range, configured deny rule, the server's own address).",
+            &["reason"],
+        );
+        let quota_rejections = counter_vec(
+            r,
+            "turnd_quota_rejections_total",
+            "Requests refused because a quota was reached, by kind.",
+            &["kind"],
+        );
+        let dropped_packets = counter_vec(
+            r,
+            "turnd_dropped_packets_total",
+            "Packets dropped without a response, by reason.",
+            &["reason"],
+        );
+        let relay_ports_in_use = gauge(
+            r,
+            "turnd_relay_ports_in_use",
+            "Relay ports currently bound for allocations.",
+        );
+        let relay_ports_total = gauge(
+            r,
+            "turnd_relay_ports_total",
+            "Relay ports in the configured range.",
+        );
+        let build_info = gauge_vec(
+            r,
+            "turnd_build_info",
+            "Always 1; the version label is the running turnd version.",
+            &["version"],
+        );
+
+        #[cfg(target_os = "linux")]
+        register(
+            r,
+            prometheus::process_collector::ProcessCollector::for_self(),
+            "process",
+        );
+
+        for t in TRANSPORTS {
+            allocations_active.with_label_values(&[t]);
+            allocations_created.with_label_values(&[t]);
+            binding_requests.with_label_values(&[t]);
+            for reason in END_REASONS {
+                allocations_ended.with_label_values(&[t, reason]);
+            }
+        }
+        for d in DIRECTIONS {
+            relayed_packets.with_label_values(&[d]);
+            relayed_bytes.with_label_values(&[d]);
+        }
+        for m in METHODS {
+            requests.with_label_values(&[m, RESULT_SUCCESS]);
+        }
+        for (vec, values) in [
+            (&auth_failures, AUTH_FAILURE_REASONS),
+            (&peer_denied, PEER_DENIED_REASONS),
+            (&quota_rejections, QUOTA_KINDS),
+            (&dropped_packets, DROP_REASONS),
+        ] {
+            for v in values {
+                vec.with_label_values(&[v]);
+            }
+        }
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        Metrics {
+            registry,
+            allocations_active,
+            allocations_created,
+            allocations_ended,
+            relayed_packets,
+            relayed_bytes,
+            binding_requests,
+            requests,
+            auth_failures,
+            peer_denied,
+            quota_rejections,
+            dropped_packets,
+            relay_ports_in_use,
+            relay_ports_total,
+            build_info,
+        }
+    }
+
+    /// The registry holding every metric above (and the process collector).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Everything in the registry, in the Prometheus text exposition format
+    /// (version 0.0.4, content type [`prometheus::TEXT_FORMAT`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
+            // Only reachable through a malformed metric family, which `new` cannot build.
+            tracing::warn!(%error, "cannot encode metrics");
+        }
+        out
+    }
+
+    /// Counts one answered request: `error_code` is `None` for a success
+    /// response, else the ERROR-CODE sent (400, 401, 438, ...).
+    pub fn count_request(&self, method: &str, error_code: Option<u16>) {
+        match error_code {
+            None => self.requests.with_label_values(&[method, RESULT_SUCCESS]),
+            Some(code) => self
+                .requests
+                .with_label_values(&[method, &code.to_string()]),
+        }
+        .inc();
+    }
+
+    /// Counts one relayed packet carrying `payload_bytes` of application data.
+    pub fn count_relayed(&self, direction: Direction, payload_bytes: usize) {
+        let label = [direction.as_str()];
+        self.relayed_packets.with_label_values(&label).inc();
+        self.relayed_bytes
+            .with_label_values(&label)
+            .inc_by(payload_bytes as u64);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn register<C: prometheus::core::Collector + 'static>(registry: &Registry, c: C, name: &str) {
+    // Names and labels are the literals above, so this fails only on a typo
+    // or a duplicate name, which every test run would catch.
+    registry
+        .register(Box::new(c))
+        .unwrap_or_else(|e| panic!("cannot register metric {name}: {e}"));
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("invalid metric {name}: {e}"));
+    register(registry, v.clone(), name);
+    v
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("invalid metric {name}: {e}"));
+    register(registry, v.clone(), name);
+    v
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("invalid metric {name}: {e}"));
+    register(registry, g.clone(), name);
+    g
+}
+
+/// A small parser for the Prometheus text format, so unit tests and the
+/// daemon tests in `tests/` can check what `/metrics` serves.
+#[doc(hidden)]
+pub mod text {
+    /// One sample: metric name, labels in the order written, value.
+    pub type Sample = (String, Vec<(String, String)>, f64);
+
+    /// Parses text exposition format line by line: `# HELP name text` and
+    /// `# TYPE name kind` comments are checked and skipped, every other
+    /// non-empty line must be `name{label="value",...} value [timestamp]`.
+    ///
+    /// # Panics
+    /// On any malformed line, naming its line number: this is a test helper.
+    pub fn parse_prometheus_text(s: &str) -> Vec<Sample> {
+        let mut samples = Vec::new();
+        for (i, line) in s.lines().enumerate() {
+            let fail = |why: &str| -> ! { panic!("line {}: {why}: {line:?}", i + 1) };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Some(comment) = line.strip_prefix('#') {
+                let mut words = comment.trim_start().splitn(3, ' ');
+                match words.next() {
+                    Some("HELP") => {
+                        let name = words.next().unwrap_or("");
+                        if !is_name(name) {
+                            fail("bad metric name in HELP");
+                        }
+                    }
+                    Some("TYPE") => {
+                        let name = words.next().unwrap_or("");
+                        if !is_name(name) {
+                            fail("bad metric name in TYPE");
+                        }
+                        match words.next() {
+                            Some("counter" | "gauge" | "histogram" | "summary" | "untyped") => {}
+                            _ => fail("bad TYPE"),
+                        }
+                    }
+                    _ => {} // a free-form comment
+                }
+                continue;
+            }
+            match parse_sample(line) {
+                Ok(sample) => samples.push(sample),
+                Err(why) => fail(why),
+            }
+        }
+        samples
+    }
+
+    /// The value of the sample named `name` whose labels are exactly `labels`
+    /// (in any order), if there is one.
+    pub fn find(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && l.len() == labels.len()
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| *v)
+    }
+
+    fn is_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    fn parse_sample(line: &str) -> Result<Sample, &'static str> {
+        let name_end = line.find(['{', ' ']).ok_or("no value")?;
+        let name = &line[..name_end];
+        if !is_name(name) {
+            return Err("bad metric name");
+        }
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(after_brace) = rest.strip_prefix('{') {
+            rest = after_brace;
+            loop {
+                if let Some(after) = rest.strip_prefix('}') {
+                    rest = after;
+                    break;
+                }
+                let eq = rest.find('=').ok_or("label without '='")?;
+                let label = &rest[..eq];
+                if !is_name(label) || label.contains(':') {
+                    return Err("bad label name");
+                }
+                rest = rest[eq + 1..]
+                    .strip_prefix('"')
+                    .ok_or("label value not quoted")?;
+                let mut value = String::new();
+                let mut chars = rest.char_indices();
+                let close = loop {
+                    match chars.next().ok_or("unterminated label value")? {
+                        (at, '"') => break at,
+                        (_, '\\') => match chars.next().ok_or("unterminated label value")?.1 {
+                            'n' => value.push('\n'),
+                            c @ ('\\' | '"') => value.push(c),
+                            _ => return Err("bad escape in label value"),
+                        },
+                        (_, c) => value.push(c),
+                    }
+                };
+                labels.push((label.to_owned(), value));
+                rest = &rest[close + 1..];
+                if let Some(after) = rest.strip_prefix(',') {
+                    rest = after;
+                } else if !rest.starts_with('}') {
+                    return Err("expected ',' or '}' after label");
+                }
+            }
+        }
+        let mut fields = rest
+            .strip_prefix(' ')
+            .ok_or("no space before value")?
+            .split(' ');
+        let value = fields.next().ok_or("no value")?;
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v if v
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
+            {
+                v.parse().map_err(|_| "bad value")?
+            }
+            _ => return Err("bad value"),
+        };
+        if let Some(ts) = fields.next() {
+            ts.parse::<i64>().map_err(|_| "bad timestamp")?;
+        }
+        if fields.next().is_some() {
+            return Err("trailing fields");
+        }
+        Ok((name.to_owned(), labels, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text::{find, parse_prometheus_text};
+    use super::*;
+
+    const NAMES: &[&str] = &[
+        "turnd_allocations_active",
+        "turnd_allocations_created_total",
+        "turnd_allocations_ended_total",
+        "turnd_relayed_packets_total",
+        "turnd_relayed_bytes_total",
+        "turnd_binding_requests_total",
+        "turnd_requests_total",
+        "turnd_auth_failures_total",
+        "turnd_peer_denied_total",
+        "turnd_quota_rejections_total",
+        "turnd_dropped_packets_total",
+        "turnd_relay_ports_in_use",
+        "turnd_relay_ports_total",
+        "turnd_build_info",
+    ];
+
+    #[test]
+    fn every_metric_is_encoded_with_help_and_type() {
+        let text = Metrics::new().encode();
+        for name in NAMES {
+            let help = format!("# HELP {name} ");
+            assert!(text.contains(&help), "no HELP for {name}");
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "no TYPE for {name}"
+            );
+            assert!(text.contains(&format!("\n{name}")), "no sample for {name}");
+        }
+        let turnd_families = text
+            .lines()
+            .filter(|l| l.starts_with("# HELP turnd_"))
+            .count();
+        assert_eq!(
+            turnd_families,
+            NAMES.len(),
+            "a metric not listed in the test"
+        );
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("# HELP process_cpu_seconds_total "));
+    }
+
+    #[test]
+    fn label_values_are_pre_initialised_at_zero() {
+        let samples = parse_prometheus_text(&Metrics::new().encode());
+        let zero = |name: &str, labels: &[(&str, &str)]| {
+            assert_eq!(find(&samples, name, labels), Some(0.0), "{name} {labels:?}");
+        };
+        for t in TRANSPORTS {
+            zero("turnd_allocations_active", &[("transport", t)]);
+            zero("turnd_allocations_created_total", &[("transport", t)]);
+            zero("turnd_binding_requests_total", &[("transport", t)]);
+            for r in END_REASONS {
+                zero(
+                    "turnd_allocations_ended_total",
+                    &[("transport", t), ("reason", r)],
+                );
+            }
+        }
+        for d in DIRECTIONS {
+            zero("turnd_relayed_packets_total", &[("direction", d)]);
+            zero("turnd_relayed_bytes_total", &[("direction", d)]);
+        }
+        for m in METHODS {
+            zero(
+                "turnd_requests_total",
+                &[("method", m), ("result", "success")],
+            );
+        }
+        for r in AUTH_FAILURE_REASONS {
+            zero("turnd_auth_failures_total", &[("reason", r)]);
+        }
+        for r in PEER_DENIED_REASONS {
+            zero("turnd_peer_denied_total", &[("reason", r)]);
+        }
+        for k in QUOTA_KINDS {
+            zero("turnd_quota_rejections_total", &[("kind", k)]);
+        }
+        for r in DROP_REASONS {
+            zero("turnd_dropped_packets_total", &[("reason", r)]);
+        }
+        zero("turnd_relay_ports_in_use", &[]);
+        zero("turnd_relay_ports_total", &[]);
+        assert_eq!(
+            find(
+                &samples,
+                "turnd_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))]
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn direction_labels_match_the_vocabulary() {
+        assert_eq!(
+            [
+                Direction::ClientToPeer.as_str(),
+                Direction::PeerToClient.as_str()
+            ],
+            DIRECTIONS
+        );
+    }
+
+    #[test]
+    fn counting_shows_in_the_encoding() {
+        let m = Metrics::new();
+        m.allocations_created.with_label_values(&["udp"]).inc();
+        m.allocations_active.with_label_values(&["udp"]).inc();
+        m.allocations_active.with_label_values(&["tcp"]).inc();
+        m.allocations_active.with_label_values(&["tcp"]).dec();
+        m.count_relayed(Direction::ClientToPeer, 100);
+        m.count_relayed(Direction::ClientToPeer, 60);
+        m.count_relayed(Direction::PeerToClient, 7);
+        m.count_request("allocate", Some(401));
+        m.count_request("allocate", None);
+        m.dropped_packets.with_label_values(&["not_stun"]).inc_by(3);
+        m.relay_ports_total.set(16384);
+        m.relay_ports_in_use.set(2);
+
+        let s = parse_prometheus_text(&m.encode());
+        let v = |name: &str, labels: &[(&str, &str)]| find(&s, name, labels);
+        assert_eq!(
+            v("turnd_allocations_created_total", &[("transport", "udp")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("turnd_allocations_active", &[("transport", "udp")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("turnd_allocations_active", &[("transport", "tcp")]),
+            Some(0.0)
+        );
+        let c2p = [("direction", "client_to_peer")];
+        let p2c = [("direction", "peer_to_client")];
+        assert_eq!(v("turnd_relayed_packets_total", &c2p), Some(2.0));
+        assert_eq!(v("turnd_relayed_bytes_total", &c2p), Some(160.0));
+        assert_eq!(v("turnd_relayed_packets_total", &p2c), Some(1.0));
+        assert_eq!(v("turnd_relayed_bytes_total", &p2c), Some(7.0));
+        let req = |result| {
+            v(
+                "turnd_requests_total",
+                &[("method", "allocate"), ("result", result)],
+            )
+        };
+        assert_eq!(req("401"), Some(1.0));
+        assert_eq!(req("success"), Some(1.0));
+        assert_eq!(
+            v("turnd_dropped_packets_total", &[("reason", "not_stun")]),
+            Some(3.0)
+        );
+        assert_eq!(v("turnd_relay_ports_total", &[]), Some(16384.0));
+        assert_eq!(v("turnd_relay_ports_in_use", &[]), Some(2.0));
+    }
+
+    #[test]
+    fn registries_are_independent() {
+        let a = Metrics::new();
+        let b = Metrics::default();
+        a.peer_denied.with_label_values(&["special_range"]).inc();
+        let s = parse_prometheus_text(&b.encode());
+        assert_eq!(
+            find(
+                &s,
+                "turnd_peer_denied_total",
+                &[("reason", "special_range")]
+            ),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn parser_reads_escapes_special_values_and_timestamps() {
+        let s = parse_prometheus_text(
+            "# HELP x_total a \"thing\"\n# TYPE x_total counter\n\
+             x_total{a=\"q\\\"\\\\\\n\",b=\"{,}\",} 1.5e3 1700000000000\n\
+             y +Inf\nz{} NaN\n",
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].0, "x_total");
+        assert_eq!(
+            s[0].1,
+            vec![
+                ("a".to_owned(), "q\"\\\n".to_owned()),
+                ("b".to_owned(), "{,}".to_owned())
+            ]
+        );
+        assert_eq!(s[0].2, 1500.0);
+        assert_eq!(s[1].2, f64::INFINITY);
+        assert!(s[2].2.is_nan());
+    }
+
+    #[test]
+    fn parser_rejects_garbage() {
+        for bad in [
+            "x",
+            "x{a=\"1\" 2",
+            "x{a=1} 2",
+            "x 1 2 3",
+            "x one",
+            "1x 2",
+            "# TYPE x bogus",
+            "x{a=\"\\q\"} 1",
+        ] {
+            let r = std::panic::catch_unwind(|| parse_prometheus_text(bad));
+            assert!(r.is_err(), "accepted {bad:?}");
+        }
+    }
+}
