@@ -403,7 +403,6 @@ mod tests {
         idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             .await
             .unwrap();
-        let started = std::time::Instant::now();
         let got = closed_within(&mut slow, Duration::from_secs(3)).await;
         assert!(
             got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
@@ -411,7 +410,6 @@ mod tests {
         );
         let got = closed_within(&mut idle, Duration::from_secs(3)).await;
         assert!(got.starts_with(b"HTTP/1.1 200 OK"));
-        assert!(started.elapsed() >= Duration::from_millis(250));
     }
 
     #[tokio::test]

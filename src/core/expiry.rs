@@ -76,6 +76,7 @@ mod tests {
 
     #[test]
     fn rescheduling_replaces_and_order_holds() {
+        #[allow(clippy::disallowed_methods)] // only the origin of virtual time
         let t0 = Instant::now();
         let ft = FiveTuple {
             client: "192.0.2.1:1".parse().unwrap(),

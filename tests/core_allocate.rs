@@ -1,0 +1,767 @@
+//! Scenario tests of the core on virtual time: Binding, authentication,
+//! Allocate, Refresh, quotas and expiry (RFC 8489 §6.3, §9.2; RFC 8656 §7).
+
+mod engine;
+
+use engine::*;
+use stun::agent::TransactionId;
+use stun::attributes::*;
+use stun::message::*;
+use turnd::core::Source;
+
+#[test]
+fn binding_maps_the_source_and_echoes_fingerprint_only_when_asked() {
+    let mut h = Harness::new();
+    let ft = client(40000);
+    for fingerprint in [false, true] {
+        let resp = h.request(
+            ft,
+            &build(
+                METHOD_BINDING,
+                CLASS_REQUEST,
+                tid(3),
+                &[],
+                None,
+                fingerprint,
+            ),
+        );
+        assert_eq!(resp.typ, BINDING_SUCCESS);
+        assert_eq!(resp.transaction_id.0, tid(3));
+        assert_eq!(xor_addr(&resp, ATTR_XORMAPPED_ADDRESS), Some(ft.client));
+        assert_eq!(resp.contains(ATTR_FINGERPRINT), fingerprint);
+        assert!(
+            !resp.contains(ATTR_SOFTWARE),
+            "no SOFTWARE: responses stay small"
+        );
+    }
+    assert_eq!(
+        h.counter("turnd_binding_requests_total", &[("transport", "udp")]),
+        2.0
+    );
+}
+
+#[test]
+fn binding_with_unknown_required_attribute_gets_420() {
+    let mut h = Harness::new();
+    let resp = h.request(
+        client(1),
+        &build(
+            METHOD_BINDING,
+            CLASS_REQUEST,
+            tid(3),
+            &[
+                (AttrType(0x0077), vec![1, 2, 3, 4]),
+                (AttrType(0x8077), vec![0; 4]),
+            ],
+            None,
+            false,
+        ),
+    );
+    assert_eq!(error_code(&resp), Some(420));
+    assert_eq!(
+        resp.get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(),
+        vec![0x00, 0x77],
+        "only the comprehension-required one"
+    );
+}
+
+#[test]
+fn classic_rfc3489_binding_gets_mapped_address() {
+    let mut h = Harness::new();
+    let mut req = vec![0x00, 0x01, 0x00, 0x00];
+    req.extend_from_slice(&[9u8; 16]);
+    let out = h.feed(client(2), &req);
+    assert_eq!(out.len(), 1);
+    let p = &out[0].payload;
+    assert_eq!(&p[..2], &[0x01, 0x01]);
+    assert_eq!(&p[4..20], &[9u8; 16]);
+    assert_eq!(&p[20..22], &[0x00, 0x01], "MAPPED-ADDRESS");
+    assert_eq!(&p[26..28], &2u16.to_be_bytes());
+    assert_eq!(&p[28..32], &[192, 0, 2, 99]);
+}
+
+#[test]
+fn garbage_is_dropped_and_counted() {
+    let mut h = Harness::new();
+    for bytes in [
+        &b"\xff\xffhello"[..],
+        &[0u8; 7][..],
+        &[0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42][..],
+    ] {
+        assert!(h.feed(client(3), bytes).is_empty());
+    }
+    let mut bad_len = build(METHOD_BINDING, CLASS_REQUEST, tid(1), &[], None, false);
+    bad_len[3] = 0x40; // claims 64 attribute bytes that are not there
+    assert!(h.feed(client(3), &bad_len).is_empty());
+    let mut bad_fp = build(METHOD_BINDING, CLASS_REQUEST, tid(1), &[], None, true);
+    let n = bad_fp.len();
+    bad_fp[n - 1] ^= 0xff;
+    assert!(h.feed(client(3), &bad_fp).is_empty());
+    // Shorter than a STUN header is not STUN; a header whose length
+    // overruns the datagram is malformed STUN.
+    assert_eq!(
+        h.counter("turnd_dropped_packets_total", &[("reason", "not_stun")]),
+        3.0
+    );
+    assert_eq!(
+        h.counter("turnd_dropped_packets_total", &[("reason", "malformed")]),
+        1.0
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_dropped_packets_total",
+            &[("reason", "bad_fingerprint")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn allocate_challenge_then_success_with_integrity() {
+    let mut h = Harness::new();
+    let ft = client(40001);
+    let first = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp()],
+            None,
+            true,
+        ),
+    );
+    assert_eq!(error_code(&first), Some(401));
+    assert_eq!(text(&first, ATTR_REALM).as_deref(), Some(REALM));
+    assert!(text(&first, ATTR_NONCE).is_some());
+    assert!(
+        !first.contains(ATTR_MESSAGE_INTEGRITY),
+        "a 401 is not signed"
+    );
+    assert!(first.contains(ATTR_FINGERPRINT));
+
+    let creds = Creds {
+        username: USER.into(),
+        password: PASSWORD.into(),
+        nonce: text(&first, ATTR_NONCE).unwrap(),
+    };
+    let req = build(
+        METHOD_ALLOCATE,
+        CLASS_REQUEST,
+        tid(2),
+        &[transport_udp(), lifetime(1200)],
+        Some(&creds),
+        false,
+    );
+    let out = h.feed(ft, &req);
+    let mut resp = parse(&out[0].payload);
+    assert_eq!(
+        resp.typ,
+        MessageType::new(METHOD_ALLOCATE, CLASS_SUCCESS_RESPONSE)
+    );
+    let relayed = xor_addr(&resp, ATTR_XOR_RELAYED_ADDRESS).unwrap();
+    assert_eq!(
+        relayed.ip().to_string(),
+        EXTERNAL_IP,
+        "the external address is advertised"
+    );
+    assert!((50000..=50099).contains(&relayed.port()));
+    assert_eq!(xor_addr(&resp, ATTR_XORMAPPED_ADDRESS), Some(ft.client));
+    assert_eq!(resp.get(ATTR_LIFETIME).unwrap(), 1200u32.to_be_bytes());
+    stun::integrity::MessageIntegrity(creds.key())
+        .check(&mut resp)
+        .expect("response signed with the user's key");
+    let bound: std::net::SocketAddr = format!("{RELAY_IP}:{}", relayed.port()).parse().unwrap();
+    assert!(
+        h.relays.open.contains(&bound),
+        "relay socket opened on the bind address"
+    );
+
+    // A retransmission gets the very same bytes; a new transaction gets 437.
+    assert_eq!(h.feed(ft, &req)[0].payload, out[0].payload);
+    let again = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(3),
+            &[transport_udp()],
+            Some(&creds),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&again), Some(437));
+    assert!(
+        again.contains(ATTR_MESSAGE_INTEGRITY),
+        "errors after authentication are signed"
+    );
+    assert_eq!(
+        h.counter("turnd_allocations_active", &[("transport", "udp")]),
+        1.0
+    );
+    assert_eq!(
+        h.counter("turnd_allocations_created_total", &[("transport", "udp")]),
+        1.0
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_requests_total",
+            &[("method", "allocate"), ("result", "success")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_requests_total",
+            &[("method", "allocate"), ("result", "437")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn authentication_failures_get_the_rfc_codes() {
+    let mut h = Harness::new();
+    let ft = client(40002);
+    let good = login(&mut h, ft, USER, PASSWORD);
+    let try_with = |h: &mut Harness, c: &Creds| {
+        error_code(&h.request(
+            ft,
+            &build(
+                METHOD_ALLOCATE,
+                CLASS_REQUEST,
+                tid(5),
+                &[transport_udp()],
+                Some(c),
+                false,
+            ),
+        ))
+    };
+    let wrong_pw = Creds {
+        password: "nope".into(),
+        ..good.clone()
+    };
+    assert_eq!(try_with(&mut h, &wrong_pw), Some(401));
+    let unknown = Creds {
+        username: "mallory".into(),
+        ..good.clone()
+    };
+    assert_eq!(try_with(&mut h, &unknown), Some(401));
+    let forged_nonce = Creds {
+        nonce: "0000000000000000000000000000000000ff".into(),
+        ..good.clone()
+    };
+    let resp = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(5),
+            &[transport_udp()],
+            Some(&forged_nonce),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&resp), Some(438));
+    assert!(text(&resp, ATTR_NONCE).is_some() && text(&resp, ATTR_REALM).is_some());
+    // MESSAGE-INTEGRITY without USERNAME is a bad request.
+    let mut m = Message::new();
+    m.set_type(MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST));
+    m.transaction_id = TransactionId(tid(6));
+    m.write_header();
+    m.add(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    stun::integrity::MessageIntegrity(good.key())
+        .add_to(&mut m)
+        .unwrap();
+    assert_eq!(error_code(&h.request(ft, &m.raw)), Some(400));
+    assert_eq!(
+        h.counter("turnd_auth_failures_total", &[("reason", "bad_integrity")]),
+        1.0
+    );
+    assert_eq!(
+        h.counter("turnd_auth_failures_total", &[("reason", "unknown_user")]),
+        1.0
+    );
+    assert_eq!(
+        h.counter("turnd_auth_failures_total", &[("reason", "stale_nonce")]),
+        1.0
+    );
+    assert_eq!(
+        h.counter("turnd_auth_failures_total", &[("reason", "bad_request")]),
+        1.0
+    );
+    assert_eq!(h.server.allocation_count(), 0);
+    // The good credentials still work.
+    assert_eq!(try_with(&mut h, &good), None);
+}
+
+#[test]
+fn nonces_expire_into_438() {
+    let mut h = Harness::new();
+    let ft = client(40003);
+    let creds = login(&mut h, ft, USER, PASSWORD);
+    h.advance(601);
+    let resp = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(5),
+            &[transport_udp()],
+            Some(&creds),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&resp), Some(438));
+    let fresh = Creds {
+        nonce: text(&resp, ATTR_NONCE).unwrap(),
+        ..creds
+    };
+    let ok = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(6),
+            &[transport_udp()],
+            Some(&fresh),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&ok), None);
+}
+
+#[test]
+fn rest_credentials_valid_rotated_and_expired() {
+    let mut h = Harness::new();
+    let ft = client(40004);
+    let mut creds = login(&mut h, ft, USER, PASSWORD);
+    let expires = UNIX_START + 60;
+    let minted = turnd::ice::mint(SECRET, "carol", expires);
+    creds.username = minted.username.clone();
+    creds.password = minted.credential;
+    let ok = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(5),
+            &[transport_udp()],
+            Some(&creds),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&ok), None);
+
+    let ft2 = client(40005);
+    let mut late = login(&mut h, ft2, USER, PASSWORD);
+    h.advance(61);
+    late.nonce = login(&mut h, ft2, USER, PASSWORD).nonce;
+    late.username = minted.username;
+    late.password = creds.password.clone();
+    let expired = h.request(
+        ft2,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(5),
+            &[transport_udp()],
+            Some(&late),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&expired), Some(401));
+    assert_eq!(
+        h.counter(
+            "turnd_auth_failures_total",
+            &[("reason", "expired_credential")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn allocate_rule_violations() {
+    let mut h = Harness::new();
+    let ft = client(40006);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let code = |h: &mut Harness, attrs: &[(AttrType, Vec<u8>)]| {
+        error_code(&h.request(
+            ft,
+            &build(
+                METHOD_ALLOCATE,
+                CLASS_REQUEST,
+                tid(9),
+                attrs,
+                Some(&c),
+                false,
+            ),
+        ))
+    };
+    assert_eq!(code(&mut h, &[]), Some(400), "no REQUESTED-TRANSPORT");
+    assert_eq!(
+        code(&mut h, &[(ATTR_REQUESTED_TRANSPORT, vec![6, 0, 0, 0])]),
+        Some(442),
+        "TCP relaying"
+    );
+    assert_eq!(
+        code(
+            &mut h,
+            &[
+                transport_udp(),
+                (ATTR_REQUESTED_ADDRESS_FAMILY, vec![2, 0, 0, 0])
+            ]
+        ),
+        Some(440),
+        "IPv6 relay on an IPv4 server"
+    );
+    assert_eq!(
+        code(
+            &mut h,
+            &[
+                transport_udp(),
+                (ATTR_EVEN_PORT, vec![0]),
+                (ATTR_RESERVATION_TOKEN, vec![1; 8])
+            ]
+        ),
+        Some(400)
+    );
+    assert_eq!(
+        code(
+            &mut h,
+            &[transport_udp(), (ATTR_RESERVATION_TOKEN, vec![1; 8])]
+        ),
+        Some(508),
+        "unknown token"
+    );
+    let unknown = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(9),
+            &[transport_udp(), (AttrType(0x0042), vec![0; 4])],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&unknown), Some(420));
+    assert_eq!(
+        unknown.get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(),
+        vec![0x00, 0x42]
+    );
+    assert_eq!(
+        code(&mut h, &[transport_udp(), (ATTR_DONT_FRAGMENT, vec![])]),
+        None,
+        "DONT-FRAGMENT accepted"
+    );
+}
+
+#[test]
+fn attributes_after_message_integrity_are_ignored() {
+    let mut h = Harness::new();
+    let ft = client(40007);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let mut req = build(
+        METHOD_ALLOCATE,
+        CLASS_REQUEST,
+        tid(9),
+        &[transport_udp()],
+        Some(&c),
+        false,
+    );
+    // Append a LIFETIME of 3000 s after MESSAGE-INTEGRITY.
+    let extra = [0x00, 0x0d, 0x00, 0x04, 0, 0, 0x0b, 0xb8];
+    req.extend_from_slice(&extra);
+    let len = u16::from_be_bytes([req[2], req[3]]) + 8;
+    req[2..4].copy_from_slice(&len.to_be_bytes());
+    let resp = h.request(ft, &req);
+    assert_eq!(error_code(&resp), None);
+    assert_eq!(
+        resp.get(ATTR_LIFETIME).unwrap(),
+        600u32.to_be_bytes(),
+        "the trailing LIFETIME was not used"
+    );
+}
+
+#[test]
+fn lifetimes_are_clamped_refreshed_and_deleted() {
+    let mut h = Harness::new();
+    let ft = client(40008);
+    let (c, _) = allocate(&mut h, ft);
+    let r = signed(&mut h, ft, METHOD_REFRESH, 10, &[lifetime(100_000)], &c);
+    assert_eq!(
+        r.get(ATTR_LIFETIME).unwrap(),
+        3600u32.to_be_bytes(),
+        "clamped to the maximum"
+    );
+    let r = signed(&mut h, ft, METHOD_REFRESH, 11, &[lifetime(5)], &c);
+    assert_eq!(
+        r.get(ATTR_LIFETIME).unwrap(),
+        600u32.to_be_bytes(),
+        "raised to the default"
+    );
+    h.advance(599);
+    assert_eq!(h.server.allocation_count(), 1);
+    let r = signed(&mut h, ft, METHOD_REFRESH, 12, &[lifetime(0)], &c);
+    assert_eq!(r.get(ATTR_LIFETIME).unwrap(), 0u32.to_be_bytes());
+    assert_eq!(h.server.allocation_count(), 0);
+    assert!(h.relays.open.is_empty(), "relay socket closed");
+    let again = signed(&mut h, ft, METHOD_REFRESH, 13, &[lifetime(0)], &c);
+    assert_eq!(error_code(&again), Some(437));
+    assert_eq!(
+        h.counter(
+            "turnd_allocations_ended_total",
+            &[("transport", "udp"), ("reason", "deleted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        h.counter("turnd_allocations_active", &[("transport", "udp")]),
+        0.0
+    );
+}
+
+#[test]
+fn allocations_expire_on_time() {
+    let mut h = Harness::new();
+    let ft = client(40009);
+    allocate(&mut h, ft);
+    h.advance(599);
+    assert_eq!(h.server.allocation_count(), 1);
+    h.advance(1);
+    assert_eq!(h.server.allocation_count(), 0);
+    assert!(h.relays.open.is_empty());
+    assert_eq!(
+        h.counter(
+            "turnd_allocations_ended_total",
+            &[("transport", "udp"), ("reason", "expired")]
+        ),
+        1.0
+    );
+    assert_eq!(h.server.poll_timeout(), None, "no timers left behind");
+}
+
+#[test]
+fn requests_without_allocation_get_437_and_other_users_441() {
+    let mut h = Harness::new();
+    let ft = client(40010);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    assert_eq!(
+        error_code(&signed(&mut h, ft, METHOD_REFRESH, 3, &[], &c)),
+        Some(437)
+    );
+    assert_eq!(
+        error_code(&signed(
+            &mut h,
+            ft,
+            METHOD_CREATE_PERMISSION,
+            4,
+            &[xor_attr(ATTR_XOR_PEER_ADDRESS, PEER, tid(4))],
+            &c
+        )),
+        Some(437)
+    );
+    let (_, _) = allocate(&mut h, ft);
+    let bob = Creds {
+        username: "bob".into(),
+        ..c
+    };
+    assert_eq!(
+        error_code(&signed(&mut h, ft, METHOD_REFRESH, 5, &[], &bob)),
+        Some(441)
+    );
+}
+
+#[test]
+fn quotas_per_user_and_total() {
+    let mut h = Harness::new();
+    for port in 1..=3 {
+        allocate(&mut h, client(port));
+    }
+    let ft = client(4);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let r = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), Some(486), "alice has 3 allocations");
+    let bob = Creds {
+        username: "bob".into(),
+        ..c
+    };
+    for port in 4..=5 {
+        let ft = client(port);
+        let b = Creds {
+            nonce: login(&mut h, ft, "bob", PASSWORD).nonce,
+            ..bob.clone()
+        };
+        let r = h.request(
+            ft,
+            &build(
+                METHOD_ALLOCATE,
+                CLASS_REQUEST,
+                tid(1),
+                &[transport_udp()],
+                Some(&b),
+                false,
+            ),
+        );
+        assert_eq!(error_code(&r), None);
+    }
+    let ft = client(6);
+    let b = Creds {
+        nonce: login(&mut h, ft, "bob", PASSWORD).nonce,
+        ..bob
+    };
+    let r = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp()],
+            Some(&b),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), Some(508), "5 allocations in total");
+    assert_eq!(
+        h.counter("turnd_quota_rejections_total", &[("kind", "user")]),
+        1.0
+    );
+    assert_eq!(
+        h.counter("turnd_quota_rejections_total", &[("kind", "total")]),
+        1.0
+    );
+}
+
+#[test]
+fn no_free_relay_port_gets_508() {
+    let mut cfg = config();
+    cfg.port_low = 50000;
+    cfg.port_high = 50001;
+    let mut h = Harness::with(cfg);
+    h.relays.taken.insert(50001);
+    allocate(&mut h, client(1));
+    let ft = client(2);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let r = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), Some(508));
+    assert_eq!(
+        h.counter("turnd_quota_rejections_total", &[("kind", "relay_ports")]),
+        1.0
+    );
+}
+
+#[test]
+fn even_port_with_reservation_then_token() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let r = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp(), (ATTR_EVEN_PORT, vec![0x80])],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), None);
+    let port = xor_addr(&r, ATTR_XOR_RELAYED_ADDRESS).unwrap().port();
+    assert_eq!(port % 2, 0);
+    let token = r
+        .get(ATTR_RESERVATION_TOKEN)
+        .expect("token for the odd port");
+    assert_eq!(token.len(), 8);
+
+    let ft2 = client(2);
+    let c2 = login(&mut h, ft2, USER, PASSWORD);
+    let r2 = h.request(
+        ft2,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(2),
+            &[transport_udp(), (ATTR_RESERVATION_TOKEN, token.clone())],
+            Some(&c2),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r2), None);
+    assert_eq!(
+        xor_addr(&r2, ATTR_XOR_RELAYED_ADDRESS).unwrap().port(),
+        port + 1
+    );
+
+    // A reservation nobody claims is released after 30 s.
+    let ft3 = client(3);
+    let c3 = login(&mut h, ft3, USER, PASSWORD);
+    let r3 = h.request(
+        ft3,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(3),
+            &[transport_udp(), (ATTR_EVEN_PORT, vec![0x80])],
+            Some(&c3),
+            false,
+        ),
+    );
+    let p3 = xor_addr(&r3, ATTR_XOR_RELAYED_ADDRESS).unwrap().port();
+    let odd: std::net::SocketAddr = format!("{RELAY_IP}:{}", p3 + 1).parse().unwrap();
+    assert!(h.relays.open.contains(&odd));
+    h.advance(31);
+    assert!(!h.relays.open.contains(&odd));
+}
+
+#[test]
+fn no_credentials_means_no_relay() {
+    let mut cfg = config();
+    cfg.credentials = turnd::core::auth::Credentials::new(REALM.into(), Default::default(), vec![]);
+    let mut h = Harness::with(cfg);
+    let ft = client(1);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let r = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), Some(401));
+    assert_eq!(
+        h.counter("turnd_auth_failures_total", &[("reason", "relay_disabled")]),
+        1.0
+    );
+    // Binding still works.
+    let b = h.feed(
+        ft,
+        &build(METHOD_BINDING, CLASS_REQUEST, tid(2), &[], None, false),
+    );
+    assert!(matches!(b[0].source, Source::Client(_)));
+}

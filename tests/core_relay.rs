@@ -1,0 +1,429 @@
+//! Scenario tests of the core on virtual time: permissions (RFC 8656 §9),
+//! Send/Data indications (§11), channels and ChannelData (§12), and the peer
+//! policy (§21).
+
+mod engine;
+
+use engine::*;
+use stun::attributes::*;
+use stun::message::*;
+use turnd::core::{Source, Transmit};
+
+fn relay_addr(port: u16) -> std::net::SocketAddr {
+    format!("{RELAY_IP}:{port}").parse().unwrap()
+}
+
+fn send_indication(peer: &str, data: &[u8], n: u8) -> Vec<u8> {
+    build(
+        METHOD_SEND,
+        CLASS_INDICATION,
+        tid(n),
+        &[
+            xor_attr(ATTR_XOR_PEER_ADDRESS, peer, tid(n)),
+            (ATTR_DATA, data.to_vec()),
+        ],
+        None,
+        false,
+    )
+}
+
+fn channel_data(number: u16, data: &[u8]) -> Vec<u8> {
+    let mut v = number.to_be_bytes().to_vec();
+    v.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+fn permit(
+    h: &mut Harness,
+    ft: turnd::core::FiveTuple,
+    c: &Creds,
+    peers: &[&str],
+    n: u8,
+) -> Message {
+    let attrs: Vec<_> = peers
+        .iter()
+        .map(|p| xor_attr(ATTR_XOR_PEER_ADDRESS, p, tid(n)))
+        .collect();
+    signed(h, ft, METHOD_CREATE_PERMISSION, n, &attrs, c)
+}
+
+fn bind(
+    h: &mut Harness,
+    ft: turnd::core::FiveTuple,
+    c: &Creds,
+    number: u16,
+    peer: &str,
+    n: u8,
+) -> Message {
+    let attrs = [
+        (
+            ATTR_CHANNEL_NUMBER,
+            vec![(number >> 8) as u8, number as u8, 0, 0],
+        ),
+        xor_attr(ATTR_XOR_PEER_ADDRESS, peer, tid(n)),
+    ];
+    signed(h, ft, METHOD_CHANNEL_BIND, n, &attrs, c)
+}
+
+#[test]
+fn send_needs_a_permission_and_data_comes_back_as_indication() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, port) = allocate(&mut h, ft);
+    assert!(
+        h.feed(ft, &send_indication(PEER, b"early", 20)).is_empty(),
+        "no permission yet"
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_dropped_packets_total",
+            &[("reason", "no_permission")]
+        ),
+        1.0
+    );
+    assert!(h.peer_sends(port, PEER, b"unsolicited").is_empty());
+
+    let r = permit(&mut h, ft, &c, &[PEER], 21);
+    assert_eq!(error_code(&r), None);
+    let out = h.feed(ft, &send_indication(PEER, b"hello peer", 22));
+    assert_eq!(
+        out,
+        vec![Transmit {
+            source: Source::Relay(relay_addr(port)),
+            destination: PEER.parse().unwrap(),
+            payload: b"hello peer".to_vec()
+        }]
+    );
+
+    // Any port of a permitted IP may answer (permissions are per IP).
+    let out = h.peer_sends(port, "198.18.0.1:6000", b"hello client");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].destination, ft.client);
+    let m = parse(&out[0].payload);
+    assert_eq!(m.typ, MessageType::new(METHOD_DATA, CLASS_INDICATION));
+    assert_eq!(
+        xor_addr(&m, ATTR_XOR_PEER_ADDRESS),
+        Some("198.18.0.1:6000".parse().unwrap())
+    );
+    assert_eq!(m.get(ATTR_DATA).unwrap(), b"hello client");
+    assert_eq!(
+        h.counter(
+            "turnd_relayed_packets_total",
+            &[("direction", "client_to_peer")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_relayed_bytes_total",
+            &[("direction", "client_to_peer")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_relayed_packets_total",
+            &[("direction", "peer_to_client")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_relayed_bytes_total",
+            &[("direction", "peer_to_client")]
+        ),
+        12.0
+    );
+}
+
+#[test]
+fn create_permission_installs_every_peer_or_none() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, port) = allocate(&mut h, ft);
+    let r = permit(&mut h, ft, &c, &["198.18.0.1:1", "198.18.0.2:1"], 21);
+    assert_eq!(error_code(&r), None);
+    assert_eq!(
+        h.peer_sends(port, "198.18.0.2:9", b"x").len(),
+        1,
+        "the second address counts too"
+    );
+    // One denied address: 403 and nothing installed.
+    let r = permit(&mut h, ft, &c, &["198.18.0.3:1", "10.0.0.1:1"], 22);
+    assert_eq!(error_code(&r), Some(403));
+    assert!(h.peer_sends(port, "198.18.0.3:9", b"x").is_empty());
+    assert_eq!(
+        error_code(&permit(&mut h, ft, &c, &[], 23)),
+        Some(400),
+        "no XOR-PEER-ADDRESS"
+    );
+    assert_eq!(
+        error_code(&permit(&mut h, ft, &c, &["[2001:db8::1]:1"], 24)),
+        Some(443),
+        "IPv6 peer on an IPv4 relay"
+    );
+}
+
+#[test]
+fn special_addresses_are_refused_in_every_encoding() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, _) = allocate(&mut h, ft);
+    for (i, peer) in [
+        "127.0.0.1:80",
+        "0.0.0.0:80",
+        "10.1.2.3:80",
+        "169.254.169.254:80",
+        "192.168.1.1:80",
+        "100.64.0.1:80",
+        "224.0.0.1:80",
+        "255.255.255.255:80",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(
+            error_code(&permit(&mut h, ft, &c, &[peer], 30 + i as u8)),
+            Some(403),
+            "{peer}"
+        );
+        assert_eq!(
+            error_code(&bind(&mut h, ft, &c, 0x4000, peer, 50 + i as u8)),
+            Some(403),
+            "{peer}"
+        );
+    }
+    assert_eq!(
+        h.counter("turnd_peer_denied_total", &[("reason", "special_range")]),
+        16.0
+    );
+}
+
+#[test]
+fn operator_allow_and_deny() {
+    let mut cfg = config();
+    cfg.peer_policy = turnd::core::peer_policy::PeerPolicy::new(
+        vec!["127.0.0.0/8".parse().unwrap()],
+        vec!["198.18.5.0/24".parse().unwrap()],
+    );
+    let mut h = Harness::with(cfg);
+    let ft = client(1);
+    let (c, _) = allocate(&mut h, ft);
+    assert_eq!(
+        error_code(&permit(&mut h, ft, &c, &["127.0.0.1:9"], 21)),
+        None,
+        "loopback allowed by config"
+    );
+    assert_eq!(
+        error_code(&permit(&mut h, ft, &c, &["198.18.5.5:9"], 22)),
+        Some(403)
+    );
+    assert_eq!(
+        h.counter("turnd_peer_denied_total", &[("reason", "configured")]),
+        1.0
+    );
+    // Even an allowed range never reaches our own listener.
+    let mut cfg = config();
+    cfg.peer_policy =
+        turnd::core::peer_policy::PeerPolicy::new(vec!["192.0.2.0/24".parse().unwrap()], vec![]);
+    let mut h = Harness::with(cfg);
+    let (c, _) = allocate(&mut h, ft);
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x4001, SERVER, 23)),
+        Some(403)
+    );
+    assert_eq!(
+        h.counter("turnd_peer_denied_total", &[("reason", "own_address")]),
+        1.0
+    );
+}
+
+#[test]
+fn channels_carry_data_both_ways() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, port) = allocate(&mut h, ft);
+    assert!(
+        h.feed(ft, &channel_data(0x4000, b"x")).is_empty(),
+        "unbound channel"
+    );
+    assert_eq!(
+        h.counter("turnd_dropped_packets_total", &[("reason", "no_channel")]),
+        1.0
+    );
+    assert_eq!(error_code(&bind(&mut h, ft, &c, 0x4000, PEER, 21)), None);
+    let out = h.feed(ft, &channel_data(0x4000, b"via channel"));
+    assert_eq!(
+        out,
+        vec![Transmit {
+            source: Source::Relay(relay_addr(port)),
+            destination: PEER.parse().unwrap(),
+            payload: b"via channel".to_vec()
+        }]
+    );
+    // Padding after the payload is allowed on UDP.
+    let mut padded = channel_data(0x4000, b"abc");
+    padded.push(0);
+    assert_eq!(h.feed(ft, &padded)[0].payload, b"abc");
+
+    let back = h.peer_sends(port, PEER, b"reply");
+    assert_eq!(back[0].payload, channel_data(0x4000, b"reply"));
+    // Another port of the same peer IP is not the channel's peer.
+    let other = h.peer_sends(port, "198.18.0.1:5001", b"reply");
+    assert_eq!(
+        parse(&other[0].payload).typ,
+        MessageType::new(METHOD_DATA, CLASS_INDICATION)
+    );
+
+    // A large datagram is relayed whole.
+    let big = vec![0xAB; 60_000];
+    assert_eq!(
+        h.feed(ft, &channel_data(0x4000, &big))[0].payload.len(),
+        60_000
+    );
+    assert_eq!(h.peer_sends(port, PEER, &big)[0].payload.len(), 60_004);
+}
+
+#[test]
+fn channel_bind_rules() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, _) = allocate(&mut h, ft);
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x3FFF, PEER, 21)),
+        Some(400),
+        "below 0x4000"
+    );
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x8000, PEER, 22)),
+        Some(400),
+        "above 0x7FFF"
+    );
+    assert_eq!(error_code(&bind(&mut h, ft, &c, 0x4000, PEER, 23)), None);
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x4000, PEER, 24)),
+        None,
+        "refresh"
+    );
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x4000, "198.18.0.9:1", 25)),
+        Some(400),
+        "number taken"
+    );
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x4001, PEER, 26)),
+        Some(400),
+        "peer taken"
+    );
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x4001, "198.18.0.9:1", 27)),
+        None
+    );
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x4002, "198.18.0.10:1", 28)),
+        Some(508),
+        "2 channels per allocation"
+    );
+    assert_eq!(
+        h.counter("turnd_quota_rejections_total", &[("kind", "channels")]),
+        1.0
+    );
+    let no_number = signed(
+        &mut h,
+        ft,
+        METHOD_CHANNEL_BIND,
+        29,
+        &[xor_attr(ATTR_XOR_PEER_ADDRESS, PEER, tid(29))],
+        &c,
+    );
+    assert_eq!(error_code(&no_number), Some(400));
+}
+
+#[test]
+fn permissions_and_channels_expire() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, port) = allocate(&mut h, ft);
+    assert_eq!(error_code(&bind(&mut h, ft, &c, 0x4000, PEER, 21)), None);
+    h.advance(299);
+    assert_eq!(h.feed(ft, &channel_data(0x4000, b"x")).len(), 1);
+    h.advance(1);
+    // The permission installed by ChannelBind lapsed after 300 s.
+    assert!(h.feed(ft, &channel_data(0x4000, b"x")).is_empty());
+    assert!(h.peer_sends(port, PEER, b"x").is_empty());
+    // Refreshing the allocation keeps it alive while the channel lapses at
+    // 600 s and stays reserved until 900 s.
+    assert_eq!(
+        error_code(&signed(&mut h, ft, METHOD_REFRESH, 30, &[], &c)),
+        None
+    );
+    h.advance(300);
+    let c = Creds {
+        nonce: login(&mut h, ft, USER, PASSWORD).nonce,
+        ..c
+    };
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x4000, "198.18.0.9:1", 31)),
+        Some(400),
+        "quarantined"
+    );
+    assert_eq!(
+        error_code(&signed(&mut h, ft, METHOD_REFRESH, 32, &[], &c)),
+        None
+    );
+    h.advance(300);
+    let c = Creds {
+        nonce: login(&mut h, ft, USER, PASSWORD).nonce,
+        ..c
+    };
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x4000, "198.18.0.9:1", 33)),
+        None,
+        "released"
+    );
+}
+
+#[test]
+fn permission_quota() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, _) = allocate(&mut h, ft);
+    let four = [
+        "198.18.0.1:1",
+        "198.18.0.2:1",
+        "198.18.0.3:1",
+        "198.18.0.4:1",
+    ];
+    assert_eq!(error_code(&permit(&mut h, ft, &c, &four, 21)), None);
+    assert_eq!(
+        error_code(&permit(&mut h, ft, &c, &four, 22)),
+        None,
+        "refreshing is not growing"
+    );
+    assert_eq!(
+        error_code(&permit(&mut h, ft, &c, &["198.18.0.5:1"], 23)),
+        Some(508)
+    );
+    assert_eq!(
+        h.counter("turnd_quota_rejections_total", &[("kind", "permissions")]),
+        1.0
+    );
+}
+
+#[test]
+fn data_for_unknown_relay_or_client_is_dropped() {
+    let mut h = Harness::new();
+    assert!(h.peer_sends(50050, PEER, b"x").is_empty());
+    assert!(h.feed(client(9), &channel_data(0x4000, b"x")).is_empty());
+    assert!(h
+        .feed(client(9), &send_indication(PEER, b"x", 3))
+        .is_empty());
+    assert_eq!(
+        h.counter(
+            "turnd_dropped_packets_total",
+            &[("reason", "no_allocation")]
+        ),
+        3.0
+    );
+}
