@@ -35,10 +35,22 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
-/// `stun:` and `turn:` URLs for UDP listeners reachable at `addrs`.
-pub fn udp_urls(addrs: &[SocketAddr]) -> Vec<String> {
-    let mut urls: Vec<String> = addrs.iter().map(|a| format!("stun:{a}")).collect();
-    urls.extend(addrs.iter().map(|a| format!("turn:{a}?transport=udp")));
+/// `stun:`, `turn:` and `turns:` URLs for listeners reachable at these
+/// addresses (RFC 7064, RFC 7065). A `turns:` URL should name the host the
+/// certificate is for; `tls_host` replaces the IP when given.
+pub fn urls(
+    udp: &[SocketAddr],
+    tcp: &[SocketAddr],
+    tls: &[SocketAddr],
+    tls_host: Option<&str>,
+) -> Vec<String> {
+    let mut urls: Vec<String> = udp.iter().map(|a| format!("stun:{a}")).collect();
+    urls.extend(udp.iter().map(|a| format!("turn:{a}?transport=udp")));
+    urls.extend(tcp.iter().map(|a| format!("turn:{a}?transport=tcp")));
+    urls.extend(tls.iter().map(|a| match tls_host {
+        Some(host) => format!("turns:{host}:{}?transport=tcp", a.port()),
+        None => format!("turns:{a}?transport=tcp"),
+    }));
     urls
 }
 

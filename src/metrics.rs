@@ -70,6 +70,21 @@ pub const DROP_REASONS: &[&str] = &[
     "rate_limited",
 ];
 
+/// `reason` label values of `turnd_connections_rejected_total`: why a TCP
+/// or TLS connection was refused or cut.
+pub const CONNECTION_REJECT_REASONS: &[&str] = &[
+    "per_ip_limit",
+    "total_limit",
+    "handshake_timeout",
+    "tls_handshake",
+    "idle_timeout",
+    "frame_timeout",
+    "frame_too_large",
+    "garbage",
+];
+/// `result` label values of `turnd_tls_reloads_total`.
+pub const RELOAD_RESULTS: &[&str] = &["success", "failure"];
+
 /// Which way relayed data flows, for the `direction` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -121,6 +136,15 @@ pub struct Metrics {
     pub relay_ports_total: IntGauge,
     /// `turnd_build_info{version}`, always 1.
     pub build_info: IntGaugeVec,
+    /// `turnd_connections_active{transport}` (tcp, tls).
+    pub connections_active: IntGaugeVec,
+    /// `turnd_connections_accepted_total{transport}`.
+    pub connections_accepted: IntCounterVec,
+    /// `turnd_connections_rejected_total{transport,reason}`, reason in
+    /// [`CONNECTION_REJECT_REASONS`].
+    pub connections_rejected: IntCounterVec,
+    /// `turnd_tls_reloads_total{result}`: certificate reloads on SIGHUP.
+    pub tls_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -219,6 +243,31 @@ impl Metrics {
             &["version"],
         );
 
+        let connections_active = gauge_vec(
+            r,
+            "turnd_connections_active",
+            "Open TCP and TLS client connections, by transport.",
+            &["transport"],
+        );
+        let connections_accepted = counter_vec(
+            r,
+            "turnd_connections_accepted_total",
+            "TCP and TLS client connections accepted, by transport.",
+            &["transport"],
+        );
+        let connections_rejected = counter_vec(
+            r,
+            "turnd_connections_rejected_total",
+            "TCP and TLS client connections refused or cut by a limit or a protocol error, by transport and reason.",
+            &["transport", "reason"],
+        );
+        let tls_reloads = counter_vec(
+            r,
+            "turnd_tls_reloads_total",
+            "TLS certificate reloads (SIGHUP), by result; on failure the previous certificate stays in use.",
+            &["result"],
+        );
+
         #[cfg(target_os = "linux")]
         register(
             r,
@@ -233,6 +282,16 @@ impl Metrics {
             for reason in END_REASONS {
                 allocations_ended.with_label_values(&[t, reason]);
             }
+        }
+        for t in ["tcp", "tls"] {
+            connections_active.with_label_values(&[t]);
+            connections_accepted.with_label_values(&[t]);
+            for reason in CONNECTION_REJECT_REASONS {
+                connections_rejected.with_label_values(&[t, reason]);
+            }
+        }
+        for r in RELOAD_RESULTS {
+            tls_reloads.with_label_values(&[r]);
         }
         for d in DIRECTIONS {
             relayed_packets.with_label_values(&[d]);
@@ -271,6 +330,10 @@ impl Metrics {
             relay_ports_in_use,
             relay_ports_total,
             build_info,
+            connections_active,
+            connections_accepted,
+            connections_rejected,
+            tls_reloads,
         }
     }
 

@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod stream;
 #[cfg(test)]
 mod tests;
 mod types;
 
+pub use stream::*;
 use types::{
     check_log_level, check_realm, check_user_name, de_at_least_1, de_http_listen, de_log_level,
     de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_secrets,
@@ -30,6 +32,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/turnd/turnd.toml";
 pub const DEFAULT_REALM: &str = "turnd";
 /// `listen.udp`: the STUN/TURN port of RFC 8489 on every IPv4 address.
 pub const DEFAULT_UDP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 3478));
+/// `listen.tcp`: TURN over TCP on the same port as UDP, as coturn does.
+pub const DEFAULT_TCP_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 3478));
 /// `relay.bind`: relay sockets are bound on every IPv4 address.
 pub const DEFAULT_RELAY_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -90,6 +95,11 @@ pub struct Config {
     pub http: Http,
     #[serde(default)]
     pub log: Log,
+    /// Required when `listen.tls` is not empty.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    #[serde(default)]
+    pub connections: Connections,
 }
 
 /// `[listen]`: the addresses clients send STUN/TURN to.
@@ -99,12 +109,20 @@ pub struct Listen {
     /// At least one; port 0 picks a free port (for tests).
     #[serde(deserialize_with = "de_udp_listeners")]
     pub udp: Vec<SocketAddr>,
+    /// TURN over TCP (`turn:host:port?transport=tcp`).
+    #[serde(deserialize_with = "stream::de_tcp")]
+    pub tcp: Vec<SocketAddr>,
+    /// TURN over TLS (`turns:host:port?transport=tcp`); needs `[tls]`.
+    #[serde(deserialize_with = "stream::de_tls")]
+    pub tls: Vec<SocketAddr>,
 }
 
 impl Default for Listen {
     fn default() -> Self {
         Listen {
             udp: vec![DEFAULT_UDP_LISTEN],
+            tcp: vec![DEFAULT_TCP_LISTEN],
+            tls: Vec::new(),
         }
     }
 }
@@ -286,6 +304,8 @@ impl Default for Config {
             allocation: AllocationTimers::default(),
             http: Http::default(),
             log: Log::default(),
+            tls: None,
+            connections: Connections::default(),
         }
     }
 }
@@ -370,15 +390,33 @@ impl Config {
         check_realm(&self.realm)?;
         check_log_level(&self.log.level)?;
 
-        if self.listen.udp.is_empty() {
+        let l = &self.listen;
+        if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {
             return Err(
-                "listen.udp must hold at least one address (e.g. [\"0.0.0.0:3478\"])".into(),
+                "listen: at least one of udp, tcp or tls must hold an address (e.g. udp = [\"0.0.0.0:3478\"])".into(),
             );
         }
-        let mut seen = HashSet::new();
-        if let Some(dup) = self.listen.udp.iter().find(|a| !seen.insert(**a)) {
-            return Err(format!("listen.udp lists {dup} twice"));
+        for (key, addrs) in [("udp", &l.udp), ("tcp", &l.tcp), ("tls", &l.tls)] {
+            let mut seen = HashSet::new();
+            if let Some(dup) = addrs.iter().find(|a| a.port() != 0 && !seen.insert(**a)) {
+                return Err(format!("listen.{key} lists {dup} twice"));
+            }
         }
+        let mut streams = HashSet::new();
+        if let Some(dup) = l
+            .tcp
+            .iter()
+            .chain(&l.tls)
+            .find(|a| a.port() != 0 && !streams.insert(**a))
+        {
+            return Err(format!(
+                "{dup} is in both listen.tcp and listen.tls: one TCP port serves one of them"
+            ));
+        }
+        if !l.tls.is_empty() && self.tls.is_none() {
+            return Err("listen.tls needs a [tls] section with cert and key (PEM files)".into());
+        }
+        self.connections.check()?;
 
         let relay = &self.relay;
         if relay.bind.is_multicast() {

@@ -121,9 +121,29 @@ fn realm_rules() {
 
 #[test]
 fn listeners_need_at_least_one_valid_unique_address() {
-    let e = err("[listen]\nudp = []\n");
+    let e = err("[listen]\nudp = []\ntcp = []\n");
     assert!(
-        e.contains("listen.udp must hold at least one address"),
+        e.contains("listen: at least one of udp, tcp or tls must hold an address"),
+        "{e}"
+    );
+    let c = parse("[listen]\nudp = []\n");
+    assert_eq!(
+        c.listen.tcp,
+        vec![DEFAULT_TCP_LISTEN],
+        "TCP alone is a valid server"
+    );
+    let e = err("[listen]\ntls = [\"0.0.0.0:5349\"]\n");
+    assert!(e.contains("listen.tls needs a [tls] section"), "{e}");
+    let e = err("[listen]\ntcp = [\"0.0.0.0:443\"]\ntls = [\"0.0.0.0:443\"]\n[tls]\ncert = \"c\"\nkey = \"k\"\n");
+    assert!(e.contains("in both listen.tcp and listen.tls"), "{e}");
+    let e = err("[connections]\nmax_frame_bytes = 10\n");
+    assert!(
+        e.contains("connections.max_frame_bytes (10) must be between 512 and 65556"),
+        "{e}"
+    );
+    let e = err("[connections]\nmax_per_ip = 0\n");
+    assert!(
+        e.contains("connections.max_per_ip must be at least 1"),
         "{e}"
     );
     let e = err("[listen]\nudp = [\"0.0.0.0\"]\n");

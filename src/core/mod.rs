@@ -13,6 +13,7 @@ pub mod auth;
 pub mod classic;
 pub mod expiry;
 pub mod five_tuple;
+pub mod framing;
 mod handlers;
 pub mod message;
 pub mod nonce;

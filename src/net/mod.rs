@@ -3,6 +3,8 @@
 
 pub mod clock;
 pub mod relay;
+pub mod stream;
+pub mod tls;
 mod udp;
 
 use std::collections::HashMap;
@@ -17,7 +19,7 @@ use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::core::{CoreConfig, RelaySockets, Server, Source, Transmit};
+use crate::core::{CoreConfig, FiveTuple, RelaySockets, Server, Source, Transmit, Transport};
 use crate::metrics::Metrics;
 use relay::{RelayTable, Relays};
 
@@ -27,6 +29,9 @@ pub struct Shared {
     listeners: HashMap<SocketAddr, Arc<UdpSocket>>,
     pub relays: RelayTable,
     pub metrics: Arc<Metrics>,
+    /// Writers of open TCP/TLS connections.
+    connections: Mutex<HashMap<FiveTuple, tokio::sync::mpsc::Sender<Vec<u8>>>>,
+    pub connection_counts: Arc<stream::ConnectionCounts>,
 }
 
 impl Shared {
@@ -40,9 +45,45 @@ impl Shared {
         f(&mut server, &mut relays)
     }
 
+    pub fn register_connection(&self, ft: FiveTuple, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ft, tx);
+    }
+
+    pub fn unregister_connection(&self, ft: &FiveTuple) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(ft);
+    }
+
+    /// Queues a frame for a TCP/TLS client; a full queue drops it.
+    fn send_stream(&self, ft: &FiveTuple, payload: Vec<u8>) {
+        let tx = self
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ft)
+            .cloned();
+        if tx.is_none_or(|tx| tx.try_send(payload).is_err()) {
+            self.metrics
+                .dropped_packets
+                .with_label_values(&["send_failed"])
+                .inc();
+        }
+    }
+
     /// Sends what the core produced, emptying `out`.
     pub async fn send_all(&self, out: &mut Vec<Transmit>) {
         for t in out.drain(..) {
+            if let Source::Client(ft) = t.source {
+                if ft.transport.is_stream() {
+                    self.send_stream(&ft, t.payload);
+                    continue;
+                }
+            }
             let socket = match t.source {
                 Source::Client(ft) => self.listeners.get(&ft.server).cloned(),
                 Source::Relay(addr) => self.relays.get(&addr),
@@ -69,6 +110,8 @@ impl Shared {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Bound {
     pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub relay_address: IpAddr,
 }
@@ -139,8 +182,33 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         udp_addrs.push(local);
         listeners.insert(local, Arc::new(socket));
     }
+    let certificate = match &cfg.tls {
+        Some(tls) if !cfg.listen.tls.is_empty() => {
+            Some(Arc::new(tls::Certificate::new(tls.clone())?))
+        }
+        _ => None,
+    };
+    let mut stream_listeners = Vec::new();
+    let (mut tcp_addrs, mut tls_addrs) = (Vec::new(), Vec::new());
+    for (addrs, transport, bound) in [
+        (&cfg.listen.tcp, Transport::Tcp, &mut tcp_addrs),
+        (&cfg.listen.tls, Transport::Tls, &mut tls_addrs),
+    ] {
+        for addr in addrs {
+            let listener = stream::bind(*addr)
+                .with_context(|| format!("cannot bind {transport} listener on {addr}"))?;
+            bound.push(listener.local_addr()?);
+            stream_listeners.push((listener, transport));
+        }
+    }
     let advertised = advertised_relay_ip(&cfg);
-    let core_cfg = CoreConfig::from_config(&cfg, advertised, &udp_addrs);
+    let own: Vec<SocketAddr> = udp_addrs
+        .iter()
+        .chain(&tcp_addrs)
+        .chain(&tls_addrs)
+        .copied()
+        .collect();
+    let core_cfg = CoreConfig::from_config(&cfg, advertised, &own);
     if core_cfg.credentials.is_empty() {
         warn!("no [[users]] and no [rest] secrets configured: answering STUN Binding only, refusing every allocation");
     }
@@ -150,6 +218,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         listeners,
         relays: RelayTable::default(),
         metrics: metrics.clone(),
+        connections: Mutex::new(HashMap::new()),
+        connection_counts: Arc::default(),
     });
 
     let ready = Arc::new(AtomicBool::new(true));
@@ -170,14 +240,29 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     for socket in shared.listeners.values() {
         tokio::spawn(udp::serve(shared.clone(), socket.clone()));
     }
+    for (listener, transport) in stream_listeners {
+        let cert = (transport == Transport::Tls)
+            .then(|| certificate.clone())
+            .flatten();
+        tokio::spawn(stream::serve(
+            shared.clone(),
+            listener,
+            transport,
+            cert,
+            cfg.connections.clone(),
+        ));
+    }
     tokio::spawn(expire(shared.clone()));
+    tokio::spawn(reload_on_hangup(certificate.clone(), metrics.clone()));
 
     let bound = Bound {
         udp: udp_addrs,
+        tcp: tcp_addrs,
+        tls: tls_addrs,
         http: http_addr,
         relay_address: advertised,
     };
-    info!(udp = ?bound.udp, http = ?bound.http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, "turnd ready");
+    info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, http = ?bound.http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, "turnd ready");
     if let Some(path) = &opts.ready_file {
         let json = serde_json::to_string(&bound)?;
         std::fs::write(path, json)
@@ -199,25 +284,52 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 
 /// Prints a ready `iceServers` snippet for demo mode (no config file).
 fn print_demo(secret: &crate::config::Secret, ttl: Duration, bound: &Bound) {
-    let reachable: Vec<SocketAddr> = bound
-        .udp
-        .iter()
-        .map(|a| {
-            if a.ip().is_unspecified() {
-                SocketAddr::new(bound.relay_address, a.port())
-            } else {
-                *a
-            }
-        })
-        .collect();
+    let reachable = |addrs: &[SocketAddr]| -> Vec<SocketAddr> {
+        addrs
+            .iter()
+            .map(|a| {
+                if a.ip().is_unspecified() {
+                    SocketAddr::new(bound.relay_address, a.port())
+                } else {
+                    *a
+                }
+            })
+            .collect()
+    };
     let expires = clock::now().unix_secs + ttl.as_secs();
     let credential = crate::ice::mint(secret.expose(), "demo", expires);
     println!(
         "turnd is running on built-in defaults with a REST secret generated at start (no config file).\n\
          These credentials are valid for {} hours; put this in your RTCPeerConnection configuration:\n{}",
         ttl.as_secs() / 3600,
-        crate::ice::ice_servers_json(crate::ice::udp_urls(&reachable), &credential)
+        crate::ice::ice_servers_json(
+            crate::ice::urls(&reachable(&bound.udp), &reachable(&bound.tcp), &reachable(&bound.tls), None),
+            &credential
+        )
     );
+}
+
+/// SIGHUP: re-reads the TLS certificate (Let's Encrypt renewals) without
+/// touching live sessions. A bad new certificate keeps the old one.
+async fn reload_on_hangup(certificate: Option<Arc<tls::Certificate>>, metrics: Arc<Metrics>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return warn!("cannot listen for SIGHUP: reload disabled");
+    };
+    while hup.recv().await.is_some() {
+        info!("SIGHUP received: reloading");
+        let Some(cert) = &certificate else { continue };
+        match cert.reload() {
+            Ok(()) => {
+                metrics.tls_reloads.with_label_values(&["success"]).inc();
+                info!("TLS certificate reloaded");
+            }
+            Err(e) => {
+                metrics.tls_reloads.with_label_values(&["failure"]).inc();
+                warn!(error = %format!("{e:#}"), "TLS certificate reload failed: keeping the previous certificate");
+            }
+        }
+    }
 }
 
 /// Calls the core's expiry on time.

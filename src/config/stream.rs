@@ -1,0 +1,111 @@
+//! `[tls]` and `[connections]`: settings of the stream transports, TURN over
+//! TCP and TLS (RFC 8656 §3.1, §6.2).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+/// `connections.max_per_ip`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 32;
+/// `connections.max_total`.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// `connections.handshake_timeout_s`: TLS handshake and first message.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_S: u32 = 10;
+/// `connections.idle_timeout_s`: no complete message and no allocation.
+pub const DEFAULT_IDLE_TIMEOUT_S: u32 = 120;
+/// `connections.max_frame_bytes`: the largest STUN message (20 + 65535) or
+/// padded ChannelData (4 + 65536) a client may send on a stream.
+pub const DEFAULT_MAX_FRAME_BYTES: u32 = 65_556;
+/// The protocol's own upper bound for `max_frame_bytes`.
+pub const MAX_FRAME_BYTES: u32 = 65_556;
+/// The smallest useful `max_frame_bytes`: a STUN header plus a little.
+pub const MIN_FRAME_BYTES: u32 = 512;
+
+/// `[tls]`: the certificate for `listen.tls` listeners (`turns:` URLs).
+/// Both files are PEM, re-read on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain, leaf first (Let's Encrypt's `fullchain.pem`).
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[connections]`: limits for TCP and TLS clients.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Connections {
+    pub max_per_ip: u32,
+    pub max_total: u32,
+    pub handshake_timeout_s: u32,
+    pub idle_timeout_s: u32,
+    pub max_frame_bytes: u32,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_total: DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout_s: DEFAULT_HANDSHAKE_TIMEOUT_S,
+            idle_timeout_s: DEFAULT_IDLE_TIMEOUT_S,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+impl Connections {
+    /// Cross-key rules, worded with the key names.
+    pub(super) fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("max_per_ip", self.max_per_ip),
+            ("max_total", self.max_total),
+            ("handshake_timeout_s", self.handshake_timeout_s),
+            ("idle_timeout_s", self.idle_timeout_s),
+        ] {
+            if value == 0 {
+                return Err(format!("connections.{key} must be at least 1"));
+            }
+        }
+        if !(MIN_FRAME_BYTES..=MAX_FRAME_BYTES).contains(&self.max_frame_bytes) {
+            return Err(format!(
+                "connections.max_frame_bytes ({}) must be between {MIN_FRAME_BYTES} and {MAX_FRAME_BYTES}",
+                self.max_frame_bytes
+            ));
+        }
+        if self.max_per_ip > self.max_total {
+            return Err(format!(
+                "connections.max_per_ip ({}) must be ≤ connections.max_total ({})",
+                self.max_per_ip, self.max_total
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A list of listener addresses for `key`.
+pub(super) fn listeners<'de, D: Deserializer<'de>>(
+    key: &'static str,
+    d: D,
+) -> Result<Vec<SocketAddr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            s.parse().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{key}: {s:?} is not an address with a port (e.g. \"0.0.0.0:3478\")"
+                ))
+            })
+        })
+        .collect()
+}
+
+pub(super) fn de_tcp<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    listeners("listen.tcp", d)
+}
+
+pub(super) fn de_tls<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    listeners("listen.tls", d)
+}

@@ -1,0 +1,293 @@
+//! TURN over TCP and TLS (RFC 8656 §3.1): accepting connections within the
+//! configured limits, cutting the byte stream into messages, and writing
+//! responses and relayed data back. An allocation belongs to its connection
+//! and ends with it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use super::tls::Certificate;
+use super::{clock, Shared};
+use crate::config::Connections;
+use crate::core::framing::{next_frame_len, FrameError};
+use crate::core::{FiveTuple, Transport};
+
+/// Frames queued for one connection's writer; past this, relayed data to a
+/// slow client is dropped rather than buffered without bound.
+const WRITE_QUEUE: usize = 512;
+
+/// Open connections per source IP and in total.
+#[derive(Default)]
+pub struct ConnectionCounts {
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// A slot held by one connection, released on drop.
+pub struct Slot {
+    counts: Arc<ConnectionCounts>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_ip = self.counts.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ConnectionCounts {
+    /// Takes a slot for `ip`, or says which limit is reached.
+    fn acquire(self: &Arc<Self>, ip: IpAddr, limits: &Connections) -> Result<Slot, &'static str> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let total: u32 = per_ip.values().sum();
+        if total >= limits.max_total {
+            return Err("total_limit");
+        }
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= limits.max_per_ip {
+            return Err("per_ip_limit");
+        }
+        *n += 1;
+        Ok(Slot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// Accepts connections on one TCP or TLS listener.
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    transport: Transport,
+    certificate: Option<Arc<Certificate>>,
+    limits: Connections,
+) {
+    let server_addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return tracing::error!(error = %e, "listener has no local address"),
+    };
+    let label = transport.as_str();
+    loop {
+        let (tcp, client) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors, most likely: back off a little.
+                tracing::warn!(listener = %server_addr, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = match shared.connection_counts.acquire(client.ip(), &limits) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                shared
+                    .metrics
+                    .connections_rejected
+                    .with_label_values(&[label, reason])
+                    .inc();
+                debug!(%client, reason, "connection refused");
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        shared
+            .metrics
+            .connections_accepted
+            .with_label_values(&[label])
+            .inc();
+        let ft = FiveTuple {
+            client,
+            server: server_addr,
+            transport,
+        };
+        let shared = shared.clone();
+        let certificate = certificate.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            shared
+                .metrics
+                .connections_active
+                .with_label_values(&[label])
+                .inc();
+            run_connection(&shared, tcp, ft, certificate, &limits).await;
+            shared
+                .metrics
+                .connections_active
+                .with_label_values(&[label])
+                .dec();
+            drop(slot);
+        });
+    }
+}
+
+async fn run_connection(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    ft: FiveTuple,
+    certificate: Option<Arc<Certificate>>,
+    limits: &Connections,
+) {
+    let handshake = Duration::from_secs(limits.handshake_timeout_s.into());
+    let label = ft.transport.as_str();
+    match certificate {
+        None => serve_stream(shared, tcp, ft, limits).await,
+        Some(cert) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cert.current());
+            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => serve_stream(shared, tls, ft, limits).await,
+                Ok(Err(e)) => {
+                    debug!(client = %ft.client, error = %e, "TLS handshake failed");
+                    shared
+                        .metrics
+                        .connections_rejected
+                        .with_label_values(&[label, "tls_handshake"])
+                        .inc();
+                }
+                Err(_) => {
+                    shared
+                        .metrics
+                        .connections_rejected
+                        .with_label_values(&[label, "handshake_timeout"])
+                        .inc();
+                }
+            }
+        }
+    }
+}
+
+/// Reads frames until the client leaves, breaks framing or idles out.
+async fn serve_stream<S>(shared: &Arc<Shared>, stream: S, ft: FiveTuple, limits: &Connections)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    shared.register_connection(ft, tx);
+    let writer_task = tokio::spawn(write_frames(writer, rx));
+    debug!(client = %ft.client, transport = ft.transport.as_str(), "connection open");
+
+    let reason = read_frames(shared, &mut reader, ft, limits).await;
+    if let Some(reason) = reason {
+        shared
+            .metrics
+            .connections_rejected
+            .with_label_values(&[ft.transport.as_str(), reason])
+            .inc();
+        debug!(client = %ft.client, reason, "connection cut");
+    }
+    shared.unregister_connection(&ft);
+    shared.with_server(|server, relays| server.close_connection(ft, relays));
+    // The writer drains what is queued (a last error response), then ends.
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
+}
+
+/// The read loop; returns why the server cut the connection, if it did.
+async fn read_frames<R: AsyncRead + Unpin>(
+    shared: &Arc<Shared>,
+    reader: &mut R,
+    ft: FiveTuple,
+    limits: &Connections,
+) -> Option<&'static str> {
+    let handshake = Duration::from_secs(limits.handshake_timeout_s.into());
+    let idle = Duration::from_secs(limits.idle_timeout_s.into());
+    let max = limits.max_frame_bytes as usize;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut start = 0;
+    let mut seen_frame = false;
+    let mut out = Vec::new();
+    loop {
+        // Complete frames first.
+        loop {
+            match next_frame_len(&buf[start..], max) {
+                Ok(Some(len)) => {
+                    let frame = &buf[start..start + len];
+                    shared.with_server(|server, relays| {
+                        server.handle_client(clock::now(), ft, frame, relays, &mut out)
+                    });
+                    shared.send_all(&mut out).await;
+                    start += len;
+                    seen_frame = true;
+                }
+                Ok(None) => break,
+                Err(FrameError::Garbage) => {
+                    shared
+                        .metrics
+                        .dropped_packets
+                        .with_label_values(&["malformed"])
+                        .inc();
+                    return Some("garbage");
+                }
+                Err(FrameError::TooLarge(len)) => {
+                    debug!(client = %ft.client, len, max, "frame too large");
+                    return Some("frame_too_large");
+                }
+            }
+        }
+        buf.drain(..start);
+        start = 0;
+        // A frame in progress must finish quickly (slow clients cannot hold
+        // sockets); between frames, a connection without an allocation may
+        // idle only so long.
+        let (wait, reason) = if !seen_frame {
+            (handshake, "handshake_timeout")
+        } else if !buf.is_empty() {
+            (handshake, "frame_timeout")
+        } else {
+            (idle, "idle_timeout")
+        };
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(4096);
+        }
+        match tokio::time::timeout(wait, reader.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => return None,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(client = %ft.client, error = %e, "read failed");
+                return None;
+            }
+            Err(_)
+                if reason == "idle_timeout"
+                    && shared.with_server(|s, _| s.allocation(&ft).is_some()) => {}
+            Err(_) => return Some(reason),
+        }
+    }
+}
+
+async fn write_frames<W: AsyncWrite>(
+    mut writer: tokio::io::WriteHalf<W>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    while let Some(frame) = rx.recv().await {
+        if writer.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Binds a TCP listener.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(1024)?;
+    info!(%addr, "TCP listener bound");
+    Ok(listener)
+}
