@@ -77,14 +77,21 @@ mod tests {
     }
 
     #[test]
-    fn urls_bracket_ipv6() {
-        let urls = udp_urls(&["[2001:db8::1]:3478".parse().unwrap()]);
+    fn urls_for_every_transport() {
+        let v6 = ["[2001:db8::1]:3478".parse().unwrap()];
+        let tls = ["192.0.2.1:443".parse().unwrap()];
         assert_eq!(
-            urls,
+            urls(&v6, &v6, &tls, Some("turn.example.org")),
             vec![
                 "stun:[2001:db8::1]:3478",
-                "turn:[2001:db8::1]:3478?transport=udp"
+                "turn:[2001:db8::1]:3478?transport=udp",
+                "turn:[2001:db8::1]:3478?transport=tcp",
+                "turns:turn.example.org:443?transport=tcp"
             ]
+        );
+        assert_eq!(
+            urls(&[], &[], &tls, None),
+            vec!["turns:192.0.2.1:443?transport=tcp"]
         );
     }
 }

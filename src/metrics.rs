@@ -579,6 +579,10 @@ mod tests {
         "turnd_relay_ports_in_use",
         "turnd_relay_ports_total",
         "turnd_build_info",
+        "turnd_connections_active",
+        "turnd_connections_accepted_total",
+        "turnd_connections_rejected_total",
+        "turnd_tls_reloads_total",
     ];
 
     #[test]

@@ -765,3 +765,40 @@ fn no_credentials_means_no_relay() {
     );
     assert!(matches!(b[0].source, Source::Client(_)));
 }
+
+#[test]
+fn unauthenticated_answers_are_rate_limited_per_source() {
+    let mut h = Harness::new();
+    let spoofed = client(7);
+    let binding = build(METHOD_BINDING, CLASS_REQUEST, tid(1), &[], None, false);
+    let answered = (0..50)
+        .filter(|_| !h.feed(spoofed, &binding).is_empty())
+        .count();
+    assert_eq!(answered, 20, "the burst, then nothing");
+    let challenge = build(
+        METHOD_ALLOCATE,
+        CLASS_REQUEST,
+        tid(2),
+        &[transport_udp()],
+        None,
+        false,
+    );
+    assert!(
+        h.feed(spoofed, &challenge).is_empty(),
+        "401s share the bucket"
+    );
+    assert_eq!(
+        h.counter("turnd_dropped_packets_total", &[("reason", "rate_limited")]),
+        31.0
+    );
+    // Another source is unaffected; the first one recovers with time.
+    let mut other = client(8);
+    other.client.set_ip("192.0.2.100".parse().unwrap());
+    assert_eq!(h.feed(other, &binding).len(), 1);
+    h.advance(1);
+    assert_eq!(h.feed(spoofed, &binding).len(), 1);
+    // Stream clients cannot spoof their source: no limit there.
+    let mut tcp = spoofed;
+    tcp.transport = turnd::core::Transport::Tcp;
+    assert!((0..50).all(|_| h.feed(tcp, &binding).len() == 1));
+}

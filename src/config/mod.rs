@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod rate_limit;
 mod stream;
 #[cfg(test)]
 mod tests;
 mod types;
 
+pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
 pub use stream::*;
 use types::{
     check_log_level, check_realm, check_user_name, de_at_least_1, de_http_listen, de_log_level,
@@ -100,6 +102,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     #[serde(default)]
     pub connections: Connections,
+    #[serde(default)]
+    pub rate_limit: RateLimit,
 }
 
 /// `[listen]`: the addresses clients send STUN/TURN to.
@@ -306,6 +310,7 @@ impl Default for Config {
             log: Log::default(),
             tls: None,
             connections: Connections::default(),
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -417,6 +422,7 @@ impl Config {
             return Err("listen.tls needs a [tls] section with cert and key (PEM files)".into());
         }
         self.connections.check()?;
+        self.rate_limit.check()?;
 
         let relay = &self.relay;
         if relay.bind.is_multicast() {

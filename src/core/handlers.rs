@@ -96,6 +96,9 @@ impl Server {
         let method = req.msg.typ.method;
         let label = method_label(method);
         if method == METHOD_BINDING {
+            if !self.unauthenticated_allowed(now, ft) {
+                return None;
+            }
             return Some(self.binding(ft, req));
         }
         let result = match self.authenticate(now, ft, req) {
@@ -123,6 +126,9 @@ impl Server {
                 Some(bytes)
             }
             Err(r) => {
+                if r.key.is_none() && !self.unauthenticated_allowed(now, ft) {
+                    return None;
+                }
                 self.count(label, &r.code.to_string());
                 let mut m = message::error_response(req, r.code);
                 if matches!(r.code, 401 | 438) {

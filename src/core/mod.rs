@@ -19,6 +19,7 @@ pub mod message;
 pub mod nonce;
 pub mod peer_policy;
 pub mod ports;
+pub mod rate_limit;
 pub mod server;
 
 use std::io;

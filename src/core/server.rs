@@ -20,6 +20,7 @@ use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
+use super::rate_limit::RateLimit;
 use super::{classic, FiveTuple, Now, RelaySockets, Source, Transmit};
 use crate::metrics::Metrics;
 
@@ -54,6 +55,9 @@ pub struct CoreConfig {
     /// The server's own listeners, never a valid peer (no relaying into
     /// ourselves). An unspecified IP stands for every local address.
     pub own_listeners: Vec<SocketAddr>,
+    /// Unauthenticated UDP responses per source IP per second (0: no limit).
+    pub unauthenticated_per_s: u32,
+    pub unauthenticated_burst: u32,
 }
 
 impl CoreConfig {
@@ -99,6 +103,8 @@ impl CoreConfig {
             channels_per_allocation: cfg.quota.channels_per_allocation as usize,
             peer_policy: PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone()),
             own_listeners: listeners.to_vec(),
+            unauthenticated_per_s: cfg.rate_limit.unauthenticated_per_s,
+            unauthenticated_burst: cfg.rate_limit.unauthenticated_burst,
         }
     }
 }
@@ -137,6 +143,7 @@ pub struct Server {
     /// Reserved odd ports by RESERVATION-TOKEN.
     pub(super) reservations: HashMap<u64, u16>,
     pub(super) timers: Expiries,
+    pub(super) rate_limit: RateLimit,
 }
 
 impl Server {
@@ -145,6 +152,7 @@ impl Server {
         let mut rng = StdRng::from_seed(seed);
         let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
+        let rate_limit = RateLimit::new(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
         metrics.relay_ports_total.set(ports.total() as i64);
         Server {
             cfg,
@@ -157,6 +165,7 @@ impl Server {
             ports,
             reservations: HashMap::new(),
             timers: Expiries::default(),
+            rate_limit,
         }
     }
 
@@ -201,6 +210,9 @@ impl Server {
                 self.channel_data_from_client(now, five_tuple, number, data, out)
             }
             Inbound::ClassicBinding { transaction_id } => {
+                if !self.unauthenticated_allowed(now, five_tuple) {
+                    return;
+                }
                 self.metrics
                     .binding_requests
                     .with_label_values(&[five_tuple.transport.as_str()])
@@ -233,6 +245,16 @@ impl Server {
                 _ => self.drop_packet("unknown_indication"),
             },
         }
+    }
+
+    /// Takes a rate-limit token for an unauthenticated response to a UDP
+    /// source (stream sources cannot be spoofed); counts the drop if none.
+    pub(super) fn unauthenticated_allowed(&mut self, now: Now, ft: FiveTuple) -> bool {
+        if ft.transport.is_stream() || self.rate_limit.allow(ft.client.ip(), now.instant) {
+            return true;
+        }
+        self.drop_packet("rate_limited");
+        false
     }
 
     /// Relays ChannelData from a client to the channel's peer (RFC 8656 §12.6).

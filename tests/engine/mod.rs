@@ -74,6 +74,8 @@ pub fn config() -> CoreConfig {
         // here so the scenarios have a "public" peer that is not routable.
         peer_policy: PeerPolicy::new(vec!["198.18.0.0/15".parse().unwrap()], vec![]),
         own_listeners: vec![SERVER.parse().unwrap()],
+        unauthenticated_per_s: 100,
+        unauthenticated_burst: 20,
     }
 }
 
