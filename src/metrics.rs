@@ -132,7 +132,7 @@ pub struct Metrics {
     pub dropped_packets: IntCounterVec,
     /// `turnd_relay_ports_in_use`.
     pub relay_ports_in_use: IntGauge,
-    /// `turnd_relay_ports_total`: size of the configured relay port range.
+    /// `turnd_relay_ports_configured`: size of the configured relay port range.
     pub relay_ports_total: IntGauge,
     /// `turnd_build_info{version}`, always 1.
     pub build_info: IntGaugeVec,
@@ -233,7 +233,7 @@ impl Metrics {
         );
         let relay_ports_total = gauge(
             r,
-            "turnd_relay_ports_total",
+            "turnd_relay_ports_configured",
             "Relay ports in the configured range.",
         );
         let build_info = gauge_vec(
@@ -577,7 +577,7 @@ mod tests {
         "turnd_quota_rejections_total",
         "turnd_dropped_packets_total",
         "turnd_relay_ports_in_use",
-        "turnd_relay_ports_total",
+        "turnd_relay_ports_configured",
         "turnd_build_info",
         "turnd_connections_active",
         "turnd_connections_accepted_total",
@@ -650,7 +650,7 @@ mod tests {
             zero("turnd_dropped_packets_total", &[("reason", r)]);
         }
         zero("turnd_relay_ports_in_use", &[]);
-        zero("turnd_relay_ports_total", &[]);
+        zero("turnd_relay_ports_configured", &[]);
         assert_eq!(
             find(
                 &samples,
@@ -720,7 +720,7 @@ mod tests {
             v("turnd_dropped_packets_total", &[("reason", "not_stun")]),
             Some(3.0)
         );
-        assert_eq!(v("turnd_relay_ports_total", &[]), Some(16384.0));
+        assert_eq!(v("turnd_relay_ports_configured", &[]), Some(16384.0));
         assert_eq!(v("turnd_relay_ports_in_use", &[]), Some(2.0));
     }
 

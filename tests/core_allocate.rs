@@ -802,3 +802,43 @@ fn unauthenticated_answers_are_rate_limited_per_source() {
     tcp.transport = turnd::core::Transport::Tcp;
     assert!((0..50).all(|_| h.feed(tcp, &binding).len() == 1));
 }
+
+#[test]
+fn an_ipv6_only_relay_needs_requested_address_family() {
+    let mut cfg = config();
+    cfg.relay_bind = "2001:db8::10".parse().unwrap();
+    cfg.relay_advertised = "2001:db8::10".parse().unwrap();
+    let mut h = Harness::with(cfg);
+    let ft = client(1);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let r = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(
+        error_code(&r),
+        Some(440),
+        "absent means IPv4 (RFC 6156 §4.2)"
+    );
+    let v6 = (ATTR_REQUESTED_ADDRESS_FAMILY, vec![2, 0, 0, 0]);
+    let r = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(2),
+            &[transport_udp(), v6],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), None);
+    assert!(xor_addr(&r, ATTR_XOR_RELAYED_ADDRESS).unwrap().is_ipv6());
+}

@@ -427,3 +427,40 @@ fn data_for_unknown_relay_or_client_is_dropped() {
         3.0
     );
 }
+
+#[test]
+fn two_clients_of_this_server_talk_relay_to_relay() {
+    // The advertised relay address is private here (denied by the default
+    // policy), as on a LAN test setup: still, one allocation may reach
+    // another, and nothing else on that address.
+    let mut cfg = config();
+    cfg.relay_advertised = "10.0.0.5".parse().unwrap();
+    let mut h = Harness::with(cfg);
+    let a = client(1);
+    let b = client(2);
+    let (ca, port_a) = allocate(&mut h, a);
+    let (_, port_b) = allocate(&mut h, b);
+    let peer_b = format!("10.0.0.5:{port_b}");
+    assert_eq!(error_code(&permit(&mut h, a, &ca, &[&peer_b], 21)), None);
+    let out = h.feed(a, &send_indication(&peer_b, b"hi b", 22));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].source, Source::Relay(relay_addr(port_a)));
+    // The same address outside the relay range (ssh, a database) is not.
+    assert!(h
+        .feed(a, &send_indication("10.0.0.5:22", b"x", 23))
+        .is_empty());
+    assert_eq!(
+        error_code(&bind(&mut h, a, &ca, 0x4000, "10.0.0.5:5432", 24)),
+        Some(403)
+    );
+    assert_eq!(error_code(&bind(&mut h, a, &ca, 0x4001, &peer_b, 25)), None);
+    assert_eq!(
+        h.counter("turnd_peer_denied_total", &[("reason", "own_address")]),
+        2.0
+    );
+    // Other private addresses stay denied.
+    assert_eq!(
+        error_code(&permit(&mut h, a, &ca, &["10.0.0.6:1"], 26)),
+        Some(403)
+    );
+}

@@ -79,6 +79,8 @@ pub fn default_realm() -> String {
 pub struct Config {
     #[serde(default = "default_realm", deserialize_with = "de_realm")]
     pub realm: String,
+    /// Without a `[listen]` table: UDP and TCP on 0.0.0.0:3478. With one,
+    /// only the listeners it names.
     #[serde(default)]
     pub listen: Listen,
     #[serde(default)]
@@ -106,18 +108,19 @@ pub struct Config {
     pub rate_limit: RateLimit,
 }
 
-/// `[listen]`: the addresses clients send STUN/TURN to.
+/// `[listen]`: the addresses clients send STUN/TURN to. A key left out of
+/// a `[listen]` table means no listener of that kind.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Listen {
-    /// At least one; port 0 picks a free port (for tests).
-    #[serde(deserialize_with = "de_udp_listeners")]
+    /// Port 0 picks a free port (for tests).
+    #[serde(default, deserialize_with = "de_udp_listeners")]
     pub udp: Vec<SocketAddr>,
     /// TURN over TCP (`turn:host:port?transport=tcp`).
-    #[serde(deserialize_with = "stream::de_tcp")]
+    #[serde(default, deserialize_with = "stream::de_tcp")]
     pub tcp: Vec<SocketAddr>,
     /// TURN over TLS (`turns:host:port?transport=tcp`); needs `[tls]`.
-    #[serde(deserialize_with = "stream::de_tls")]
+    #[serde(default, deserialize_with = "stream::de_tls")]
     pub tls: Vec<SocketAddr>,
 }
 
@@ -319,10 +322,10 @@ impl Default for Config {
 /// key, and for parse errors toml's line, column and the offending line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", .path.display())]
+    #[error("cannot read config file {}: {error}", .path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: {message}", .path.display())]
     Parse { path: PathBuf, message: String },
@@ -352,15 +355,22 @@ impl Config {
     /// `password_file` and `secret_files` paths are resolved against the
     /// directory that holds the config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        with_base_dir(dir, || Self::parse_and_validate(&text, path))
+        let mut config = with_base_dir(dir, || Self::parse_and_validate(&text, path))?;
+        // Certificate paths, like secret files, are relative to the config
+        // file (under systemd the working directory is /).
+        if let Some(tls) = &mut config.tls {
+            tls.cert = dir.join(&tls.cert);
+            tls.key = dir.join(&tls.key);
+        }
+        Ok(config)
     }
 
     fn parse_and_validate(s: &str, path: &Path) -> Result<Config, ConfigError> {

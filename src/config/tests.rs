@@ -121,16 +121,20 @@ fn realm_rules() {
 
 #[test]
 fn listeners_need_at_least_one_valid_unique_address() {
-    let e = err("[listen]\nudp = []\ntcp = []\n");
+    let e = err("[listen]\nudp = []\n");
     assert!(
         e.contains("listen: at least one of udp, tcp or tls must hold an address"),
         "{e}"
     );
-    let c = parse("[listen]\nudp = []\n");
+    let c = parse("[listen]\ntcp = [\"0.0.0.0:443\"]\n");
+    assert!(
+        c.listen.udp.is_empty(),
+        "a [listen] table names every listener"
+    );
     assert_eq!(
-        c.listen.tcp,
+        parse("").listen.tcp,
         vec![DEFAULT_TCP_LISTEN],
-        "TCP alone is a valid server"
+        "no [listen]: UDP and TCP on 3478"
     );
     let e = err("[listen]\ntls = [\"0.0.0.0:5349\"]\n");
     assert!(e.contains("listen.tls needs a [tls] section"), "{e}");

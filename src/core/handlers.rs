@@ -292,12 +292,15 @@ impl Server {
         if token.is_some() && (even.is_some() || family.is_some()) {
             return Err(reject(400, key));
         }
-        if let Some(f) = family {
-            let wanted_v6 = match f.first() {
-                Some(1) if f.len() == 4 => false,
-                Some(2) if f.len() == 4 => true,
-                Some(_) if f.len() == 4 => return Err(reject(440, key)),
-                _ => return Err(reject(400, key)),
+        // Without REQUESTED-ADDRESS-FAMILY the client gets IPv4 (RFC 8656
+        // §7.2, RFC 6156 §4.2); a reservation token carries its own family.
+        if token.is_none() {
+            let wanted_v6 = match family.map(|f| (f.first(), f.len())) {
+                None => false,
+                Some((Some(1), 4)) => false,
+                Some((Some(2), 4)) => true,
+                Some((Some(_), 4)) => return Err(reject(440, key)),
+                Some(_) => return Err(reject(400, key)),
             };
             if wanted_v6 != self.cfg.relay_bind.is_ipv6() {
                 return Err(reject(440, key));
@@ -438,6 +441,12 @@ impl Server {
         if ip.is_ipv4() != relay.is_ipv4() {
             return Err(reject(443, key));
         }
+        // Our own relay address is a peer whatever the policy says: two
+        // clients of this server talk relay to relay. Only relay ports of it
+        // are reachable (checked on ChannelBind and Send).
+        if self.is_own_relay_ip(ip) {
+            return Ok(ip);
+        }
         if let Verdict::Denied(reason) = self.cfg.peer_policy.check(ip) {
             self.metrics
                 .peer_denied
@@ -520,7 +529,7 @@ impl Server {
             return Err(reject(400, key));
         }
         let ip = self.check_peer(alloc.relay, peer, key)?;
-        if self.is_own_listener(peer) {
+        if self.is_own_listener(peer) || !self.own_relay_port_ok(peer) {
             self.metrics
                 .peer_denied
                 .with_label_values(&["own_address"])

@@ -300,7 +300,7 @@ impl Server {
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }
-        if self.is_own_listener(peer) {
+        if self.is_own_listener(peer) || !self.own_relay_port_ok(peer) {
             self.metrics
                 .peer_denied
                 .with_label_values(&["own_address"])
@@ -331,6 +331,20 @@ impl Server {
             destination: peer,
             payload: data.to_vec(),
         });
+    }
+
+    /// True when `ip` is the address our relay sockets are bound to or
+    /// advertised at.
+    pub(super) fn is_own_relay_ip(&self, ip: IpAddr) -> bool {
+        ip == self.cfg.relay_advertised || (ip == self.cfg.relay_bind && !ip.is_unspecified())
+    }
+
+    /// False when `peer` is on our relay address but outside the relay port
+    /// range: relaying to another allocation is allowed, to other services
+    /// of this host is not.
+    pub(super) fn own_relay_port_ok(&self, peer: SocketAddr) -> bool {
+        !self.is_own_relay_ip(canonical(peer.ip()))
+            || (self.cfg.port_low..=self.cfg.port_high).contains(&peer.port())
     }
 
     /// True when `peer` is one of our own listeners.

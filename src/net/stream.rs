@@ -278,16 +278,19 @@ async fn write_frames<W: AsyncWrite>(
     let _ = writer.shutdown().await;
 }
 
-/// Binds a TCP listener.
+/// Binds a TCP listener; an IPv6 one is IPv6-only, like the UDP ones, so
+/// `0.0.0.0:3478` and `[::]:3478` can both be listed.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv6() {
-        tokio::net::TcpSocket::new_v6()?
-    } else {
-        tokio::net::TcpSocket::new_v4()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    let listener = socket.listen(1024)?;
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    let listener = TcpListener::from_std(socket.into())?;
     info!(%addr, "TCP listener bound");
     Ok(listener)
 }
