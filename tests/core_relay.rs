@@ -464,3 +464,28 @@ fn two_clients_of_this_server_talk_relay_to_relay() {
         Some(403)
     );
 }
+
+#[test]
+fn an_allowed_relay_address_is_a_peer_on_any_port() {
+    // Loopback test setups: the relay is 127.0.0.1 and so are the peers,
+    // which the operator allowed.
+    let mut cfg = config();
+    cfg.relay_advertised = "127.0.0.1".parse().unwrap();
+    cfg.peer_policy =
+        turnd::core::peer_policy::PeerPolicy::new(vec!["127.0.0.0/8".parse().unwrap()], vec![]);
+    let mut h = Harness::with(cfg);
+    let ft = client(1);
+    let (c, _) = allocate(&mut h, ft);
+    assert_eq!(
+        error_code(&bind(&mut h, ft, &c, 0x4000, "127.0.0.1:34800", 21)),
+        None
+    );
+    assert_eq!(
+        error_code(&permit(&mut h, ft, &c, &["127.0.0.1:9"], 22)),
+        None
+    );
+    assert_eq!(
+        h.feed(ft, &send_indication("127.0.0.1:9", b"x", 23)).len(),
+        1
+    );
+}

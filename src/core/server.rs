@@ -18,7 +18,7 @@ use super::auth::{quota_user, Credentials};
 use super::expiry::{Expiries, Timer};
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
-use super::peer_policy::{canonical, PeerPolicy};
+use super::peer_policy::{canonical, PeerPolicy, Verdict};
 use super::ports::Ports;
 use super::rate_limit::RateLimit;
 use super::{classic, FiveTuple, Now, RelaySockets, Source, Transmit};
@@ -339,12 +339,15 @@ impl Server {
         ip == self.cfg.relay_advertised || (ip == self.cfg.relay_bind && !ip.is_unspecified())
     }
 
-    /// False when `peer` is on our relay address but outside the relay port
-    /// range: relaying to another allocation is allowed, to other services
-    /// of this host is not.
+    /// False when `peer` is on our relay address, outside the relay port
+    /// range, and the peer policy does not allow that address anyway:
+    /// relaying to another allocation is always allowed, to other services
+    /// of this host only if the operator allowed the address.
     pub(super) fn own_relay_port_ok(&self, peer: SocketAddr) -> bool {
-        !self.is_own_relay_ip(canonical(peer.ip()))
+        let ip = canonical(peer.ip());
+        !self.is_own_relay_ip(ip)
             || (self.cfg.port_low..=self.cfg.port_high).contains(&peer.port())
+            || self.cfg.peer_policy.check(ip) == Verdict::Allowed
     }
 
     /// True when `peer` is one of our own listeners.
