@@ -49,19 +49,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("turnd: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let opts = turnd::net::RunOptions {
         ready_file: cli.ready_file.clone(),
         demo_secret,
         demo_ttl: DEMO_CREDENTIAL_TTL,
     };
-    match runtime.block_on(turnd::net::run(config, opts)) {
+    match turnd::net::run(config, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

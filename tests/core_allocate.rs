@@ -842,3 +842,56 @@ fn an_ipv6_only_relay_needs_requested_address_family() {
     assert_eq!(error_code(&r), None);
     assert!(xor_addr(&r, ATTR_XOR_RELAYED_ADDRESS).unwrap().is_ipv6());
 }
+
+#[test]
+fn a_reservation_made_on_one_worker_is_claimed_on_another() {
+    // Two engines sharing one Global, as two workers do: the RTCP
+    // allocation of an EVEN-PORT pair may land on the other worker.
+    let global = std::sync::Arc::new(turnd::core::global::Global::default());
+    let metrics = std::sync::Arc::new(turnd::metrics::Metrics::new());
+    let mut a = Harness::with(config());
+    a.server = turnd::core::Server::new(config(), metrics.clone(), global.clone(), [1; 32]);
+    let mut b = Harness::with(config());
+    b.server = turnd::core::Server::new(config(), metrics, global.clone(), [2; 32]);
+    let ft = client(1);
+    let c = login(&mut a, ft, USER, PASSWORD);
+    let r = a.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp(), (ATTR_EVEN_PORT, vec![0x80])],
+            Some(&c),
+            false,
+        ),
+    );
+    let port = xor_addr(&r, ATTR_XOR_RELAYED_ADDRESS).unwrap().port();
+    let token = r.get(ATTR_RESERVATION_TOKEN).unwrap();
+    // The shell's reserved socket table is process-wide; the fake one is
+    // per harness, so hand the reserved port over as the shell would.
+    let odd: std::net::SocketAddr = format!("{RELAY_IP}:{}", port + 1).parse().unwrap();
+    assert!(a.relays.open.remove(&odd));
+    b.relays.open.insert(odd);
+    let ft2 = client(2);
+    let c2 = login(&mut b, ft2, USER, PASSWORD);
+    let r2 = b.request(
+        ft2,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(2),
+            &[transport_udp(), (ATTR_RESERVATION_TOKEN, token)],
+            Some(&c2),
+            false,
+        ),
+    );
+    assert_eq!(
+        xor_addr(&r2, ATTR_XOR_RELAYED_ADDRESS).unwrap().port(),
+        port + 1
+    );
+    assert_eq!(global.total(), 2, "quotas count both workers");
+    // The first worker's reservation timer finds nothing left to release.
+    a.advance(31);
+    assert_eq!(b.server.allocation_count(), 1);
+}

@@ -106,6 +106,10 @@ pub struct Config {
     pub connections: Connections,
     #[serde(default)]
     pub rate_limit: RateLimit,
+    /// Worker threads, each with its own sockets and allocations; 0 means
+    /// one per CPU core.
+    #[serde(default)]
+    pub workers: u32,
 }
 
 /// `[listen]`: the addresses clients send STUN/TURN to. A key left out of
@@ -314,6 +318,7 @@ impl Default for Config {
             tls: None,
             connections: Connections::default(),
             rate_limit: RateLimit::default(),
+            workers: 0,
         }
     }
 }

@@ -15,6 +15,7 @@ use tracing::{debug, info};
 use super::allocation::{Allocation, Channel};
 use super::auth::{quota_user, Key, Refusal};
 use super::expiry::Timer;
+use super::global::QuotaExceeded;
 use super::message::{self, Request};
 use super::peer_policy::{canonical, Verdict};
 use super::ports::Parity;
@@ -314,52 +315,25 @@ impl Server {
         };
         // Quotas (§7.2 step 8): per user 486, in total 508.
         let user = quota_user(&authed.username).to_string();
-        if self.per_user.get(&user).copied().unwrap_or(0) >= self.cfg.allocations_per_user {
+        let (per_user, total) = (self.cfg.allocations_per_user, self.cfg.allocations_total);
+        if let Err(exceeded) = self.global.admit(&user, per_user, total) {
+            let (kind, code) = match exceeded {
+                QuotaExceeded::User => ("user", 486),
+                QuotaExceeded::Total => ("total", 508),
+            };
             self.metrics
                 .quota_rejections
-                .with_label_values(&["user"])
+                .with_label_values(&[kind])
                 .inc();
-            return Err(reject(486, key));
-        }
-        if self.allocations.len() >= self.cfg.allocations_total {
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["total"])
-                .inc();
-            return Err(reject(508, key));
+            return Err(reject(code, key));
         }
         let ip = self.cfg.relay_bind;
-        let mut reserved_token = None;
-        let port = if let Some(t) = token {
-            let t = u64::from_be_bytes(t.try_into().map_err(|_| reject(400, key))?);
-            let port = self
-                .reservations
-                .remove(&t)
-                .ok_or_else(|| reject(508, key))?;
-            self.timers.cancel(Timer::Reservation(t));
-            port
-        } else {
-            let parity = match even.and_then(|v| v.first()) {
-                None if even.is_some() => return Err(reject(400, key)),
-                None => Parity::Any,
-                Some(b) if b & 0x80 != 0 => Parity::EvenReserveNext,
-                Some(_) => Parity::Even,
-            };
-            let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays) else {
-                self.metrics
-                    .quota_rejections
-                    .with_label_values(&["relay_ports"])
-                    .inc();
-                return Err(reject(508, key));
-            };
-            if parity == Parity::EvenReserveNext {
-                let t: u64 = rand::Rng::gen(&mut self.rng);
-                self.reservations.insert(t, port + 1);
-                self.timers
-                    .schedule(Timer::Reservation(t), now.instant + RESERVATION_LIFETIME);
-                reserved_token = Some(t);
+        let (port, reserved_token) = match self.relay_port(now, token, even, relays) {
+            Ok(p) => p,
+            Err(code) => {
+                self.global.release(&user);
+                return Err(reject(code, key));
             }
-            port
         };
         let relay = SocketAddr::new(ip, port);
         let advertised = SocketAddr::new(self.cfg.relay_advertised, port);
@@ -376,7 +350,6 @@ impl Server {
         let expires = now.instant + lifetime;
         self.timers.schedule(Timer::Allocation(ft), expires);
         self.by_relay_port.insert(port, ft);
-        *self.per_user.entry(user).or_insert(0) += 1;
         self.allocations.insert(
             ft,
             Allocation {
@@ -402,11 +375,50 @@ impl Server {
             .allocations_active
             .with_label_values(&[transport])
             .inc();
-        self.metrics
-            .relay_ports_in_use
-            .set(self.ports.in_use() as i64);
         info!(client = %ft.client, %transport, relay = %advertised, lifetime_s = lifetime.as_secs(), "allocation created");
         Ok(response)
+    }
+
+    /// The relay port of a new allocation: a reserved one (RESERVATION-TOKEN),
+    /// an even one (EVEN-PORT, reserving the next when asked), or any.
+    /// Returns the port and the token of a new reservation; errors are codes.
+    fn relay_port(
+        &mut self,
+        now: Now,
+        token: Option<&[u8]>,
+        even: Option<&[u8]>,
+        relays: &mut dyn RelaySockets,
+    ) -> Result<(u16, Option<u64>), u16> {
+        if let Some(t) = token {
+            let t = u64::from_be_bytes(t.try_into().map_err(|_| 400u16)?);
+            let addr = self.global.take_reservation(t).ok_or(508u16)?;
+            self.timers.cancel(Timer::Reservation(t));
+            relays.claim(addr).map_err(|_| 508u16)?;
+            self.ports.adopt(addr.port());
+            return Ok((addr.port(), None));
+        }
+        let parity = match even.map(|v| v.first()) {
+            Some(None) => return Err(400),
+            None => Parity::Any,
+            Some(Some(b)) if b & 0x80 != 0 => Parity::EvenReserveNext,
+            Some(Some(_)) => Parity::Even,
+        };
+        let ip = self.cfg.relay_bind;
+        let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays) else {
+            self.metrics
+                .quota_rejections
+                .with_label_values(&["relay_ports"])
+                .inc();
+            return Err(508);
+        };
+        if parity != Parity::EvenReserveNext {
+            return Ok((port, None));
+        }
+        let t: u64 = rand::Rng::gen(&mut self.rng);
+        self.global.reserve(t, SocketAddr::new(ip, port + 1));
+        self.timers
+            .schedule(Timer::Reservation(t), now.instant + RESERVATION_LIFETIME);
+        Ok((port, Some(t)))
     }
 
     /// Refresh (RFC 8656 §7.3): a new lifetime, or deletion with 0.

@@ -14,7 +14,9 @@ pub mod classic;
 pub mod expiry;
 pub mod five_tuple;
 pub mod framing;
+pub mod global;
 mod handlers;
+pub mod indication;
 pub mod message;
 pub mod nonce;
 pub mod peer_policy;
@@ -55,6 +57,66 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
+/// What the engine wants sent, written into buffers that are reused from
+/// one call to the next: once warm, relaying allocates nothing.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    bytes: Vec<u8>,
+    items: Vec<(Source, SocketAddr, std::ops::Range<usize>)>,
+}
+
+impl Outbox {
+    /// Queues `payload` for `destination`.
+    pub fn push(&mut self, source: Source, destination: SocketAddr, payload: &[u8]) {
+        self.push_with(source, destination, |buf| buf.extend_from_slice(payload));
+    }
+
+    /// Queues what `write` appends to the buffer it is given.
+    pub fn push_with(
+        &mut self,
+        source: Source,
+        destination: SocketAddr,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let start = self.bytes.len();
+        write(&mut self.bytes);
+        self.items
+            .push((source, destination, start..self.bytes.len()));
+    }
+
+    /// Everything queued, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (Source, SocketAddr, &[u8])> {
+        self.items
+            .iter()
+            .map(|(s, d, r)| (*s, *d, &self.bytes[r.clone()]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Empties the queue, keeping its memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.items.clear();
+    }
+
+    /// Owned copies of what is queued (tests, and shells that need them).
+    pub fn to_transmits(&self) -> Vec<Transmit> {
+        self.iter()
+            .map(|(source, destination, payload)| Transmit {
+                source,
+                destination,
+                payload: payload.to_vec(),
+            })
+            .collect()
+    }
+}
+
 /// The shell's side of relay sockets: the engine chooses the address, the
 /// shell binds it (or reports that the port is taken) and later closes it.
 pub trait RelaySockets {
@@ -62,4 +124,11 @@ pub trait RelaySockets {
     fn open(&mut self, addr: SocketAddr) -> io::Result<()>;
     /// Closes the relay socket at `addr`; its port may be reused at once.
     fn close(&mut self, addr: SocketAddr);
+    /// Binds `addr` and holds it, not receiving, for a later allocation
+    /// that may be served by another worker (RESERVATION-TOKEN).
+    fn reserve(&mut self, addr: SocketAddr) -> io::Result<()>;
+    /// Starts receiving on a socket held by [`RelaySockets::reserve`].
+    fn claim(&mut self, addr: SocketAddr) -> io::Result<()>;
+    /// Closes a reserved socket nobody claimed.
+    fn unreserve(&mut self, addr: SocketAddr);
 }

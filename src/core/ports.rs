@@ -79,17 +79,21 @@ impl Ports {
             if relays.open(SocketAddr::new(ip, port)).is_err() {
                 continue;
             }
-            if pair && relays.open(SocketAddr::new(ip, port + 1)).is_err() {
+            if pair && relays.reserve(SocketAddr::new(ip, port + 1)).is_err() {
                 relays.close(SocketAddr::new(ip, port));
                 continue;
             }
+            // A reserved port is held by its socket, not counted here: the
+            // allocation that claims it may live on another worker.
             self.in_use.insert(port);
-            if pair {
-                self.in_use.insert(port + 1);
-            }
             return Some(port);
         }
         None
+    }
+
+    /// Counts a port claimed from a reservation as this engine's.
+    pub fn adopt(&mut self, port: u16) {
+        self.in_use.insert(port);
     }
 
     /// Closes the socket at `port` and makes the port available again.
@@ -121,6 +125,15 @@ mod tests {
         }
         fn close(&mut self, addr: SocketAddr) {
             self.open.remove(&addr.port());
+        }
+        fn reserve(&mut self, addr: SocketAddr) -> io::Result<()> {
+            self.open(addr)
+        }
+        fn claim(&mut self, _addr: SocketAddr) -> io::Result<()> {
+            Ok(())
+        }
+        fn unreserve(&mut self, addr: SocketAddr) {
+            self.close(addr)
         }
     }
 
@@ -159,7 +172,11 @@ mod tests {
             .unwrap();
         assert_eq!(p % 2, 0);
         assert!(relays.open.contains(&(p + 1)), "the odd port is held");
-        assert_eq!(ports.in_use(), 2);
+        assert_eq!(
+            ports.in_use(),
+            1,
+            "the reserved port is not counted as in use"
+        );
         let q = ports
             .acquire(&mut rng, IP, Parity::Even, &mut relays)
             .unwrap();

@@ -9,19 +9,19 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
-use stun::message::{MessageType, CLASS_INDICATION, CLASS_REQUEST, METHOD_DATA, METHOD_SEND};
+use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
 use super::allocation::Allocation;
 use super::auth::{quota_user, Credentials};
 use super::expiry::{Expiries, Timer};
+use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy, Verdict};
 use super::ports::Ports;
 use super::rate_limit::RateLimit;
-use super::{classic, FiveTuple, Now, RelaySockets, Source, Transmit};
+use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::Metrics;
 
 /// Permission lifetime (RFC 8656 §9).
@@ -138,17 +138,42 @@ pub struct Server {
     pub(super) nonce_key: NonceKey,
     pub(super) allocations: HashMap<FiveTuple, Allocation>,
     pub(super) by_relay_port: HashMap<u16, FiveTuple>,
-    pub(super) per_user: HashMap<String, usize>,
     pub(super) ports: Ports,
-    /// Reserved odd ports by RESERVATION-TOKEN.
-    pub(super) reservations: HashMap<u64, u16>,
+    /// Quotas and reservations shared with the other workers.
+    pub(super) global: Arc<Global>,
     pub(super) timers: Expiries,
     pub(super) rate_limit: RateLimit,
+    stats: RelayStats,
+}
+
+/// Relayed packets and bytes one way, not yet in the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+struct Flow {
+    packets: u64,
+    bytes: u64,
+}
+
+impl Flow {
+    fn count(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+#[derive(Debug, Default)]
+struct RelayStats {
+    client_to_peer: Flow,
+    peer_to_client: Flow,
 }
 
 impl Server {
     /// A server; `seed` feeds every random choice (nonce key, ports, tokens).
-    pub fn new(cfg: CoreConfig, metrics: Arc<Metrics>, seed: [u8; 32]) -> Self {
+    pub fn new(
+        cfg: CoreConfig,
+        metrics: Arc<Metrics>,
+        global: Arc<Global>,
+        seed: [u8; 32],
+    ) -> Self {
         let mut rng = StdRng::from_seed(seed);
         let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
@@ -161,11 +186,11 @@ impl Server {
             nonce_key,
             allocations: HashMap::new(),
             by_relay_port: HashMap::new(),
-            per_user: HashMap::new(),
             ports,
-            reservations: HashMap::new(),
+            global,
             timers: Expiries::default(),
             rate_limit,
+            stats: RelayStats::default(),
         }
     }
 
@@ -196,8 +221,14 @@ impl Server {
         five_tuple: FiveTuple,
         data: &[u8],
         relays: &mut dyn RelaySockets,
-        out: &mut Vec<Transmit>,
+        out: &mut Outbox,
     ) {
+        if indication::is_send(data) {
+            return match indication::parse_send(data) {
+                Ok(send) => self.send_indication(now, five_tuple, send.peer, send.data, out),
+                Err(why) => self.drop_packet(why.as_str()),
+            };
+        }
         let inbound = match message::decode(data, five_tuple.transport.is_stream()) {
             Ok(inbound) => inbound,
             Err(why) => {
@@ -221,25 +252,16 @@ impl Server {
                     .requests
                     .with_label_values(&["binding", "success"])
                     .inc();
-                out.push(Transmit {
-                    source: Source::Client(five_tuple),
-                    destination: five_tuple.client,
-                    payload: classic::binding_response(&transaction_id, five_tuple.client),
-                });
+                let payload = classic::binding_response(&transaction_id, five_tuple.client);
+                out.push(Source::Client(five_tuple), five_tuple.client, &payload);
             }
             Inbound::Stun(mut req) => match req.class() {
                 CLASS_REQUEST => {
                     if let Some(payload) = self.handle_request(now, five_tuple, &mut req, relays) {
-                        out.push(Transmit {
-                            source: Source::Client(five_tuple),
-                            destination: five_tuple.client,
-                            payload,
-                        });
+                        out.push(Source::Client(five_tuple), five_tuple.client, &payload);
                     }
                 }
-                CLASS_INDICATION if req.msg.typ.method == METHOD_SEND => {
-                    self.send_indication(now, five_tuple, &req, out)
-                }
+                // Send indications took the fast path above.
                 // Binding indications are keepalives (RFC 8489 §6.3.2).
                 CLASS_INDICATION if req.msg.typ.method == stun::message::METHOD_BINDING => {}
                 _ => self.drop_packet("unknown_indication"),
@@ -264,7 +286,7 @@ impl Server {
         ft: FiveTuple,
         number: u16,
         data: &[u8],
-        out: &mut Vec<Transmit>,
+        out: &mut Outbox,
     ) {
         let Some(alloc) = self.allocations.get(&ft) else {
             return self.drop_packet("no_allocation");
@@ -284,18 +306,12 @@ impl Server {
         &mut self,
         now: Now,
         ft: FiveTuple,
-        req: &message::Request,
-        out: &mut Vec<Transmit>,
+        peer: SocketAddr,
+        data: &[u8],
+        out: &mut Outbox,
     ) {
         let Some(alloc) = self.allocations.get(&ft) else {
             return self.drop_packet("no_allocation");
-        };
-        let (Some(peer), Some(data)) = (
-            req.get(ATTR_XOR_PEER_ADDRESS)
-                .and_then(|v| req.xor_address(v)),
-            req.get(ATTR_DATA),
-        ) else {
-            return self.drop_packet("malformed");
         };
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
@@ -312,25 +328,14 @@ impl Server {
     }
 
     fn relay_to_peer(
-        &self,
+        &mut self,
         relay: SocketAddr,
         peer: SocketAddr,
         data: &[u8],
-        out: &mut Vec<Transmit>,
+        out: &mut Outbox,
     ) {
-        self.metrics
-            .relayed_packets
-            .with_label_values(&["client_to_peer"])
-            .inc();
-        self.metrics
-            .relayed_bytes
-            .with_label_values(&["client_to_peer"])
-            .inc_by(data.len() as u64);
-        out.push(Transmit {
-            source: Source::Relay(relay),
-            destination: peer,
-            payload: data.to_vec(),
-        });
+        self.stats.client_to_peer.count(data.len());
+        out.push(Source::Relay(relay), peer, data);
     }
 
     /// True when `ip` is the address our relay sockets are bound to or
@@ -371,7 +376,7 @@ impl Server {
         relay: SocketAddr,
         peer: SocketAddr,
         data: &[u8],
-        out: &mut Vec<Transmit>,
+        out: &mut Outbox,
     ) {
         let Some(ft) = self.by_relay_port.get(&relay.port()) else {
             return self.drop_packet("no_allocation");
@@ -382,57 +387,64 @@ impl Server {
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }
-        let stream = ft.transport.is_stream();
-        let payload = match alloc.channel_for(peer, now.instant) {
+        let client = alloc.five_tuple;
+        let source = Source::Client(client);
+        let stream = client.transport.is_stream();
+        match alloc.channel_for(peer, now.instant) {
             Some(number) => {
                 let padded = if stream {
                     data.len().next_multiple_of(4)
                 } else {
                     data.len()
                 };
-                if CHANNEL_DATA_HEADER + padded > MAX_UDP_PAYLOAD && !stream {
+                if !stream && CHANNEL_DATA_HEADER + padded > MAX_UDP_PAYLOAD {
                     return self.drop_packet("too_big");
                 }
-                let mut buf = Vec::with_capacity(CHANNEL_DATA_HEADER + padded);
-                buf.extend_from_slice(&number.to_be_bytes());
-                buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
-                buf.extend_from_slice(data);
-                buf.resize(CHANNEL_DATA_HEADER + padded, 0);
-                buf
+                out.push_with(source, client.client, |buf| {
+                    buf.extend_from_slice(&number.to_be_bytes());
+                    buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                    buf.extend_from_slice(data);
+                    buf.resize(buf.len() + padded - data.len(), 0);
+                });
             }
             None => {
-                let mut m = stun::message::Message::new();
-                m.set_type(MessageType::new(METHOD_DATA, CLASS_INDICATION));
-                rand::Rng::fill(&mut self.rng, &mut m.transaction_id.0);
-                m.write_header();
-                message::add_xor_address(&mut m, ATTR_XOR_PEER_ADDRESS, peer);
-                m.add(ATTR_DATA, data);
-                if m.raw.len() > MAX_UDP_PAYLOAD && !stream || m.raw.len() > usize::from(u16::MAX) {
+                let len = indication::data_indication_len(peer, data);
+                if (!stream && len > MAX_UDP_PAYLOAD) || len > usize::from(u16::MAX) + 20 {
                     return self.drop_packet("too_big");
                 }
-                m.raw
+                let tid: [u8; 12] = rand::Rng::gen(&mut self.rng);
+                out.push_with(source, client.client, |buf| {
+                    indication::write_data(buf, &tid, peer, data)
+                });
             }
-        };
-        let Some(alloc) = self.allocations.get(ft) else {
-            return;
-        };
-        self.metrics
-            .relayed_packets
-            .with_label_values(&["peer_to_client"])
-            .inc();
-        self.metrics
-            .relayed_bytes
-            .with_label_values(&["peer_to_client"])
-            .inc_by(data.len() as u64);
-        out.push(Transmit {
-            source: Source::Client(alloc.five_tuple),
-            destination: alloc.five_tuple.client,
-            payload,
-        });
+        }
+        self.stats.peer_to_client.count(data.len());
     }
 
-    /// Expires whatever is due at `now`.
+    /// Moves the relayed packet and byte counts into the metrics (they are
+    /// summed locally so the per-packet path touches no shared cache line).
+    pub fn flush_metrics(&mut self) {
+        let stats = std::mem::take(&mut self.stats);
+        for (direction, c) in [
+            ("client_to_peer", stats.client_to_peer),
+            ("peer_to_client", stats.peer_to_client),
+        ] {
+            if c.packets > 0 {
+                self.metrics
+                    .relayed_packets
+                    .with_label_values(&[direction])
+                    .inc_by(c.packets);
+                self.metrics
+                    .relayed_bytes
+                    .with_label_values(&[direction])
+                    .inc_by(c.bytes);
+            }
+        }
+    }
+
+    /// Expires whatever is due at `now`, and flushes the relay counters.
     pub fn handle_timeout(&mut self, now: Now, relays: &mut dyn RelaySockets) {
+        self.flush_metrics();
         while let Some(timer) = self.timers.pop_due(now.instant) {
             match timer {
                 Timer::Allocation(ft) => {
@@ -461,11 +473,8 @@ impl Server {
                     }
                 }
                 Timer::Reservation(token) => {
-                    if let Some(port) = self.reservations.remove(&token) {
-                        self.ports.release(self.cfg.relay_bind, port, relays);
-                        self.metrics
-                            .relay_ports_in_use
-                            .set(self.ports.in_use() as i64);
+                    if let Some(addr) = self.global.take_reservation(token) {
+                        relays.unreserve(addr);
                     }
                 }
             }
@@ -500,13 +509,7 @@ impl Server {
         self.by_relay_port.remove(&alloc.relay.port());
         self.ports
             .release(alloc.relay.ip(), alloc.relay.port(), relays);
-        let user = quota_user(&alloc.username);
-        if let Some(n) = self.per_user.get_mut(user) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_user.remove(user);
-            }
-        }
+        self.global.release(quota_user(&alloc.username));
         self.timers.cancel(Timer::Allocation(ft));
         for ip in alloc.permissions.keys() {
             self.timers.cancel(Timer::Permission(ft, *ip));
@@ -523,9 +526,6 @@ impl Server {
             .allocations_ended
             .with_label_values(&[transport, reason.as_str()])
             .inc();
-        self.metrics
-            .relay_ports_in_use
-            .set(self.ports.in_use() as i64);
         info!(client = %ft.client, %transport, relay = %alloc.advertised, reason = reason.as_str(), "allocation deleted");
     }
 }

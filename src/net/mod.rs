@@ -1,108 +1,43 @@
-//! The tokio shell around the sans-IO core: UDP listeners, relay sockets,
-//! the expiry timer, the HTTP endpoint and signals.
+//! The tokio shell around the sans-IO core: worker threads (one per core,
+//! each with its own listeners, relay sockets and engine), the HTTP
+//! endpoint, and signals.
 
+mod batch;
 pub mod clock;
-pub mod relay;
 pub mod stream;
 pub mod tls;
 mod udp;
+mod worker;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::Config;
-use crate::core::{CoreConfig, FiveTuple, RelaySockets, Server, Source, Transmit, Transport};
+use crate::config::{Config, Connections};
+use crate::core::global::Global;
+use crate::core::{CoreConfig, Server, Transport};
 use crate::metrics::Metrics;
-use relay::{RelayTable, Relays};
 
-/// State shared by the shell's tasks.
-pub struct Shared {
-    server: Mutex<Server>,
-    listeners: HashMap<SocketAddr, Arc<UdpSocket>>,
-    pub relays: RelayTable,
+/// What every worker thread shares: counters and cross-worker tables, none
+/// of them on the per-packet path.
+pub struct Process {
     pub metrics: Arc<Metrics>,
-    /// Writers of open TCP/TLS connections.
-    connections: Mutex<HashMap<FiveTuple, tokio::sync::mpsc::Sender<Vec<u8>>>>,
+    /// Sockets held for RESERVATION-TOKEN, until an allocation claims them.
+    reserved: Mutex<HashMap<SocketAddr, std::net::UdpSocket>>,
     pub connection_counts: Arc<stream::ConnectionCounts>,
 }
 
-impl Shared {
-    /// Runs `f` on the core with the shell's relay sockets at hand.
-    pub fn with_server<R>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut Server, &mut dyn RelaySockets) -> R,
-    ) -> R {
-        let mut server = self.server.lock().unwrap_or_else(|e| e.into_inner());
-        let mut relays = Relays { shared: self };
-        f(&mut server, &mut relays)
-    }
-
-    pub fn register_connection(&self, ft: FiveTuple, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
-        self.connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ft, tx);
-    }
-
-    pub fn unregister_connection(&self, ft: &FiveTuple) {
-        self.connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(ft);
-    }
-
-    /// Queues a frame for a TCP/TLS client; a full queue drops it.
-    fn send_stream(&self, ft: &FiveTuple, payload: Vec<u8>) {
-        let tx = self
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(ft)
-            .cloned();
-        if tx.is_none_or(|tx| tx.try_send(payload).is_err()) {
-            self.metrics
-                .dropped_packets
-                .with_label_values(&["send_failed"])
-                .inc();
-        }
-    }
-
-    /// Sends what the core produced, emptying `out`.
-    pub async fn send_all(&self, out: &mut Vec<Transmit>) {
-        for t in out.drain(..) {
-            if let Source::Client(ft) = t.source {
-                if ft.transport.is_stream() {
-                    self.send_stream(&ft, t.payload);
-                    continue;
-                }
-            }
-            let socket = match t.source {
-                Source::Client(ft) => self.listeners.get(&ft.server).cloned(),
-                Source::Relay(addr) => self.relays.get(&addr),
-            };
-            let Some(socket) = socket else {
-                self.metrics
-                    .dropped_packets
-                    .with_label_values(&["send_failed"])
-                    .inc();
-                continue;
-            };
-            if let Err(e) = socket.send_to(&t.payload, t.destination).await {
-                tracing::debug!(to = %t.destination, error = %e, "send failed");
-                self.metrics
-                    .dropped_packets
-                    .with_label_values(&["send_failed"])
-                    .inc();
-            }
-        }
+impl Process {
+    fn reserved(&self) -> MutexGuard<'_, HashMap<SocketAddr, std::net::UdpSocket>> {
+        self.reserved.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -114,6 +49,7 @@ pub struct Bound {
     pub tls: Vec<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub relay_address: IpAddr,
+    pub workers: usize,
 }
 
 /// Options of the running daemon that are not in the config file.
@@ -125,6 +61,200 @@ pub struct RunOptions {
     pub demo_secret: Option<crate::config::Secret>,
     /// How long demo credentials stay valid.
     pub demo_ttl: Duration,
+}
+
+/// The sockets one worker serves.
+#[derive(Default)]
+struct WorkerSockets {
+    udp: Vec<(SocketAddr, std::net::UdpSocket)>,
+    streams: Vec<(std::net::TcpListener, Transport)>,
+}
+
+/// How many workers: `workers` from the config, or one per core.
+fn worker_count(cfg: &Config) -> usize {
+    match cfg.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    }
+}
+
+/// Binds everything, then serves until SIGINT or SIGTERM.
+pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
+    let workers = worker_count(&cfg);
+    let metrics = Arc::new(Metrics::new());
+    let mut per_worker: Vec<WorkerSockets> =
+        (0..workers).map(|_| WorkerSockets::default()).collect();
+    let mut udp_addrs = Vec::new();
+    for addr in &cfg.listen.udp {
+        let (bound, sockets) =
+            udp::bind_group(*addr, workers, udp::bind_listener, |s| s.local_addr())
+                .with_context(|| format!("cannot bind UDP listener on {addr}"))?;
+        udp_addrs.push(bound);
+        for (w, socket) in per_worker.iter_mut().zip(sockets) {
+            w.udp.push((bound, socket));
+        }
+    }
+    let (mut tcp_addrs, mut tls_addrs) = (Vec::new(), Vec::new());
+    for (addrs, transport, out) in [
+        (&cfg.listen.tcp, Transport::Tcp, &mut tcp_addrs),
+        (&cfg.listen.tls, Transport::Tls, &mut tls_addrs),
+    ] {
+        for addr in addrs {
+            let (bound, listeners) =
+                udp::bind_group(*addr, workers, stream::bind, |l| l.local_addr())
+                    .with_context(|| format!("cannot bind {transport} listener on {addr}"))?;
+            out.push(bound);
+            for (w, listener) in per_worker.iter_mut().zip(listeners) {
+                w.streams.push((listener, transport));
+            }
+        }
+    }
+    let certificate = match &cfg.tls {
+        Some(tls) if !cfg.listen.tls.is_empty() => {
+            Some(Arc::new(tls::Certificate::new(tls.clone())?))
+        }
+        _ => None,
+    };
+    let advertised = advertised_relay_ip(&cfg);
+    let own: Vec<SocketAddr> = udp_addrs
+        .iter()
+        .chain(&tcp_addrs)
+        .chain(&tls_addrs)
+        .copied()
+        .collect();
+    let core_cfg = CoreConfig::from_config(&cfg, advertised, &own);
+    if core_cfg.credentials.is_empty() {
+        warn!("no [[users]] and no [rest] secrets configured: answering STUN Binding only, refusing every allocation");
+    }
+    let process = Arc::new(Process {
+        metrics: metrics.clone(),
+        reserved: Mutex::default(),
+        connection_counts: Arc::default(),
+    });
+    let global = Arc::new(Global::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut threads = Vec::new();
+    for (id, sockets) in per_worker.into_iter().enumerate() {
+        let server = Server::new(
+            core_cfg.clone(),
+            metrics.clone(),
+            global.clone(),
+            rand::random(),
+        );
+        let process = process.clone();
+        let stop = stop_rx.clone();
+        let certificate = certificate.clone();
+        let limits = cfg.connections.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("turnd-worker-{id}"))
+            .spawn(move || run_worker(process, server, sockets, certificate, limits, stop))
+            .context("cannot start a worker thread")?;
+        threads.push(thread);
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let ready = Arc::new(AtomicBool::new(true));
+    let result = runtime.block_on(async {
+        let mut http_addr = None;
+        if let Some(addr) = cfg.http.listen {
+            let listener = crate::http::bind(addr).await?;
+            http_addr = Some(listener.local_addr()?);
+            let state = crate::http::HttpState {
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+            };
+            let mut rx = stop_rx.clone();
+            tokio::spawn(crate::http::serve(listener, state, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }));
+        }
+        tokio::spawn(reload_on_hangup(certificate.clone(), metrics.clone()));
+        let bound = Bound {
+            udp: udp_addrs,
+            tcp: tcp_addrs,
+            tls: tls_addrs,
+            http: http_addr,
+            relay_address: advertised,
+            workers,
+        };
+        info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, http = ?bound.http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, workers, "turnd ready");
+        if let Some(path) = &opts.ready_file {
+            let json = serde_json::to_string(&bound)?;
+            std::fs::write(path, json).with_context(|| format!("cannot write ready file {}", path.display()))?;
+        }
+        if let Some(secret) = &opts.demo_secret {
+            print_demo(secret, opts.demo_ttl, &bound);
+        }
+        wait_for_stop().await;
+        anyhow::Ok(())
+    });
+    ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    info!("stopping: ending allocations");
+    let _ = stop_tx.send(true);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    // Let the HTTP endpoint finish its last responses.
+    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    result
+}
+
+/// One worker thread: a single-threaded runtime serving its sockets.
+fn run_worker(
+    process: Arc<Process>,
+    server: Server,
+    sockets: WorkerSockets,
+    certificate: Option<Arc<tls::Certificate>>,
+    limits: Connections,
+    stop: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return tracing::error!(error = %e, "cannot start a worker runtime"),
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let mut listeners = HashMap::new();
+        for (addr, socket) in sockets.udp {
+            match worker::Udp::from_std(socket) {
+                Ok(udp) => {
+                    listeners.insert(addr, udp);
+                }
+                Err(e) => return tracing::error!(%addr, error = %e, "cannot use a listener socket"),
+            }
+        }
+        let addrs: Vec<SocketAddr> = listeners.keys().copied().collect();
+        let worker = worker::Worker::new(process, server, listeners);
+        for addr in addrs {
+            tokio::task::spawn_local(worker::serve_listener(worker.clone(), addr));
+        }
+        for (listener, transport) in sockets.streams {
+            let listener = match listener
+                .set_nonblocking(true)
+                .and_then(|_| tokio::net::TcpListener::from_std(listener))
+            {
+                Ok(l) => l,
+                Err(e) => return tracing::error!(error = %e, "cannot use a TCP listener socket"),
+            };
+            let cert = (transport == Transport::Tls)
+                .then(|| certificate.clone())
+                .flatten();
+            tokio::task::spawn_local(stream::serve(
+                Rc::clone(&worker),
+                listener,
+                transport,
+                cert,
+                limits.clone(),
+            ));
+        }
+        worker::expire(worker, stop).await;
+    });
 }
 
 /// The address put in XOR-RELAYED-ADDRESS: `relay.external`, else
@@ -168,118 +298,6 @@ pub fn advertised_relay_ip(cfg: &Config) -> IpAddr {
             ip
         }
     }
-}
-
-/// Binds everything, then serves until SIGINT or SIGTERM.
-pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
-    let mut listeners = HashMap::new();
-    let mut udp_addrs = Vec::new();
-    for addr in &cfg.listen.udp {
-        let socket = udp::bind_listener(*addr)
-            .with_context(|| format!("cannot bind UDP listener on {addr}"))?;
-        let local = socket.local_addr()?;
-        udp_addrs.push(local);
-        listeners.insert(local, Arc::new(socket));
-    }
-    let certificate = match &cfg.tls {
-        Some(tls) if !cfg.listen.tls.is_empty() => {
-            Some(Arc::new(tls::Certificate::new(tls.clone())?))
-        }
-        _ => None,
-    };
-    let mut stream_listeners = Vec::new();
-    let (mut tcp_addrs, mut tls_addrs) = (Vec::new(), Vec::new());
-    for (addrs, transport, bound) in [
-        (&cfg.listen.tcp, Transport::Tcp, &mut tcp_addrs),
-        (&cfg.listen.tls, Transport::Tls, &mut tls_addrs),
-    ] {
-        for addr in addrs {
-            let listener = stream::bind(*addr)
-                .with_context(|| format!("cannot bind {transport} listener on {addr}"))?;
-            bound.push(listener.local_addr()?);
-            stream_listeners.push((listener, transport));
-        }
-    }
-    let advertised = advertised_relay_ip(&cfg);
-    let own: Vec<SocketAddr> = udp_addrs
-        .iter()
-        .chain(&tcp_addrs)
-        .chain(&tls_addrs)
-        .copied()
-        .collect();
-    let core_cfg = CoreConfig::from_config(&cfg, advertised, &own);
-    if core_cfg.credentials.is_empty() {
-        warn!("no [[users]] and no [rest] secrets configured: answering STUN Binding only, refusing every allocation");
-    }
-    let server = Server::new(core_cfg, metrics.clone(), rand::random());
-    let shared = Arc::new(Shared {
-        server: Mutex::new(server),
-        listeners,
-        relays: RelayTable::default(),
-        metrics: metrics.clone(),
-        connections: Mutex::new(HashMap::new()),
-        connection_counts: Arc::default(),
-    });
-
-    let ready = Arc::new(AtomicBool::new(true));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut http_addr = None;
-    if let Some(addr) = cfg.http.listen {
-        let listener = crate::http::bind(addr).await?;
-        http_addr = Some(listener.local_addr()?);
-        let state = crate::http::HttpState {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-        };
-        let mut rx = stop_rx.clone();
-        tokio::spawn(crate::http::serve(listener, state, async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }));
-    }
-    for socket in shared.listeners.values() {
-        tokio::spawn(udp::serve(shared.clone(), socket.clone()));
-    }
-    for (listener, transport) in stream_listeners {
-        let cert = (transport == Transport::Tls)
-            .then(|| certificate.clone())
-            .flatten();
-        tokio::spawn(stream::serve(
-            shared.clone(),
-            listener,
-            transport,
-            cert,
-            cfg.connections.clone(),
-        ));
-    }
-    tokio::spawn(expire(shared.clone()));
-    tokio::spawn(reload_on_hangup(certificate.clone(), metrics.clone()));
-
-    let bound = Bound {
-        udp: udp_addrs,
-        tcp: tcp_addrs,
-        tls: tls_addrs,
-        http: http_addr,
-        relay_address: advertised,
-    };
-    info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, http = ?bound.http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, "turnd ready");
-    if let Some(path) = &opts.ready_file {
-        let json = serde_json::to_string(&bound)?;
-        std::fs::write(path, json)
-            .with_context(|| format!("cannot write ready file {}", path.display()))?;
-    }
-
-    if let Some(secret) = &opts.demo_secret {
-        print_demo(secret, opts.demo_ttl, &bound);
-    }
-
-    wait_for_stop().await;
-    ready.store(false, std::sync::atomic::Ordering::SeqCst);
-    info!("stopping: ending allocations");
-    shared.with_server(|server, relays| server.shutdown(relays));
-    let _ = stop_tx.send(true);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    Ok(())
 }
 
 /// Prints a ready `iceServers` snippet for demo mode (no config file).
@@ -329,21 +347,6 @@ async fn reload_on_hangup(certificate: Option<Arc<tls::Certificate>>, metrics: A
                 warn!(error = %format!("{e:#}"), "TLS certificate reload failed: keeping the previous certificate");
             }
         }
-    }
-}
-
-/// Calls the core's expiry on time.
-async fn expire(shared: Arc<Shared>) {
-    loop {
-        let now = clock::now();
-        let next = shared.with_server(|server, relays| {
-            server.handle_timeout(now, relays);
-            server.poll_timeout()
-        });
-        let wait = next.map_or(Duration::from_secs(1), |t| {
-            t.saturating_duration_since(now.instant)
-        });
-        tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))).await;
     }
 }
 

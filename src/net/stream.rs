@@ -5,16 +5,18 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::debug;
 
+use super::clock;
 use super::tls::Certificate;
-use super::{clock, Shared};
+use super::worker::Worker;
 use crate::config::Connections;
 use crate::core::framing::{next_frame_len, FrameError};
 use crate::core::{FiveTuple, Transport};
@@ -69,7 +71,7 @@ impl ConnectionCounts {
 
 /// Accepts connections on one TCP or TLS listener.
 pub async fn serve(
-    shared: Arc<Shared>,
+    worker: Rc<Worker>,
     listener: TcpListener,
     transport: Transport,
     certificate: Option<Arc<Certificate>>,
@@ -90,10 +92,15 @@ pub async fn serve(
                 continue;
             }
         };
-        let slot = match shared.connection_counts.acquire(client.ip(), &limits) {
+        let slot = match worker
+            .process
+            .connection_counts
+            .acquire(client.ip(), &limits)
+        {
             Ok(slot) => slot,
             Err(reason) => {
-                shared
+                worker
+                    .process
                     .metrics
                     .connections_rejected
                     .with_label_values(&[label, reason])
@@ -103,7 +110,8 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        shared
+        worker
+            .process
             .metrics
             .connections_accepted
             .with_label_values(&[label])
@@ -113,17 +121,19 @@ pub async fn serve(
             server: server_addr,
             transport,
         };
-        let shared = shared.clone();
+        let worker = worker.clone();
         let certificate = certificate.clone();
         let limits = limits.clone();
-        tokio::spawn(async move {
-            shared
+        tokio::task::spawn_local(async move {
+            worker
+                .process
                 .metrics
                 .connections_active
                 .with_label_values(&[label])
                 .inc();
-            run_connection(&shared, tcp, ft, certificate, &limits).await;
-            shared
+            run_connection(&worker, tcp, ft, certificate, &limits).await;
+            worker
+                .process
                 .metrics
                 .connections_active
                 .with_label_values(&[label])
@@ -134,7 +144,7 @@ pub async fn serve(
 }
 
 async fn run_connection(
-    shared: &Arc<Shared>,
+    worker: &Rc<Worker>,
     tcp: TcpStream,
     ft: FiveTuple,
     certificate: Option<Arc<Certificate>>,
@@ -143,21 +153,23 @@ async fn run_connection(
     let handshake = Duration::from_secs(limits.handshake_timeout_s.into());
     let label = ft.transport.as_str();
     match certificate {
-        None => serve_stream(shared, tcp, ft, limits).await,
+        None => serve_stream(worker, tcp, ft, limits).await,
         Some(cert) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cert.current());
             match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => serve_stream(shared, tls, ft, limits).await,
+                Ok(Ok(tls)) => serve_stream(worker, tls, ft, limits).await,
                 Ok(Err(e)) => {
                     debug!(client = %ft.client, error = %e, "TLS handshake failed");
-                    shared
+                    worker
+                        .process
                         .metrics
                         .connections_rejected
                         .with_label_values(&[label, "tls_handshake"])
                         .inc();
                 }
                 Err(_) => {
-                    shared
+                    worker
+                        .process
                         .metrics
                         .connections_rejected
                         .with_label_values(&[label, "handshake_timeout"])
@@ -169,34 +181,35 @@ async fn run_connection(
 }
 
 /// Reads frames until the client leaves, breaks framing or idles out.
-async fn serve_stream<S>(shared: &Arc<Shared>, stream: S, ft: FiveTuple, limits: &Connections)
+async fn serve_stream<S>(worker: &Rc<Worker>, stream: S, ft: FiveTuple, limits: &Connections)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    shared.register_connection(ft, tx);
-    let writer_task = tokio::spawn(write_frames(writer, rx));
+    worker.register_connection(ft, tx);
+    let writer_task = tokio::task::spawn_local(write_frames(writer, rx));
     debug!(client = %ft.client, transport = ft.transport.as_str(), "connection open");
 
-    let reason = read_frames(shared, &mut reader, ft, limits).await;
+    let reason = read_frames(worker, &mut reader, ft, limits).await;
     if let Some(reason) = reason {
-        shared
+        worker
+            .process
             .metrics
             .connections_rejected
             .with_label_values(&[ft.transport.as_str(), reason])
             .inc();
         debug!(client = %ft.client, reason, "connection cut");
     }
-    shared.unregister_connection(&ft);
-    shared.with_server(|server, relays| server.close_connection(ft, relays));
+    worker.unregister_connection(&ft);
+    worker.with_server(|server, relays, _| server.close_connection(ft, relays));
     // The writer drains what is queued (a last error response), then ends.
     let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
 }
 
 /// The read loop; returns why the server cut the connection, if it did.
 async fn read_frames<R: AsyncRead + Unpin>(
-    shared: &Arc<Shared>,
+    worker: &Rc<Worker>,
     reader: &mut R,
     ft: FiveTuple,
     limits: &Connections,
@@ -207,23 +220,22 @@ async fn read_frames<R: AsyncRead + Unpin>(
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut start = 0;
     let mut seen_frame = false;
-    let mut out = Vec::new();
     loop {
         // Complete frames first.
         loop {
             match next_frame_len(&buf[start..], max) {
                 Ok(Some(len)) => {
                     let frame = &buf[start..start + len];
-                    shared.with_server(|server, relays| {
-                        server.handle_client(clock::now(), ft, frame, relays, &mut out)
+                    worker.with_server(|server, relays, out| {
+                        server.handle_client(clock::now(), ft, frame, relays, out)
                     });
-                    shared.send_all(&mut out).await;
                     start += len;
                     seen_frame = true;
                 }
                 Ok(None) => break,
                 Err(FrameError::Garbage) => {
-                    shared
+                    worker
+                        .process
                         .metrics
                         .dropped_packets
                         .with_label_values(&["malformed"])
@@ -260,7 +272,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
             }
             Err(_)
                 if reason == "idle_timeout"
-                    && shared.with_server(|s, _| s.allocation(&ft).is_some()) => {}
+                    && worker.with_server(|s, _, _| s.allocation(&ft).is_some()) => {}
             Err(_) => return Some(reason),
         }
     }
@@ -278,19 +290,19 @@ async fn write_frames<W: AsyncWrite>(
     let _ = writer.shutdown().await;
 }
 
-/// Binds a TCP listener; an IPv6 one is IPv6-only, like the UDP ones, so
-/// `0.0.0.0:3478` and `[::]:3478` can both be listed.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds one worker's TCP listener socket (SO_REUSEPORT: each worker has
+/// its own, the kernel spreads connections); an IPv6 one is IPv6-only, like
+/// the UDP ones, so `0.0.0.0:3478` and `[::]:3478` can both be listed.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    let listener = TcpListener::from_std(socket.into())?;
-    info!(%addr, "TCP listener bound");
-    Ok(listener)
+    Ok(socket.into())
 }

@@ -16,9 +16,12 @@ use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
 use stun::message::*;
 use turnd::core::auth::{long_term_key, Credentials};
+use turnd::core::global::Global;
 use turnd::core::message::decode_xor_address;
 use turnd::core::peer_policy::PeerPolicy;
-use turnd::core::{CoreConfig, FiveTuple, Now, RelaySockets, Server, Source, Transmit, Transport};
+use turnd::core::{
+    CoreConfig, FiveTuple, Now, Outbox, RelaySockets, Server, Source, Transmit, Transport,
+};
 use turnd::metrics::Metrics;
 
 pub const REALM: &str = "example.org";
@@ -50,6 +53,19 @@ impl RelaySockets for FakeRelays {
             self.open.remove(&addr),
             "closed a relay socket that was not open: {addr}"
         );
+    }
+    fn reserve(&mut self, addr: SocketAddr) -> io::Result<()> {
+        self.open(addr)
+    }
+    fn claim(&mut self, addr: SocketAddr) -> io::Result<()> {
+        assert!(
+            self.open.contains(&addr),
+            "claimed a port that was not reserved: {addr}"
+        );
+        Ok(())
+    }
+    fn unreserve(&mut self, addr: SocketAddr) {
+        self.close(addr)
     }
 }
 
@@ -97,7 +113,7 @@ impl Harness {
         #[allow(clippy::disallowed_methods)] // only the origin of virtual time
         let t0 = Instant::now();
         Harness {
-            server: Server::new(cfg, metrics.clone(), [7; 32]),
+            server: Server::new(cfg, metrics.clone(), Arc::new(Global::default()), [7; 32]),
             relays: FakeRelays::default(),
             metrics,
             t0,
@@ -116,10 +132,10 @@ impl Harness {
 
     /// Everything the server sends in answer to `bytes` from `ft`.
     pub fn feed(&mut self, ft: FiveTuple, bytes: &[u8]) -> Vec<Transmit> {
-        let mut out = Vec::new();
+        let mut out = Outbox::default();
         self.server
             .handle_client(self.now, ft, bytes, &mut self.relays, &mut out);
-        out
+        out.to_transmits()
     }
 
     /// The single response to a request, decoded.
@@ -132,14 +148,15 @@ impl Harness {
     }
 
     pub fn peer_sends(&mut self, relay_port: u16, peer: &str, data: &[u8]) -> Vec<Transmit> {
-        let mut out = Vec::new();
+        let mut out = Outbox::default();
         let relay = SocketAddr::new(RELAY_IP.parse().unwrap(), relay_port);
         self.server
             .handle_peer(self.now, relay, peer.parse().unwrap(), data, &mut out);
-        out
+        out.to_transmits()
     }
 
-    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub fn counter(&mut self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.server.flush_metrics();
         let samples = turnd::metrics::text::parse_prometheus_text(&self.metrics.encode());
         turnd::metrics::text::find(&samples, name, labels).unwrap_or(0.0)
     }

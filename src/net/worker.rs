@@ -1,0 +1,268 @@
+//! One worker per core (DESIGN §5): a thread with its own single-threaded
+//! runtime, its own SO_REUSEPORT listener sockets and its own engine. The
+//! kernel keeps a client's 5-tuple on one listener socket, hence on one
+//! worker; relay sockets belong to the worker of their allocation. Nothing
+//! on the packet path is shared with another worker: no lock, no channel.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn_udp::UdpSocketState;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+use super::batch::{socket_state, Batch};
+use super::{clock, Process};
+use crate::core::{FiveTuple, Outbox, RelaySockets, Server, Source};
+
+/// A UDP socket with its batched-I/O state.
+pub struct Udp {
+    pub socket: UdpSocket,
+    pub state: UdpSocketState,
+}
+
+impl Udp {
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<Rc<Self>> {
+        socket.set_nonblocking(true)?;
+        let state = socket_state(&socket)?;
+        Ok(Rc::new(Udp {
+            socket: UdpSocket::from_std(socket)?,
+            state,
+        }))
+    }
+}
+
+struct Relay {
+    udp: Rc<Udp>,
+    reader: AbortHandle,
+}
+
+/// A worker's state; lives on its thread only.
+pub struct Worker {
+    pub process: Arc<Process>,
+    server: RefCell<Server>,
+    listeners: HashMap<SocketAddr, Rc<Udp>>,
+    relays: RefCell<HashMap<SocketAddr, Relay>>,
+    connections: RefCell<HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>>,
+    batch: RefCell<Batch>,
+    out: RefCell<Outbox>,
+}
+
+/// The shell's [`RelaySockets`] for one worker.
+struct Relays<'a>(&'a Rc<Worker>);
+
+impl RelaySockets for Relays<'_> {
+    fn open(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        self.0.start_relay(addr, socket)?;
+        self.0.process.metrics.relay_ports_in_use.inc();
+        Ok(())
+    }
+
+    fn close(&mut self, addr: SocketAddr) {
+        if let Some(relay) = self.0.relays.borrow_mut().remove(&addr) {
+            relay.reader.abort();
+            self.0.process.metrics.relay_ports_in_use.dec();
+        }
+    }
+
+    fn reserve(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        self.0.process.reserved().insert(addr, socket);
+        self.0.process.metrics.relay_ports_in_use.inc();
+        Ok(())
+    }
+
+    fn claim(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let socket = self.0.process.reserved().remove(&addr);
+        let socket = socket.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        self.0.start_relay(addr, socket).inspect_err(|_| {
+            self.0.process.metrics.relay_ports_in_use.dec();
+        })
+    }
+
+    fn unreserve(&mut self, addr: SocketAddr) {
+        if self.0.process.reserved().remove(&addr).is_some() {
+            self.0.process.metrics.relay_ports_in_use.dec();
+        }
+    }
+}
+
+impl Worker {
+    pub fn new(
+        process: Arc<Process>,
+        server: Server,
+        listeners: HashMap<SocketAddr, Rc<Udp>>,
+    ) -> Rc<Self> {
+        Rc::new(Worker {
+            process,
+            server: RefCell::new(server),
+            listeners,
+            relays: RefCell::default(),
+            connections: RefCell::default(),
+            batch: RefCell::default(),
+            out: RefCell::default(),
+        })
+    }
+
+    fn start_relay(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+        socket: std::net::UdpSocket,
+    ) -> io::Result<()> {
+        let udp = Udp::from_std(socket)?;
+        let reader =
+            tokio::task::spawn_local(read_peers(self.clone(), addr, udp.clone())).abort_handle();
+        self.relays.borrow_mut().insert(addr, Relay { udp, reader });
+        Ok(())
+    }
+
+    /// Runs `f` on the engine with this worker's relay sockets at hand.
+    pub fn with_server<R>(
+        self: &Rc<Self>,
+        f: impl FnOnce(&mut Server, &mut dyn RelaySockets, &mut Outbox) -> R,
+    ) -> R {
+        let mut server = self.server.borrow_mut();
+        let mut out = self.out.borrow_mut();
+        let r = f(&mut server, &mut Relays(self), &mut out);
+        drop(server);
+        self.flush(&mut out);
+        r
+    }
+
+    /// Sends what the engine queued. UDP sends never wait: a full socket
+    /// buffer drops the datagram (counted), as the network would.
+    fn flush(&self, out: &mut Outbox) {
+        for (source, destination, payload) in out.iter() {
+            let sent = match source {
+                Source::Client(ft) if ft.transport.is_stream() => {
+                    let tx = self.connections.borrow().get(&ft).cloned();
+                    tx.is_some_and(|tx| tx.try_send(payload.to_vec()).is_ok())
+                }
+                Source::Client(ft) => self
+                    .listeners
+                    .get(&ft.server)
+                    .is_some_and(|l| l.socket.try_send_to(payload, destination).is_ok()),
+                Source::Relay(addr) => {
+                    let relays = self.relays.borrow();
+                    relays
+                        .get(&addr)
+                        .is_some_and(|r| r.udp.socket.try_send_to(payload, destination).is_ok())
+                }
+            };
+            if !sent {
+                self.process
+                    .metrics
+                    .dropped_packets
+                    .with_label_values(&["send_failed"])
+                    .inc();
+            }
+        }
+        out.clear();
+    }
+
+    pub fn register_connection(&self, ft: FiveTuple, tx: mpsc::Sender<Vec<u8>>) {
+        self.connections.borrow_mut().insert(ft, tx);
+    }
+
+    pub fn unregister_connection(&self, ft: &FiveTuple) {
+        self.connections.borrow_mut().remove(ft);
+    }
+
+    /// Receives batches on `udp` until it would block, handing each
+    /// datagram to `handle`.
+    async fn drain(
+        self: &Rc<Self>,
+        udp: &Udp,
+        mut handle: impl FnMut(
+            &mut Server,
+            &mut dyn RelaySockets,
+            &mut Outbox,
+            crate::core::Now,
+            SocketAddr,
+            &[u8],
+        ),
+    ) {
+        loop {
+            if udp.socket.readable().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            loop {
+                let mut batch = self.batch.borrow_mut();
+                let n = match batch.recv(&udp.socket, &udp.state) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "receive failed");
+                        break;
+                    }
+                };
+                let now = clock::now();
+                self.with_server(|server, relays, out| {
+                    for i in 0..n {
+                        let source = batch.meta[i].addr;
+                        for datagram in batch.datagrams(i) {
+                            handle(server, relays, out, now, source, datagram);
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Client datagrams on one listener socket.
+pub async fn serve_listener(worker: Rc<Worker>, local: SocketAddr) {
+    let Some(udp) = worker.listeners.get(&local).cloned() else {
+        return;
+    };
+    worker
+        .drain(&udp, |server, relays, out, now, client, datagram| {
+            let ft = FiveTuple {
+                client,
+                server: local,
+                transport: crate::core::Transport::Udp,
+            };
+            server.handle_client(now, ft, datagram, relays, out);
+        })
+        .await;
+}
+
+/// What peers send to one relay socket.
+async fn read_peers(worker: Rc<Worker>, relay: SocketAddr, udp: Rc<Udp>) {
+    worker
+        .drain(&udp, |server, _, out, now, peer, datagram| {
+            server.handle_peer(now, relay, peer, datagram, out);
+        })
+        .await;
+}
+
+/// Calls the engine's expiry on time, until `stop`; then ends every
+/// allocation of this worker.
+pub async fn expire(worker: Rc<Worker>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let now = clock::now();
+        let next = worker.with_server(|server, relays, _| {
+            server.handle_timeout(now, relays);
+            server.poll_timeout()
+        });
+        let wait = next.map_or(Duration::from_secs(1), |t| {
+            t.saturating_duration_since(now.instant)
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    worker.with_server(|server, relays, _| {
+        server.shutdown(relays);
+        server.flush_metrics();
+    });
+}
