@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 use turnd::config::{Config, Secret, DEFAULT_CONFIG_PATH};
 
@@ -29,6 +31,14 @@ fn main() -> ExitCode {
             .config
             .as_deref()
             .unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+        // The certificate is part of the config: the unit's ExecStartPre
+        // check must fail on a bad one, not the start after it.
+        if let (Some(tls), false) = (&config.tls, config.listen.tls.is_empty()) {
+            if let Err(e) = turnd::net::tls::load(tls) {
+                eprintln!("turnd: {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
     }
@@ -44,15 +54,33 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+    // The filter sits in a reload layer so SIGHUP can change `[log] level`
+    // (unless --log-level or RUST_LOG pinned it).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
         .init();
+    let pinned = cli.log_level.is_some() || std::env::var_os("RUST_LOG").is_some();
+    let log_reload: Option<turnd::net::control::LogReload> = (!pinned).then(|| {
+        std::sync::Arc::new(move |level: &str| {
+            let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        }) as turnd::net::control::LogReload
+    });
+    let config_path = demo_secret
+        .is_none()
+        .then(|| cli.config.clone().unwrap_or_else(|| DEFAULT_CONFIG_PATH.into()));
     let opts = turnd::net::RunOptions {
         ready_file: cli.ready_file.clone(),
         demo_secret,
         demo_ttl: DEMO_CREDENTIAL_TTL,
+        config_path,
+        log_reload,
     };
     match turnd::net::run(config, opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -145,6 +145,12 @@ pub struct Metrics {
     pub connections_rejected: IntCounterVec,
     /// `turnd_tls_reloads_total{result}`: certificate reloads on SIGHUP.
     pub tls_reloads: IntCounterVec,
+    /// `turnd_config_reloads_total{result}`: config reloads on SIGHUP.
+    pub config_reloads: IntCounterVec,
+    /// `turnd_draining`: 1 from SIGTERM until exit.
+    pub draining: IntGauge,
+    /// `turnd_ready`: what /readyz says, 1 or 0.
+    pub ready: IntGauge,
 }
 
 impl Metrics {
@@ -268,6 +274,23 @@ impl Metrics {
             &["result"],
         );
 
+        let config_reloads = counter_vec(
+            r,
+            "turnd_config_reloads_total",
+            "Config reloads (SIGHUP), by result; on failure the previous config stays in use.",
+            &["result"],
+        );
+        let draining = gauge(
+            r,
+            "turnd_draining",
+            "1 while draining after SIGTERM: no new allocations, existing ones relay until they end.",
+        );
+        let ready = gauge(
+            r,
+            "turnd_ready",
+            "1 when /readyz answers ready: not draining, relay ports and allocation quota left.",
+        );
+
         #[cfg(target_os = "linux")]
         register(
             r,
@@ -292,6 +315,7 @@ impl Metrics {
         }
         for r in RELOAD_RESULTS {
             tls_reloads.with_label_values(&[r]);
+            config_reloads.with_label_values(&[r]);
         }
         for d in DIRECTIONS {
             relayed_packets.with_label_values(&[d]);
@@ -334,6 +358,9 @@ impl Metrics {
             connections_accepted,
             connections_rejected,
             tls_reloads,
+            config_reloads,
+            draining,
+            ready,
         }
     }
 
@@ -583,6 +610,9 @@ mod tests {
         "turnd_connections_accepted_total",
         "turnd_connections_rejected_total",
         "turnd_tls_reloads_total",
+        "turnd_config_reloads_total",
+        "turnd_draining",
+        "turnd_ready",
     ];
 
     #[test]

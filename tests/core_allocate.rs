@@ -895,3 +895,93 @@ fn a_reservation_made_on_one_worker_is_claimed_on_another() {
     a.advance(31);
     assert_eq!(b.server.allocation_count(), 1);
 }
+
+#[test]
+fn draining_refuses_new_allocations_and_keeps_old_ones() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, _) = allocate(&mut h, ft);
+    h.server.drain(None);
+    let ft2 = client(2);
+    let c2 = login(&mut h, ft2, USER, PASSWORD);
+    let r = h.request(
+        ft2,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp()],
+            Some(&c2),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), Some(508));
+    assert_eq!(
+        error_code(&signed(&mut h, ft, METHOD_REFRESH, 9, &[], &c)),
+        None,
+        "existing ones refresh"
+    );
+    let alternate: std::net::SocketAddr = "203.0.113.8:3478".parse().unwrap();
+    h.server.drain(Some(alternate));
+    let r = h.request(
+        ft2,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(2),
+            &[transport_udp()],
+            Some(&c2),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), Some(300));
+    let mut alt = stun::addr::MappedAddress::default();
+    alt.get_from_as(&r, ATTR_ALTERNATE_SERVER).unwrap();
+    assert_eq!(std::net::SocketAddr::new(alt.ip, alt.port), alternate);
+}
+
+#[test]
+fn reconfigure_swaps_credentials_and_keeps_allocations() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, _) = allocate(&mut h, ft);
+    let mut cfg = config();
+    let mut users = std::collections::HashMap::new();
+    users.insert(
+        "carol".to_string(),
+        turnd::core::auth::long_term_key("carol", REALM, "new"),
+    );
+    cfg.credentials = turnd::core::auth::Credentials::new(REALM.into(), users, vec![]);
+    cfg.relay_advertised = "192.0.2.200".parse().unwrap(); // needs a restart: ignored
+    h.server.reconfigure(cfg);
+    assert_eq!(h.server.allocation_count(), 1);
+    // alice is gone: her next request fails, carol's works.
+    assert_eq!(
+        error_code(&signed(&mut h, ft, METHOD_REFRESH, 9, &[], &c)),
+        Some(401)
+    );
+    let ft2 = client(2);
+    let carol = Creds {
+        username: "carol".into(),
+        password: "new".into(),
+        nonce: login(&mut h, ft2, "carol", "new").nonce,
+    };
+    let r = h.request(
+        ft2,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp()],
+            Some(&carol),
+            false,
+        ),
+    );
+    assert_eq!(
+        xor_addr(&r, ATTR_XOR_RELAYED_ADDRESS)
+            .unwrap()
+            .ip()
+            .to_string(),
+        EXTERNAL_IP
+    );
+}

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod drain;
 mod rate_limit;
 mod stream;
 #[cfg(test)]
 mod tests;
 mod types;
 
+pub use drain::{Drain, DEFAULT_DRAIN_TIMEOUT_S};
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
 pub use stream::*;
 use types::{
@@ -110,6 +112,8 @@ pub struct Config {
     /// one per CPU core.
     #[serde(default)]
     pub workers: u32,
+    #[serde(default)]
+    pub drain: Drain,
 }
 
 /// `[listen]`: the addresses clients send STUN/TURN to. A key left out of
@@ -319,6 +323,7 @@ impl Default for Config {
             connections: Connections::default(),
             rate_limit: RateLimit::default(),
             workers: 0,
+            drain: Drain::default(),
         }
     }
 }

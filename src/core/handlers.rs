@@ -139,6 +139,9 @@ impl Server {
                         self.nonce_key.issue(now.unix_secs, ft.client).as_bytes(),
                     );
                 }
+                if let (300, Some(alternate)) = (r.code, self.alternate) {
+                    message::add_plain_address(&mut m, ATTR_ALTERNATE_SERVER, alternate);
+                }
                 Some(message::finish(m, r.key.as_ref(), req.has_fingerprint))
             }
         }
@@ -280,6 +283,14 @@ impl Server {
                 return Ok(existing.allocate_response.clone());
             }
             return Err(reject(437, key));
+        }
+        // Draining (SIGTERM): no new allocations; send clients elsewhere if
+        // a sibling is configured (RFC 8489 §10).
+        if self.draining {
+            return Err(reject(
+                if self.alternate.is_some() { 300 } else { 508 },
+                key,
+            ));
         }
         match req.get(ATTR_REQUESTED_TRANSPORT) {
             None => return Err(reject(400, key)),

@@ -265,6 +265,16 @@ pub fn add_xor_address(m: &mut Message, t: AttrType, addr: SocketAddr) {
     let _ = a.add_to_as(m, t);
 }
 
+/// Appends an address attribute in the clear (MAPPED-ADDRESS format), as
+/// ALTERNATE-SERVER is (RFC 8489 §14.15).
+pub fn add_plain_address(m: &mut Message, t: AttrType, addr: SocketAddr) {
+    let a = stun::addr::MappedAddress {
+        ip: addr.ip(),
+        port: addr.port(),
+    };
+    let _ = a.add_to_as(m, t);
+}
+
 /// The reason phrase sent with an error code: short, as amplification by
 /// unauthenticated error responses is a concern (RFC 8656 §21).
 pub fn reason_phrase(code: u16) -> &'static str {

@@ -144,6 +144,9 @@ pub struct Server {
     pub(super) timers: Expiries,
     pub(super) rate_limit: RateLimit,
     stats: RelayStats,
+    /// Refusing new allocations (SIGTERM), pointing at `alternate` if set.
+    pub(super) draining: bool,
+    pub(super) alternate: Option<SocketAddr>,
 }
 
 /// Relayed packets and bytes one way, not yet in the metrics.
@@ -191,7 +194,37 @@ impl Server {
             timers: Expiries::default(),
             rate_limit,
             stats: RelayStats::default(),
+            draining: false,
+            alternate: None,
         }
+    }
+
+    /// Takes a reloaded configuration (SIGHUP). Credentials, peer policy,
+    /// quotas, lifetimes and rate limits change at once; live allocations
+    /// stay. The relay address and port range need a restart, so the old
+    /// ones are kept.
+    pub fn reconfigure(&mut self, mut cfg: CoreConfig) {
+        cfg.relay_bind = self.cfg.relay_bind;
+        cfg.relay_advertised = self.cfg.relay_advertised;
+        cfg.port_low = self.cfg.port_low;
+        cfg.port_high = self.cfg.port_high;
+        cfg.own_listeners = std::mem::take(&mut self.cfg.own_listeners);
+        if (cfg.unauthenticated_per_s, cfg.unauthenticated_burst)
+            != (
+                self.cfg.unauthenticated_per_s,
+                self.cfg.unauthenticated_burst,
+            )
+        {
+            self.rate_limit = RateLimit::new(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        }
+        self.cfg = cfg;
+    }
+
+    /// Starts draining: every new Allocate gets 508, or 300 Try Alternate
+    /// with ALTERNATE-SERVER when `alternate` is given.
+    pub fn drain(&mut self, alternate: Option<SocketAddr>) {
+        self.draining = true;
+        self.alternate = alternate;
     }
 
     pub fn allocation_count(&self) -> usize {

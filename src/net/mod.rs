@@ -4,6 +4,7 @@
 
 mod batch;
 pub mod clock;
+pub mod control;
 pub mod stream;
 pub mod tls;
 mod udp;
@@ -33,11 +34,22 @@ pub struct Process {
     /// Sockets held for RESERVATION-TOKEN, until an allocation claims them.
     reserved: Mutex<HashMap<SocketAddr, std::net::UdpSocket>>,
     pub connection_counts: Arc<stream::ConnectionCounts>,
+    /// TCP/TLS limits, replaced on reload.
+    limits: std::sync::RwLock<Connections>,
+    pub heartbeats: control::Heartbeats,
 }
 
 impl Process {
     fn reserved(&self) -> MutexGuard<'_, HashMap<SocketAddr, std::net::UdpSocket>> {
         self.reserved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The TCP/TLS limits in force.
+    pub fn limits(&self) -> Connections {
+        self.limits
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -53,7 +65,7 @@ pub struct Bound {
 }
 
 /// Options of the running daemon that are not in the config file.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct RunOptions {
     /// Write [`Bound`] as JSON here once listening (tests bind port 0).
     pub ready_file: Option<PathBuf>,
@@ -61,6 +73,10 @@ pub struct RunOptions {
     pub demo_secret: Option<crate::config::Secret>,
     /// How long demo credentials stay valid.
     pub demo_ttl: Duration,
+    /// The config file, re-read on SIGHUP (none in demo mode).
+    pub config_path: Option<PathBuf>,
+    /// Applies a reloaded `[log] level`.
+    pub log_reload: Option<control::LogReload>,
 }
 
 /// The sockets one worker serves.
@@ -130,9 +146,12 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         reserved: Mutex::default(),
         connection_counts: Arc::default(),
+        limits: std::sync::RwLock::new(cfg.connections.clone()),
+        heartbeats: control::Heartbeats::new(workers),
     });
     let global = Arc::new(Global::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (config_tx, config_rx) = watch::channel(Arc::new(core_cfg.clone()));
+    let (phase_tx, phase_rx) = watch::channel(control::Phase::Running);
     let mut threads = Vec::new();
     for (id, sockets) in per_worker.into_iter().enumerate() {
         let server = Server::new(
@@ -142,12 +161,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             rand::random(),
         );
         let process = process.clone();
-        let stop = stop_rx.clone();
         let certificate = certificate.clone();
-        let limits = cfg.connections.clone();
+        let (config, phase) = (config_rx.clone(), phase_rx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("turnd-worker-{id}"))
-            .spawn(move || run_worker(process, server, sockets, certificate, limits, stop))
+            .spawn(move || run_worker(id, process, server, sockets, certificate, config, phase))
             .context("cannot start a worker thread")?;
         threads.push(thread);
     }
@@ -166,12 +184,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
                 metrics: metrics.clone(),
                 ready: ready.clone(),
             };
-            let mut rx = stop_rx.clone();
+            let mut rx = phase_rx.clone();
             tokio::spawn(crate::http::serve(listener, state, async move {
-                let _ = rx.wait_for(|stop| *stop).await;
+                let _ = rx.wait_for(|p| *p == control::Phase::Stop).await;
             }));
         }
-        tokio::spawn(reload_on_hangup(certificate.clone(), metrics.clone()));
         let bound = Bound {
             udp: udp_addrs,
             tcp: tcp_addrs,
@@ -183,17 +200,31 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, http = ?bound.http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, workers, "turnd ready");
         if let Some(path) = &opts.ready_file {
             let json = serde_json::to_string(&bound)?;
-            std::fs::write(path, json).with_context(|| format!("cannot write ready file {}", path.display()))?;
+            // Written whole, then renamed: a reader never sees half of it.
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, json)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .with_context(|| format!("cannot write ready file {}", path.display()))?;
         }
         if let Some(secret) = &opts.demo_secret {
             print_demo(secret, opts.demo_ttl, &bound);
         }
-        wait_for_stop().await;
-        anyhow::Ok(())
+        let supervisor = control::Supervisor {
+            config: cfg.clone(),
+            config_path: opts.config_path.clone(),
+            advertised,
+            own,
+            certificate: certificate.clone(),
+            process: process.clone(),
+            global: global.clone(),
+            ready: ready.clone(),
+            config_tx,
+            phase_tx,
+            log_reload: opts.log_reload.clone(),
+        };
+        supervisor.run().await
     });
-    ready.store(false, std::sync::atomic::Ordering::SeqCst);
     info!("stopping: ending allocations");
-    let _ = stop_tx.send(true);
     for thread in threads {
         let _ = thread.join();
     }
@@ -204,12 +235,13 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 
 /// One worker thread: a single-threaded runtime serving its sockets.
 fn run_worker(
+    id: usize,
     process: Arc<Process>,
     server: Server,
     sockets: WorkerSockets,
     certificate: Option<Arc<tls::Certificate>>,
-    limits: Connections,
-    stop: watch::Receiver<bool>,
+    config: watch::Receiver<Arc<CoreConfig>>,
+    phase: watch::Receiver<control::Phase>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -245,15 +277,9 @@ fn run_worker(
             let cert = (transport == Transport::Tls)
                 .then(|| certificate.clone())
                 .flatten();
-            tokio::task::spawn_local(stream::serve(
-                Rc::clone(&worker),
-                listener,
-                transport,
-                cert,
-                limits.clone(),
-            ));
+            tokio::task::spawn_local(stream::serve(Rc::clone(&worker), listener, transport, cert));
         }
-        worker::expire(worker, stop).await;
+        worker::expire(worker, id, config, phase).await;
     });
 }
 
@@ -325,43 +351,4 @@ fn print_demo(secret: &crate::config::Secret, ttl: Duration, bound: &Bound) {
             &credential
         )
     );
-}
-
-/// SIGHUP: re-reads the TLS certificate (Let's Encrypt renewals) without
-/// touching live sessions. A bad new certificate keeps the old one.
-async fn reload_on_hangup(certificate: Option<Arc<tls::Certificate>>, metrics: Arc<Metrics>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return warn!("cannot listen for SIGHUP: reload disabled");
-    };
-    while hup.recv().await.is_some() {
-        info!("SIGHUP received: reloading");
-        let Some(cert) = &certificate else { continue };
-        match cert.reload() {
-            Ok(()) => {
-                metrics.tls_reloads.with_label_values(&["success"]).inc();
-                info!("TLS certificate reloaded");
-            }
-            Err(e) => {
-                metrics.tls_reloads.with_label_values(&["failure"]).inc();
-                warn!(error = %format!("{e:#}"), "TLS certificate reload failed: keeping the previous certificate");
-            }
-        }
-    }
-}
-
-async fn wait_for_stop() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-    }
 }

@@ -75,7 +75,6 @@ pub async fn serve(
     listener: TcpListener,
     transport: Transport,
     certificate: Option<Arc<Certificate>>,
-    limits: Connections,
 ) {
     let server_addr = match listener.local_addr() {
         Ok(a) => a,
@@ -92,6 +91,8 @@ pub async fn serve(
                 continue;
             }
         };
+        // Limits as configured now (SIGHUP may change them).
+        let limits = worker.process.limits();
         let slot = match worker
             .process
             .connection_counts

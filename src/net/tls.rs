@@ -54,14 +54,17 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 /// The certificate in use, replaceable while connections run: a handshake
 /// takes the config current at accept time and keeps it.
 pub struct Certificate {
-    source: Tls,
+    source: RwLock<Tls>,
     current: RwLock<Arc<ServerConfig>>,
 }
 
 impl Certificate {
     pub fn new(source: Tls) -> anyhow::Result<Self> {
         let current = RwLock::new(load(&source)?);
-        Ok(Certificate { source, current })
+        Ok(Certificate {
+            source: RwLock::new(source),
+            current,
+        })
     }
 
     pub fn current(&self) -> Arc<ServerConfig> {
@@ -71,10 +74,14 @@ impl Certificate {
             .clone()
     }
 
-    /// Re-reads the files; on error the old certificate stays.
-    pub fn reload(&self) -> anyhow::Result<()> {
-        let fresh = load(&self.source)?;
+    /// Re-reads the files (from new paths, if given); on error the old
+    /// certificate and paths stay.
+    pub fn reload(&self, source: Option<Tls>) -> anyhow::Result<()> {
+        let mut current_source = self.source.write().unwrap_or_else(|e| e.into_inner());
+        let source = source.unwrap_or_else(|| current_source.clone());
+        let fresh = load(&source)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *current_source = source;
         Ok(())
     }
 }

@@ -15,6 +15,9 @@ use std::time::Duration;
 use quinn_udp::UdpSocketState;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
+
+use super::control::Phase;
+use crate::core::CoreConfig;
 use tokio::task::AbortHandle;
 
 use super::batch::{socket_state, Batch};
@@ -148,12 +151,12 @@ impl Worker {
                 Source::Client(ft) => self
                     .listeners
                     .get(&ft.server)
-                    .is_some_and(|l| l.socket.try_send_to(payload, destination).is_ok()),
+                    .is_some_and(|l| send_now(&l.socket, payload, destination)),
                 Source::Relay(addr) => {
                     let relays = self.relays.borrow();
                     relays
                         .get(&addr)
-                        .is_some_and(|r| r.udp.socket.try_send_to(payload, destination).is_ok())
+                        .is_some_and(|r| send_now(&r.udp.socket, payload, destination))
                 }
             };
             if !sent {
@@ -221,6 +224,15 @@ impl Worker {
     }
 }
 
+/// One `sendto` on a non-blocking socket, now. Not tokio's `try_send_to`:
+/// that one refuses without a syscall until the reactor has seen the socket
+/// writable, which drops the first datagram of a fresh relay socket.
+fn send_now(socket: &UdpSocket, payload: &[u8], destination: SocketAddr) -> bool {
+    socket2::SockRef::from(socket)
+        .send_to(payload, &destination.into())
+        .is_ok()
+}
+
 /// Client datagrams on one listener socket.
 pub async fn serve_listener(worker: Rc<Worker>, local: SocketAddr) {
     let Some(udp) = worker.listeners.get(&local).cloned() else {
@@ -247,10 +259,17 @@ async fn read_peers(worker: Rc<Worker>, relay: SocketAddr, udp: Rc<Udp>) {
         .await;
 }
 
-/// Calls the engine's expiry on time, until `stop`; then ends every
+/// Calls the engine's expiry on time and applies what the supervisor says
+/// (a reloaded config, draining), until told to stop; then ends every
 /// allocation of this worker.
-pub async fn expire(worker: Rc<Worker>, mut stop: watch::Receiver<bool>) {
+pub async fn expire(
+    worker: Rc<Worker>,
+    id: usize,
+    mut config: watch::Receiver<Arc<CoreConfig>>,
+    mut phase: watch::Receiver<Phase>,
+) {
     loop {
+        worker.process.heartbeats.beat(id);
         let now = clock::now();
         let next = worker.with_server(|server, relays, _| {
             server.handle_timeout(now, relays);
@@ -261,7 +280,18 @@ pub async fn expire(worker: Rc<Worker>, mut stop: watch::Receiver<bool>) {
         });
         tokio::select! {
             _ = tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))) => {}
-            _ = stop.wait_for(|s| *s) => break,
+            Ok(()) = config.changed() => {
+                let cfg = (**config.borrow_and_update()).clone();
+                worker.with_server(|server, _, _| server.reconfigure(cfg));
+            }
+            Ok(()) = phase.changed() => {
+                let now_phase = *phase.borrow_and_update();
+                match now_phase {
+                    Phase::Running => {}
+                    Phase::Draining(alternate) => worker.with_server(|server, _, _| server.drain(alternate)),
+                    Phase::Stop => break,
+                }
+            }
         }
     }
     worker.with_server(|server, relays, _| {
