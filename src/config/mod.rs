@@ -296,12 +296,28 @@ pub struct Log {
     /// A level or `tracing` `EnvFilter` directives (`"info,turnd=debug"`).
     #[serde(deserialize_with = "de_log_level")]
     pub level: String,
+    /// `text` for people, `json` (one object per line) for log pipelines.
+    pub format: LogFormat,
+    /// Replace client addresses and usernames in logs by a short keyed hash
+    /// (stable within one run, so one client's lines still group).
+    pub redact: bool,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Log {
     fn default() -> Self {
         Log {
             level: DEFAULT_LOG_LEVEL.to_owned(),
+            format: LogFormat::Text,
+            redact: false,
         }
     }
 }

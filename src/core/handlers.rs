@@ -386,7 +386,7 @@ impl Server {
             .allocations_active
             .with_label_values(&[transport])
             .inc();
-        info!(client = %ft.client, %transport, relay = %advertised, lifetime_s = lifetime.as_secs(), "allocation created");
+        info!(client = %self.redact.show(ft.client), user = %self.redact.show(&self.allocations[&ft].username), %transport, relay = %advertised, lifetime_s = lifetime.as_secs(), "allocation created");
         Ok(response)
     }
 
@@ -451,7 +451,7 @@ impl Server {
         } else if let Some(alloc) = self.allocations.get_mut(&ft) {
             alloc.expires = now.instant + lifetime;
             self.timers.schedule(Timer::Allocation(ft), alloc.expires);
-            info!(client = %ft.client, lifetime_s = lifetime.as_secs(), "allocation refreshed");
+            info!(client = %self.redact.show(ft.client), lifetime_s = lifetime.as_secs(), "allocation refreshed");
         }
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
         m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());
@@ -475,7 +475,7 @@ impl Server {
                 .peer_denied
                 .with_label_values(&[reason.as_str()])
                 .inc();
-            debug!(peer = %peer, reason = reason.as_str(), "peer denied");
+            debug!(peer = %self.redact.show(peer), reason = reason.as_str(), "peer denied");
             return Err(reject(403, key));
         }
         Ok(ip)
@@ -524,7 +524,7 @@ impl Server {
         if let Some(alloc) = self.allocations.get_mut(&ft) {
             alloc.permissions.insert(ip, expires);
             self.timers.schedule(Timer::Permission(ft, ip), expires);
-            debug!(client = %ft.client, peer = %ip, "permission installed");
+            debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(ip), "permission installed");
         }
     }
 
@@ -598,7 +598,7 @@ impl Server {
             expires + CHANNEL_QUARANTINE,
         );
         self.install_permission(ft, ip, now.instant + PERMISSION_LIFETIME);
-        debug!(client = %ft.client, %peer, channel = number, "channel bound");
+        debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), channel = number, "channel bound");
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))
     }

@@ -22,6 +22,7 @@ pub mod nonce;
 pub mod peer_policy;
 pub mod ports;
 pub mod rate_limit;
+pub mod redact;
 pub mod server;
 
 use std::io;

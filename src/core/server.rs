@@ -21,6 +21,7 @@ use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy, Verdict};
 use super::ports::Ports;
 use super::rate_limit::RateLimit;
+use super::redact::Redactor;
 use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::Metrics;
 
@@ -58,6 +59,8 @@ pub struct CoreConfig {
     /// Unauthenticated UDP responses per source IP per second (0: no limit).
     pub unauthenticated_per_s: u32,
     pub unauthenticated_burst: u32,
+    /// Hide client and peer addresses and usernames in logs.
+    pub redact_logs: bool,
 }
 
 impl CoreConfig {
@@ -105,6 +108,7 @@ impl CoreConfig {
             own_listeners: listeners.to_vec(),
             unauthenticated_per_s: cfg.rate_limit.unauthenticated_per_s,
             unauthenticated_burst: cfg.rate_limit.unauthenticated_burst,
+            redact_logs: cfg.log.redact,
         }
     }
 }
@@ -147,6 +151,7 @@ pub struct Server {
     /// Refusing new allocations (SIGTERM), pointing at `alternate` if set.
     pub(super) draining: bool,
     pub(super) alternate: Option<SocketAddr>,
+    pub(super) redact: Redactor,
 }
 
 /// Relayed packets and bytes one way, not yet in the metrics.
@@ -179,6 +184,7 @@ impl Server {
     ) -> Self {
         let mut rng = StdRng::from_seed(seed);
         let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
+        let redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut rng)));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
         let rate_limit = RateLimit::new(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
         metrics.relay_ports_total.set(ports.total() as i64);
@@ -196,6 +202,7 @@ impl Server {
             stats: RelayStats::default(),
             draining: false,
             alternate: None,
+            redact,
         }
     }
 
@@ -216,6 +223,9 @@ impl Server {
             )
         {
             self.rate_limit = RateLimit::new(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        }
+        if cfg.redact_logs != self.cfg.redact_logs {
+            self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }
         self.cfg = cfg;
     }
@@ -265,7 +275,7 @@ impl Server {
         let inbound = match message::decode(data, five_tuple.transport.is_stream()) {
             Ok(inbound) => inbound,
             Err(why) => {
-                trace!(client = %five_tuple.client, reason = why.as_str(), "dropped");
+                trace!(client = %self.redact.show(five_tuple.client), reason = why.as_str(), "dropped");
                 return self.drop_packet(why.as_str());
             }
         };
@@ -496,7 +506,7 @@ impl Server {
                             .is_some_and(|exp| *exp <= now.instant)
                         {
                             a.permissions.remove(&ip);
-                            debug!(client = %ft.client, peer = %ip, "permission expired");
+                            debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(ip), "permission expired");
                         }
                     }
                 }
@@ -559,6 +569,6 @@ impl Server {
             .allocations_ended
             .with_label_values(&[transport, reason.as_str()])
             .inc();
-        info!(client = %ft.client, %transport, relay = %alloc.advertised, reason = reason.as_str(), "allocation deleted");
+        info!(client = %self.redact.show(ft.client), %transport, relay = %alloc.advertised, reason = reason.as_str(), "allocation deleted");
     }
 }

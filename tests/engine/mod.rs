@@ -92,6 +92,7 @@ pub fn config() -> CoreConfig {
         own_listeners: vec![SERVER.parse().unwrap()],
         unauthenticated_per_s: 100,
         unauthenticated_burst: 20,
+        redact_logs: false,
     }
 }
 

@@ -1,0 +1,44 @@
+//! Logs as an operator sees them: `[log] redact` hides client addresses
+//! and usernames; reloading `[log] level` on SIGHUP takes effect.
+
+mod common;
+
+use common::raw::RawClient;
+use common::{TestConfig, PASSWORD, USER};
+
+#[test]
+fn redacted_logs_name_no_client_and_no_user() {
+    let mut cfg = TestConfig::default();
+    cfg.extra = "[log]\nlevel = \"debug\"\nredact = true\n".into();
+    let d = cfg.start();
+    let mut client = RawClient::with_credentials(d.udp_addr(), USER, PASSWORD);
+    client.allocate();
+    let port = client.local_addr().port();
+    d.wait_for_metric("turnd_allocations_active", &[("transport", "udp")], 1.0);
+    let log = d.stderr();
+    assert!(log.contains("allocation created"), "{log}");
+    assert!(
+        !log.contains(&format!("127.0.0.1:{port}")),
+        "client address in the log:\n{log}"
+    );
+    assert!(
+        !log.contains(&format!("user={USER}")),
+        "username in the log:\n{log}"
+    );
+    assert!(
+        log.contains("client=~"),
+        "redacted clients show as a hash:\n{log}"
+    );
+}
+
+#[test]
+fn plain_logs_name_the_client() {
+    let d = TestConfig::default().start();
+    let mut client = RawClient::with_credentials(d.udp_addr(), USER, PASSWORD);
+    client.allocate();
+    let port = client.local_addr().port();
+    d.wait_for_metric("turnd_allocations_active", &[("transport", "udp")], 1.0);
+    let log = d.stderr();
+    assert!(log.contains(&format!("client=127.0.0.1:{port}")), "{log}");
+    assert!(log.contains(&format!("user={USER}")), "{log}");
+}
