@@ -72,9 +72,11 @@ fn main() -> ExitCode {
             handle.reload(filter).map_err(|e| e.to_string())
         }) as turnd::net::control::LogReload
     });
-    let config_path = demo_secret
-        .is_none()
-        .then(|| cli.config.clone().unwrap_or_else(|| DEFAULT_CONFIG_PATH.into()));
+    let config_path = demo_secret.is_none().then(|| {
+        cli.config
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONFIG_PATH.into())
+    });
     let opts = turnd::net::RunOptions {
         ready_file: cli.ready_file.clone(),
         demo_secret,

@@ -8,8 +8,10 @@ use common::{TestConfig, PASSWORD, USER};
 
 #[test]
 fn redacted_logs_name_no_client_and_no_user() {
-    let mut cfg = TestConfig::default();
-    cfg.extra = "[log]\nlevel = \"debug\"\nredact = true\n".into();
+    let cfg = TestConfig {
+        extra: "[log]\nlevel = \"debug\"\nredact = true\n".into(),
+        ..TestConfig::default()
+    };
     let d = cfg.start();
     let mut client = RawClient::with_credentials(d.udp_addr(), USER, PASSWORD);
     client.allocate();

@@ -142,7 +142,8 @@ impl Supervisor {
         let new = Config::load(path)?;
         let filter = self.log_filter_change(&new);
         if let Some(level) = &filter {
-            tracing_subscriber::EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("log.level {level:?}: {e}"))?;
+            tracing_subscriber::EnvFilter::try_new(level)
+                .map_err(|e| anyhow::anyhow!("log.level {level:?}: {e}"))?;
         }
         let restart: Vec<&str> = [
             ("listen", self.config.listen != new.listen),
