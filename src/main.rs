@@ -1,82 +1,77 @@
-//! The `turnd` binary: parses the command line, sets up logging and the
-//! runtime, and maps the outcome to an exit code.
+//! The `turnd` binary: parses the command line, runs an operator
+//! subcommand or sets up logging and the runtime for the server, and maps
+//! the outcome to an exit code.
 
 mod cli;
+mod probe;
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{fmt, reload, EnvFilter, Layer};
 use turnd::config::{Config, Secret, DEFAULT_CONFIG_PATH};
+use turnd::net::control::LogReload;
+
+use cli::{commands, CheckArgs, Cli, Command, LogFormat};
 
 /// How long the credentials printed in demo mode stay valid.
 const DEMO_CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    let (config, demo_secret) = match load(&cli) {
+    let cli = Cli::parse();
+    let fallback = cli.config.as_deref();
+    if cli.command.is_some() && (cli.check_config || cli.ready_file.is_some()) {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--check-config and --ready-file are for running the server, not for a subcommand",
+            )
+            .exit();
+    }
+    let outcome = match &cli.command {
+        None if cli.check_config => commands::check(&CheckArgs { config: None }, fallback),
+        None => return run_server(&cli),
+        Some(Command::Check(args)) => commands::check(args, fallback),
+        Some(Command::Credentials(args)) => commands::credentials(args, fallback),
+        Some(Command::HashKey(args)) => commands::hash_key(args, fallback),
+        Some(Command::Probe(args)) => match probe::run(args, fallback) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Some(Command::Completions { shell }) => commands::completions(*shell),
+        Some(Command::Man { command, dir }) => commands::man(command.as_deref(), dir.as_deref()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("turnd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the server until it is told to stop.
+fn run_server(cli: &Cli) -> ExitCode {
+    let (config, config_path, demo_secret) = match load(cli) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("turnd: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    if cli.check_config {
-        let path = cli
-            .config
-            .as_deref()
-            .unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
-        // The certificate is part of the config: the unit's ExecStartPre
-        // check must fail on a bad one, not the start after it.
-        if let (Some(tls), false) = (&config.tls, config.listen.tls.is_empty()) {
-            if let Err(e) = turnd::net::tls::load(tls) {
-                eprintln!("turnd: {}: {e:#}", path.display());
-                return ExitCode::FAILURE;
-            }
-        }
-        println!("{}: ok", path.display());
-        return ExitCode::SUCCESS;
-    }
-    let filter = cli
-        .log_level
-        .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| config.log.level.clone());
-    let filter = match EnvFilter::try_new(&filter) {
-        Ok(f) => f,
+    let log_reload = match init_logging(cli, &config) {
+        Ok(reload) => reload,
         Err(e) => {
-            eprintln!("turnd: invalid log filter {filter:?}: {e}");
+            eprintln!("turnd: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    // The filter sits in a reload layer so SIGHUP can change `[log] level`
-    // (unless --log-level or RUST_LOG pinned it).
-    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr),
-        )
-        .init();
-    let pinned = cli.log_level.is_some() || std::env::var_os("RUST_LOG").is_some();
-    let log_reload: Option<turnd::net::control::LogReload> = (!pinned).then(|| {
-        std::sync::Arc::new(move |level: &str| {
-            let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-            handle.reload(filter).map_err(|e| e.to_string())
-        }) as turnd::net::control::LogReload
-    });
-    let config_path = demo_secret.is_none().then(|| {
-        cli.config
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CONFIG_PATH.into())
-    });
     let opts = turnd::net::RunOptions {
         ready_file: cli.ready_file.clone(),
         demo_secret,
@@ -94,19 +89,68 @@ fn main() -> ExitCode {
     }
 }
 
-/// The config to run: the file given, else the default path if it exists,
-/// else built-in defaults with a REST secret generated now (demo mode).
-fn load(cli: &cli::Cli) -> anyhow::Result<(Config, Option<Secret>)> {
+/// Logs to stderr. Level: `--log-level`, else RUST_LOG, else `[log] level`
+/// (then a reload may change it: the returned setter). Format:
+/// `--log-format` (or TURND_LOG_FORMAT), else `[log] format`. No ANSI colours unless
+/// stderr is a terminal.
+fn init_logging(cli: &Cli, config: &Config) -> anyhow::Result<Option<LogReload>> {
+    let overridden = cli
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok());
+    let filter = overridden
+        .clone()
+        .unwrap_or_else(|| config.log.level.clone());
+    let filter = EnvFilter::try_new(&filter)
+        .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
+    let (filter, handle) = reload::Layer::new(filter);
+    let format = cli.log_format.unwrap_or(match config.log.format {
+        turnd::config::LogFormat::Text => LogFormat::Text,
+        turnd::config::LogFormat::Json => LogFormat::Json,
+    });
+    let output = match format {
+        LogFormat::Text => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    if overridden.is_some() {
+        // --log-level and RUST_LOG win over the config, reloaded or not.
+        return Ok(None);
+    }
+    let set: LogReload = Arc::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    });
+    Ok(Some(set))
+}
+
+/// The config to run and the file it came from: the file given, else the
+/// default path if it exists, else built-in defaults with a REST secret
+/// generated now (demo mode).
+fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>, Option<Secret>)> {
     if let Some(path) = &cli.config {
-        return Ok((Config::load(path)?, None));
+        return Ok((Config::load(path)?, Some(path.clone()), None));
     }
     let default = Path::new(DEFAULT_CONFIG_PATH);
-    if default.exists() || cli.check_config {
-        return Ok((Config::load(default)?, None));
+    if default.exists() {
+        return Ok((Config::load(default)?, Some(default.to_path_buf()), None));
     }
     let mut config = Config::default();
     let bytes: [u8; 24] = rand::random();
     let secret = Secret::from(hex::encode(bytes));
     config.rest.secrets.push(secret.clone());
-    Ok((config, Some(secret)))
+    Ok((config, None, Some(secret)))
 }
