@@ -489,3 +489,25 @@ fn an_allowed_relay_address_is_a_peer_on_any_port() {
         1
     );
 }
+
+#[test]
+fn relay_to_relay_behind_a_1to1_nat_does_not_need_hairpinning() {
+    // Relays bound on 192.0.2.10, advertised as 203.0.113.10 (the NAT's
+    // address): A's data for B's advertised address goes to B's local
+    // socket, and B sees it coming from A's advertised address.
+    let mut h = Harness::new();
+    let (a, b) = (client(1), client(2));
+    let (ca, port_a) = allocate(&mut h, a);
+    let (cb, port_b) = allocate(&mut h, b);
+    let to_b = format!("{EXTERNAL_IP}:{port_b}");
+    let to_a = format!("{EXTERNAL_IP}:{port_a}");
+    assert_eq!(error_code(&permit(&mut h, a, &ca, &[&to_b], 21)), None);
+    assert_eq!(error_code(&permit(&mut h, b, &cb, &[&to_a], 22)), None);
+    let out = h.feed(a, &send_indication(&to_b, b"via the local socket", 23));
+    assert_eq!(out[0].destination, relay_addr(port_b), "not out to the NAT");
+    // The datagram arrives on B's relay socket from A's local address.
+    let back = h.peer_sends(port_b, &format!("{RELAY_IP}:{port_a}"), b"via the local socket");
+    assert_eq!(back.len(), 1, "B has a permission for A's advertised address");
+    let m = parse(&back[0].payload);
+    assert_eq!(xor_addr(&m, ATTR_XOR_PEER_ADDRESS), Some(to_a.parse().unwrap()));
+}

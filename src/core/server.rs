@@ -378,7 +378,41 @@ impl Server {
         out: &mut Outbox,
     ) {
         self.stats.client_to_peer.count(data.len());
-        out.push(Source::Relay(relay), peer, data);
+        out.push(Source::Relay(relay), self.hairpin(peer), data);
+    }
+
+    /// Behind a 1:1 NAT (`relay.external`), traffic from one of our
+    /// allocations to another must not rely on the NAT hairpinning: it goes
+    /// to the relay socket's local address instead.
+    fn hairpin(&self, peer: SocketAddr) -> SocketAddr {
+        let cfg = &self.cfg;
+        if peer.ip() != cfg.relay_advertised || cfg.relay_advertised == cfg.relay_bind {
+            return peer;
+        }
+        if !(cfg.port_low..=cfg.port_high).contains(&peer.port()) {
+            return peer;
+        }
+        let local = match cfg.relay_bind {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        SocketAddr::new(local, peer.port())
+    }
+
+    /// The inverse of [`Server::hairpin`]: a datagram from one of our own
+    /// relay sockets, seen at its local address, is from its advertised one.
+    fn unhairpin(&self, peer: SocketAddr) -> SocketAddr {
+        let cfg = &self.cfg;
+        let local = peer.ip().is_loopback()
+            || (peer.ip() == cfg.relay_bind && !cfg.relay_bind.is_unspecified());
+        if cfg.relay_advertised != cfg.relay_bind
+            && local
+            && (cfg.port_low..=cfg.port_high).contains(&peer.port())
+        {
+            return SocketAddr::new(cfg.relay_advertised, peer.port());
+        }
+        peer
     }
 
     /// True when `ip` is the address our relay sockets are bound to or
@@ -421,6 +455,7 @@ impl Server {
         data: &[u8],
         out: &mut Outbox,
     ) {
+        let peer = self.unhairpin(peer);
         let Some(ft) = self.by_relay_port.get(&relay.port()) else {
             return self.drop_packet("no_allocation");
         };

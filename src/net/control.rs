@@ -50,6 +50,25 @@ pub struct Supervisor {
     pub log_reload: Option<LogReload>,
 }
 
+/// The signals turnd handles, registered before it says it is ready (a
+/// SIGHUP right after the ready file must reload, not kill).
+pub struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers; needs a runtime.
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+}
+
 /// One counter per worker, bumped by its timer loop: the watchdog pings
 /// systemd only while every worker is turning.
 #[derive(Debug, Default)]
@@ -73,10 +92,12 @@ impl Heartbeats {
 
 impl Supervisor {
     /// Serves signals until the process should exit.
-    pub async fn run(mut self) -> anyhow::Result<()> {
-        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    pub async fn run(mut self, signals: Signals) -> anyhow::Result<()> {
+        let Signals {
+            mut hup,
+            mut term,
+            mut int,
+        } = signals;
         let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
         let watchdog = sd_notify::watchdog_enabled();
         let mut last_beats = self.process.heartbeats.snapshot();

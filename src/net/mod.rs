@@ -176,6 +176,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     let ready = Arc::new(AtomicBool::new(true));
     let result = runtime.block_on(async {
+        let signals = control::Signals::new()?;
         let mut http_addr = None;
         if let Some(addr) = cfg.http.listen {
             let listener = crate::http::bind(addr).await?;
@@ -222,7 +223,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             phase_tx,
             log_reload: opts.log_reload.clone(),
         };
-        supervisor.run().await
+        supervisor.run(signals).await
     });
     info!("stopping: ending allocations");
     for thread in threads {

@@ -151,14 +151,15 @@ async fn run_connection(
     certificate: Option<Arc<Certificate>>,
     limits: &Connections,
 ) {
+    let accepted = tokio::time::Instant::now();
     let handshake = Duration::from_secs(limits.handshake_timeout_s.into());
     let label = ft.transport.as_str();
     match certificate {
-        None => serve_stream(worker, tcp, ft, limits).await,
+        None => serve_stream(worker, tcp, ft, limits, accepted).await,
         Some(cert) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cert.current());
-            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => serve_stream(worker, tls, ft, limits).await,
+            match tokio::time::timeout_at(accepted + handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => serve_stream(worker, tls, ft, limits, accepted).await,
                 Ok(Err(e)) => {
                     debug!(client = %ft.client, error = %e, "TLS handshake failed");
                     worker
@@ -182,8 +183,13 @@ async fn run_connection(
 }
 
 /// Reads frames until the client leaves, breaks framing or idles out.
-async fn serve_stream<S>(worker: &Rc<Worker>, stream: S, ft: FiveTuple, limits: &Connections)
-where
+async fn serve_stream<S>(
+    worker: &Rc<Worker>,
+    stream: S,
+    ft: FiveTuple,
+    limits: &Connections,
+    accepted: tokio::time::Instant,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, writer) = tokio::io::split(stream);
@@ -192,7 +198,7 @@ where
     let writer_task = tokio::task::spawn_local(write_frames(writer, rx));
     debug!(client = %ft.client, transport = ft.transport.as_str(), "connection open");
 
-    let reason = read_frames(worker, &mut reader, ft, limits).await;
+    let reason = read_frames(worker, &mut reader, ft, limits, accepted).await;
     if let Some(reason) = reason {
         worker
             .process
@@ -214,6 +220,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
     reader: &mut R,
     ft: FiveTuple,
     limits: &Connections,
+    accepted: tokio::time::Instant,
 ) -> Option<&'static str> {
     let handshake = Duration::from_secs(limits.handshake_timeout_s.into());
     let idle = Duration::from_secs(limits.idle_timeout_s.into());
@@ -221,6 +228,11 @@ async fn read_frames<R: AsyncRead + Unpin>(
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut start = 0;
     let mut seen_frame = false;
+    // Deadlines are absolute, so dribbling one byte at a time does not
+    // extend them: the first frame (TLS handshake included) must arrive
+    // within `handshake` of the accept, every later frame within `handshake`
+    // of its first byte.
+    let mut frame_deadline = accepted + handshake;
     loop {
         // Complete frames first.
         loop {
@@ -250,24 +262,35 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 }
             }
         }
+        let consumed = start > 0;
         buf.drain(..start);
         start = 0;
         // A frame in progress must finish quickly (slow clients cannot hold
         // sockets); between frames, a connection without an allocation may
         // idle only so long.
-        let (wait, reason) = if !seen_frame {
-            (handshake, "handshake_timeout")
+        let (deadline, reason) = if !seen_frame {
+            (frame_deadline, "handshake_timeout")
         } else if !buf.is_empty() {
-            (handshake, "frame_timeout")
+            if consumed {
+                // The rest of this read starts the next frame.
+                frame_deadline = tokio::time::Instant::now() + handshake;
+            }
+            (frame_deadline, "frame_timeout")
         } else {
-            (idle, "idle_timeout")
+            (tokio::time::Instant::now() + idle, "idle_timeout")
         };
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(4096);
         }
-        match tokio::time::timeout(wait, reader.read_buf(&mut buf)).await {
+        let was_empty = buf.is_empty();
+        match tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)).await {
             Ok(Ok(0)) => return None,
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => {
+                if was_empty && seen_frame {
+                    // First bytes of a new frame: its clock starts now.
+                    frame_deadline = tokio::time::Instant::now() + handshake;
+                }
+            }
             Ok(Err(e)) => {
                 debug!(client = %ft.client, error = %e, "read failed");
                 return None;
