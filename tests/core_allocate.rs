@@ -673,7 +673,10 @@ fn no_free_relay_port_gets_508() {
 
 #[test]
 fn even_port_with_reservation_then_token() {
-    let mut h = Harness::new();
+    // A reserved port counts against the user's quota like an allocation.
+    let mut cfg = config();
+    cfg.allocations_per_user = 4;
+    let mut h = Harness::with(cfg);
     let ft = client(1);
     let c = login(&mut h, ft, USER, PASSWORD);
     let r = h.request(
@@ -983,5 +986,67 @@ fn reconfigure_swaps_credentials_and_keeps_allocations() {
             .ip()
             .to_string(),
         EXTERNAL_IP
+    );
+}
+
+#[test]
+fn a_reservation_holds_a_quota_slot_until_claimed_or_expired() {
+    let mut h = Harness::new(); // 3 allocations per user
+    let ft = client(1);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let r = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &[transport_udp(), (ATTR_EVEN_PORT, vec![0x80])],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(
+        error_code(&r),
+        None,
+        "one allocation and one reservation: 2 of 3"
+    );
+    let ft2 = client(2);
+    let c2 = login(&mut h, ft2, USER, PASSWORD);
+    let r2 = h.request(
+        ft2,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(2),
+            &[transport_udp(), (ATTR_EVEN_PORT, vec![0x80])],
+            Some(&c2),
+            false,
+        ),
+    );
+    assert_eq!(
+        error_code(&r2),
+        Some(486),
+        "a second pair would need 4 slots"
+    );
+    h.advance(31);
+    let c2 = Creds {
+        nonce: login(&mut h, ft2, USER, PASSWORD).nonce,
+        ..c2
+    };
+    let r3 = h.request(
+        ft2,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(3),
+            &[transport_udp(), (ATTR_EVEN_PORT, vec![0x80])],
+            Some(&c2),
+            false,
+        ),
+    );
+    assert_eq!(
+        error_code(&r3),
+        None,
+        "the expired reservation gave its slot back"
     );
 }

@@ -4,9 +4,12 @@
 //! arrive on another worker. Touched per Allocate and per deletion, never
 //! per packet.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::time::Instant;
+
+use super::rate_limit::RateLimit;
 
 /// Which quota refused an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,13 +22,37 @@ pub enum QuotaExceeded {
 struct Inner {
     per_user: HashMap<String, usize>,
     total: usize,
-    reservations: HashMap<u64, SocketAddr>,
+    /// Reserved relay address and the user whose quota slot it holds.
+    reservations: HashMap<u64, (SocketAddr, String)>,
+    /// Relay ports bound by any worker (allocations and reservations).
+    held: HashSet<u16>,
+}
+
+/// The per-source limit on unauthenticated answers, one for the process:
+/// a source's ports spread over workers but share one bucket.
+#[derive(Debug)]
+struct Limiter {
+    params: (u32, u32),
+    buckets: RateLimit,
 }
 
 /// Shared by all workers of one process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Global {
     inner: Mutex<Inner>,
+    limiter: Mutex<Limiter>,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            inner: Mutex::default(),
+            limiter: Mutex::new(Limiter {
+                params: (0, 0),
+                buckets: RateLimit::new(0, 0),
+            }),
+        }
+    }
 }
 
 impl Global {
@@ -64,13 +91,50 @@ impl Global {
         self.lock().total
     }
 
-    pub fn reserve(&self, token: u64, addr: SocketAddr) {
-        self.lock().reservations.insert(token, addr);
+    /// Records a reservation that holds a quota slot of `user`.
+    pub fn reserve(&self, token: u64, addr: SocketAddr, user: &str) {
+        self.lock()
+            .reservations
+            .insert(token, (addr, user.to_string()));
     }
 
-    /// Takes the reservation of `token` (claimed by an Allocate, or expired).
-    pub fn take_reservation(&self, token: u64) -> Option<SocketAddr> {
+    /// Takes the reservation of `token` (claimed by an Allocate, or expired);
+    /// the caller releases or transfers the user's slot.
+    pub fn take_reservation(&self, token: u64) -> Option<(SocketAddr, String)> {
         self.lock().reservations.remove(&token)
+    }
+
+    /// Notes that some worker holds relay `port`.
+    pub fn hold(&self, port: u16) {
+        self.lock().held.insert(port);
+    }
+
+    pub fn unhold(&self, port: u16) {
+        self.lock().held.remove(&port);
+    }
+
+    /// Whether relay `port` belongs to turnd (relay-to-relay traffic may go
+    /// there; other ports of our own address are other services).
+    pub fn holds(&self, port: u16) -> bool {
+        self.lock().held.contains(&port)
+    }
+
+    /// (Re)configures the unauthenticated-answer limit; buckets restart only
+    /// when the numbers change.
+    pub fn set_rate_limit(&self, per_second: u32, burst: u32) {
+        let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        if l.params != (per_second, burst) {
+            *l = Limiter {
+                params: (per_second, burst),
+                buckets: RateLimit::new(per_second, burst),
+            };
+        }
+    }
+
+    /// Takes a token for an unauthenticated answer to `ip`.
+    pub fn allow_unauthenticated(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        l.buckets.allow(ip, now)
     }
 }
 
@@ -97,8 +161,8 @@ mod tests {
     fn a_reservation_is_taken_once() {
         let g = Global::default();
         let addr = "192.0.2.1:50001".parse().unwrap();
-        g.reserve(7, addr);
-        assert_eq!(g.take_reservation(7), Some(addr));
+        g.reserve(7, addr, "alice");
+        assert_eq!(g.take_reservation(7), Some((addr, "alice".to_string())));
         assert_eq!(g.take_reservation(7), None);
     }
 }

@@ -339,7 +339,7 @@ impl Server {
             return Err(reject(code, key));
         }
         let ip = self.cfg.relay_bind;
-        let (port, reserved_token) = match self.relay_port(now, token, even, relays) {
+        let (port, reserved_token) = match self.relay_port(now, token, even, &user, relays) {
             Ok(p) => p,
             Err(code) => {
                 self.global.release(&user);
@@ -398,13 +398,20 @@ impl Server {
         now: Now,
         token: Option<&[u8]>,
         even: Option<&[u8]>,
+        user: &str,
         relays: &mut dyn RelaySockets,
     ) -> Result<(u16, Option<u64>), u16> {
         if let Some(t) = token {
             let t = u64::from_be_bytes(t.try_into().map_err(|_| 400u16)?);
-            let addr = self.global.take_reservation(t).ok_or(508u16)?;
+            let (addr, owner) = self.global.take_reservation(t).ok_or(508u16)?;
+            // The reservation's quota slot passes to this allocation, which
+            // was admitted on its own already.
+            self.global.release(&owner);
             self.timers.cancel(Timer::Reservation(t));
-            relays.claim(addr).map_err(|_| 508u16)?;
+            if relays.claim(addr).is_err() {
+                self.global.unhold(addr.port());
+                return Err(508);
+            }
             self.ports.adopt(addr.port());
             return Ok((addr.port(), None));
         }
@@ -414,19 +421,41 @@ impl Server {
             Some(Some(b)) if b & 0x80 != 0 => Parity::EvenReserveNext,
             Some(Some(_)) => Parity::Even,
         };
+        let pair = parity == Parity::EvenReserveNext;
+        // A reserved port counts against the quotas like an allocation: a
+        // credential cannot hold the port range through reservations.
+        if pair {
+            let (per_user, total) = (self.cfg.allocations_per_user, self.cfg.allocations_total);
+            if let Err(exceeded) = self.global.admit(user, per_user, total) {
+                let (kind, code) = match exceeded {
+                    QuotaExceeded::User => ("user", 486),
+                    QuotaExceeded::Total => ("total", 508),
+                };
+                self.metrics
+                    .quota_rejections
+                    .with_label_values(&[kind])
+                    .inc();
+                return Err(code);
+            }
+        }
         let ip = self.cfg.relay_bind;
         let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays) else {
+            if pair {
+                self.global.release(user);
+            }
             self.metrics
                 .quota_rejections
                 .with_label_values(&["relay_ports"])
                 .inc();
             return Err(508);
         };
-        if parity != Parity::EvenReserveNext {
+        self.global.hold(port);
+        if !pair {
             return Ok((port, None));
         }
         let t: u64 = rand::Rng::gen(&mut self.rng);
-        self.global.reserve(t, SocketAddr::new(ip, port + 1));
+        self.global.hold(port + 1);
+        self.global.reserve(t, SocketAddr::new(ip, port + 1), user);
         self.timers
             .schedule(Timer::Reservation(t), now.instant + RESERVATION_LIFETIME);
         Ok((port, Some(t)))

@@ -89,7 +89,7 @@ pub const BUILTIN_DENIED: &[IpNet] = &[
     v6([0, 0, 0, 0, 0, 0, 0, 1], 128),        // loopback (RFC 4291)
     v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96),    // IPv4-mapped, unreachable after canonical()
     v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), // local-use NAT64 (RFC 8215)
-    v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64),     // discard-only (RFC 6666)
+    v6([0x100, 0, 0, 0, 0, 0, 0, 0], 63),     // discard-only (RFC 6666) and dummy prefix (RFC 9780)
     v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),    // IETF assignments, incl. Teredo (RFC 2928)
     v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation (RFC 3849)
     v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),    // documentation (RFC 9637)
@@ -132,6 +132,11 @@ impl PeerPolicy {
             IpAddr::V6(v6) => embedded_v4(v6),
         };
         let all = || std::iter::once(ip).chain(embedded.into_iter().flatten().map(IpAddr::V4));
+        // "This host" (0.0.0.0, ::) reaches loopback whatever the lists say
+        // (coturn CVE-2020-26262): never a peer, not even under `allow`.
+        if all().any(|a| a.is_unspecified()) {
+            return Verdict::Denied(DenyReason::Special);
+        }
         if all().any(|a| matches(&self.deny, a)) {
             return Verdict::Denied(DenyReason::Configured);
         }
@@ -311,7 +316,8 @@ mod tests {
                 ("::ffff:0:0", D(S)),
                 ("64:ff9b:1::808:808", D(S)),
                 ("64:ff9b:2::1", A),
-                ("100:0:0:1::", A),
+                ("100:0:0:1::", D(S)),
+                ("100:0:0:2::", A),
                 ("2001:200::", A),
                 ("2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", A),
                 ("2001:db9::", A),
@@ -456,5 +462,21 @@ mod tests {
         assert_eq!(DenyReason::Special.as_str(), "special_range");
         assert_eq!(DenyReason::Configured.as_str(), "configured");
         assert!(A.is_allowed() && !D(S).is_allowed());
+    }
+
+    #[test]
+    fn unspecified_addresses_are_never_peers() {
+        let p = PeerPolicy::new(
+            vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+            vec![],
+        );
+        for ip in ["0.0.0.0", "::", "::ffff:0.0.0.0", "64:ff9b::"] {
+            assert_eq!(
+                p.check(ip.parse().unwrap()),
+                Verdict::Denied(DenyReason::Special),
+                "{ip}"
+            );
+        }
+        assert_eq!(p.check("10.0.0.1".parse().unwrap()), Verdict::Allowed);
     }
 }

@@ -20,7 +20,6 @@ use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy, Verdict};
 use super::ports::Ports;
-use super::rate_limit::RateLimit;
 use super::redact::Redactor;
 use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::Metrics;
@@ -146,7 +145,6 @@ pub struct Server {
     /// Quotas and reservations shared with the other workers.
     pub(super) global: Arc<Global>,
     pub(super) timers: Expiries,
-    pub(super) rate_limit: RateLimit,
     stats: RelayStats,
     /// Refusing new allocations (SIGTERM), pointing at `alternate` if set.
     pub(super) draining: bool,
@@ -186,7 +184,7 @@ impl Server {
         let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
         let redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut rng)));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
-        let rate_limit = RateLimit::new(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        global.set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
         metrics.relay_ports_total.set(ports.total() as i64);
         Server {
             cfg,
@@ -198,7 +196,6 @@ impl Server {
             ports,
             global,
             timers: Expiries::default(),
-            rate_limit,
             stats: RelayStats::default(),
             draining: false,
             alternate: None,
@@ -216,14 +213,8 @@ impl Server {
         cfg.port_low = self.cfg.port_low;
         cfg.port_high = self.cfg.port_high;
         cfg.own_listeners = std::mem::take(&mut self.cfg.own_listeners);
-        if (cfg.unauthenticated_per_s, cfg.unauthenticated_burst)
-            != (
-                self.cfg.unauthenticated_per_s,
-                self.cfg.unauthenticated_burst,
-            )
-        {
-            self.rate_limit = RateLimit::new(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
-        }
+        self.global
+            .set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
         if cfg.redact_logs != self.cfg.redact_logs {
             self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }
@@ -315,7 +306,11 @@ impl Server {
     /// Takes a rate-limit token for an unauthenticated response to a UDP
     /// source (stream sources cannot be spoofed); counts the drop if none.
     pub(super) fn unauthenticated_allowed(&mut self, now: Now, ft: FiveTuple) -> bool {
-        if ft.transport.is_stream() || self.rate_limit.allow(ft.client.ip(), now.instant) {
+        if ft.transport.is_stream()
+            || self
+                .global
+                .allow_unauthenticated(ft.client.ip(), now.instant)
+        {
             return true;
         }
         self.drop_packet("rate_limited");
@@ -428,7 +423,7 @@ impl Server {
     pub(super) fn own_relay_port_ok(&self, peer: SocketAddr) -> bool {
         let ip = canonical(peer.ip());
         !self.is_own_relay_ip(ip)
-            || (self.cfg.port_low..=self.cfg.port_high).contains(&peer.port())
+            || self.global.holds(peer.port())
             || self.cfg.peer_policy.check(ip) == Verdict::Allowed
     }
 
@@ -551,8 +546,10 @@ impl Server {
                     }
                 }
                 Timer::Reservation(token) => {
-                    if let Some(addr) = self.global.take_reservation(token) {
+                    if let Some((addr, owner)) = self.global.take_reservation(token) {
                         relays.unreserve(addr);
+                        self.global.unhold(addr.port());
+                        self.global.release(&owner);
                     }
                 }
             }
@@ -587,6 +584,7 @@ impl Server {
         self.by_relay_port.remove(&alloc.relay.port());
         self.ports
             .release(alloc.relay.ip(), alloc.relay.port(), relays);
+        self.global.unhold(alloc.relay.port());
         self.global.release(quota_user(&alloc.username));
         self.timers.cancel(Timer::Allocation(ft));
         for ip in alloc.permissions.keys() {
