@@ -506,8 +506,19 @@ fn relay_to_relay_behind_a_1to1_nat_does_not_need_hairpinning() {
     let out = h.feed(a, &send_indication(&to_b, b"via the local socket", 23));
     assert_eq!(out[0].destination, relay_addr(port_b), "not out to the NAT");
     // The datagram arrives on B's relay socket from A's local address.
-    let back = h.peer_sends(port_b, &format!("{RELAY_IP}:{port_a}"), b"via the local socket");
-    assert_eq!(back.len(), 1, "B has a permission for A's advertised address");
+    let back = h.peer_sends(
+        port_b,
+        &format!("{RELAY_IP}:{port_a}"),
+        b"via the local socket",
+    );
+    assert_eq!(
+        back.len(),
+        1,
+        "B has a permission for A's advertised address"
+    );
     let m = parse(&back[0].payload);
-    assert_eq!(xor_addr(&m, ATTR_XOR_PEER_ADDRESS), Some(to_a.parse().unwrap()));
+    assert_eq!(
+        xor_addr(&m, ATTR_XOR_PEER_ADDRESS),
+        Some(to_a.parse().unwrap())
+    );
 }
