@@ -40,3 +40,20 @@ pub fn bind_group<S>(
     }
     Ok((bound, all))
 }
+
+/// Socket buffers for relay sockets: smaller than a listener's (there are
+/// thousands), larger than the kernel default so a burst from a peer fits.
+const RELAY_BUFFER: usize = 1 << 20;
+
+/// Binds a relay socket at `addr` (no SO_REUSEPORT: the port is this
+/// allocation's alone).
+pub fn bind_relay(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    let _ = socket.set_recv_buffer_size(RELAY_BUFFER);
+    let _ = socket.set_send_buffer_size(RELAY_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
