@@ -104,6 +104,11 @@ impl Global {
         self.lock().reservations.remove(&token)
     }
 
+    /// Reservations not yet claimed or expired (each holds a quota slot).
+    pub fn reservations(&self) -> usize {
+        self.lock().reservations.len()
+    }
+
     /// Notes that some worker holds relay `port`.
     pub fn hold(&self, port: u16) {
         self.lock().held.insert(port);
