@@ -326,18 +326,7 @@ impl Server {
         };
         // Quotas (§7.2 step 8): per user 486, in total 508.
         let user = quota_user(&authed.username).to_string();
-        let (per_user, total) = (self.cfg.allocations_per_user, self.cfg.allocations_total);
-        if let Err(exceeded) = self.global.admit(&user, per_user, total) {
-            let (kind, code) = match exceeded {
-                QuotaExceeded::User => ("user", 486),
-                QuotaExceeded::Total => ("total", 508),
-            };
-            self.metrics
-                .quota_rejections
-                .with_label_values(&[kind])
-                .inc();
-            return Err(reject(code, key));
-        }
+        self.admit(&user).map_err(|code| reject(code, key))?;
         let ip = self.cfg.relay_bind;
         let (port, reserved_token) = match self.relay_port(now, token, even, &user, relays) {
             Ok(p) => p,
@@ -390,6 +379,25 @@ impl Server {
         Ok(response)
     }
 
+    /// Counts one more allocation (or reservation) of `user` against the
+    /// quotas (RFC 8656 §7.2 step 8): per user 486, in total 508.
+    fn admit(&self, user: &str) -> Result<(), u16> {
+        let (per_user, total) = (self.cfg.allocations_per_user, self.cfg.allocations_total);
+        self.global
+            .admit(user, per_user, total)
+            .map_err(|exceeded| {
+                let (kind, code) = match exceeded {
+                    QuotaExceeded::User => ("user", 486),
+                    QuotaExceeded::Total => ("total", 508),
+                };
+                self.metrics
+                    .quota_rejections
+                    .with_label_values(&[kind])
+                    .inc();
+                code
+            })
+    }
+
     /// The relay port of a new allocation: a reserved one (RESERVATION-TOKEN),
     /// an even one (EVEN-PORT, reserving the next when asked), or any.
     /// Returns the port and the token of a new reservation; errors are codes.
@@ -425,18 +433,7 @@ impl Server {
         // A reserved port counts against the quotas like an allocation: a
         // credential cannot hold the port range through reservations.
         if pair {
-            let (per_user, total) = (self.cfg.allocations_per_user, self.cfg.allocations_total);
-            if let Err(exceeded) = self.global.admit(user, per_user, total) {
-                let (kind, code) = match exceeded {
-                    QuotaExceeded::User => ("user", 486),
-                    QuotaExceeded::Total => ("total", 508),
-                };
-                self.metrics
-                    .quota_rejections
-                    .with_label_values(&[kind])
-                    .inc();
-                return Err(code);
-            }
+            self.admit(user)?;
         }
         let ip = self.cfg.relay_bind;
         let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays) else {
