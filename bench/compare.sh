@@ -2,7 +2,7 @@
 # turnd vs coturn vs a bare UDP forwarder, side by side on loopback.
 #
 #   bench/compare.sh --quick     2 A/B rounds of 2 s: about 2-3 minutes
-#   bench/compare.sh             full: 3 alternating rounds of 10 s: about 15 minutes
+#   bench/compare.sh             full: 3 alternating rounds of 10 s: about 12-15 minutes
 #
 # Builds turnd and the examples (loadgen, forwarder) in release mode, then
 # runs every scenario against a fresh server process per run, alternating
@@ -456,7 +456,8 @@ row() {
     echo "| $label | $(cell "$scen" turnd "$path") | $(cell "$scen" coturn "$path") | $fcell | $rc | $rf | $notes |"
 }
 
-STEM=$(date -u +%Y-%m-%dT%H%MZ)$( ((QUICK)) && echo -quick)
+STEM=$(date -u +%Y-%m-%dT%H%MZ)
+if ((QUICK)); then STEM+=-quick; fi
 OUT=${OUT:-$ROOT/bench/results/$STEM.md}
 mkdir -p "$(dirname "$OUT")"
 cp "$RESULTS" "${OUT%.md}.jsonl"
