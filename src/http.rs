@@ -58,13 +58,15 @@ pub struct HttpState {
 /// Binds the endpoint's listener. Separate from [`serve`] so the caller can
 /// report a bind failure and learn the bound port (tests bind port 0). The
 /// error names the address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot bind HTTP endpoint on {addr}: {e}"),
         )
-    })
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// Serves connections from `listener` until `shutdown` completes, then stops

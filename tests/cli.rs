@@ -632,3 +632,53 @@ fn log_format_json_and_text() {
     let out = turnd(&["--log-format", "xml"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A start that fails after the listeners are bound (the HTTP port taken,
+/// the ready file unwritable) exits at once with the reason, instead of
+/// leaving the workers running with nobody to stop them.
+#[test]
+fn a_failed_start_exits_and_says_why() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a TCP port");
+    let port = taken.local_addr().expect("local address").port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("turnd.toml");
+    let toml = TestConfig::default().toml().replace(
+        "listen = \"127.0.0.1:0\"\n",
+        &format!("listen = \"127.0.0.1:{port}\"\n"),
+    );
+    fs::write(&config, toml).expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+
+    let started = Instant::now();
+    let out = turnd(&["--config", config], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot bind HTTP endpoint on 127.0.0.1:{port}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() < RUN_TIMEOUT,
+        "turnd hung after a failed start"
+    );
+    drop(taken);
+
+    let ready = dir.path().join("no-such-dir").join("ready.json");
+    let fresh = dir.path().join("fresh.toml");
+    fs::write(&fresh, TestConfig::default().toml()).expect("write config");
+    let out = turnd(
+        &[
+            "--config",
+            fresh.to_str().expect("utf-8 path"),
+            "--ready-file",
+            ready.to_str().expect("utf-8 path"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot write ready file"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -522,3 +522,66 @@ fn relay_to_relay_behind_a_1to1_nat_does_not_need_hairpinning() {
         Some(to_a.parse().unwrap())
     );
 }
+
+/// A relay on a public address (every real deployment): the address passes
+/// the built-in list, yet its other services (DNS, NTP, an agent) are not
+/// peers unless `[peers] allow` names the address.
+#[test]
+fn a_public_relay_address_reaches_only_its_allocations() {
+    const PUBLIC: &str = "100.20.30.40";
+    let mut cfg = config();
+    cfg.relay_bind = PUBLIC.parse().unwrap();
+    cfg.relay_advertised = PUBLIC.parse().unwrap();
+    let mut h = Harness::with(cfg);
+    let (a, b) = (client(1), client(2));
+    let (ca, port_a) = allocate(&mut h, a);
+    let (cb, port_b) = allocate(&mut h, b);
+    let dns = format!("{PUBLIC}:53");
+    let to_b = format!("{PUBLIC}:{port_b}");
+    // A permission is per IP (RFC 8656 §9): granted, it lets A reach B.
+    assert_eq!(error_code(&permit(&mut h, a, &ca, &[&dns], 21)), None);
+    assert_eq!(
+        error_code(&bind(&mut h, a, &ca, 0x4000, &dns, 22)),
+        Some(403)
+    );
+    assert!(h.feed(a, &send_indication(&dns, b"query", 23)).is_empty());
+    assert_eq!(error_code(&bind(&mut h, a, &ca, 0x4001, &to_b, 24)), None);
+    let out = h.feed(a, &channel_data(0x4001, b"to b"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].destination, to_b.parse().unwrap());
+    assert_eq!(
+        out[0].source,
+        Source::Relay(format!("{PUBLIC}:{port_a}").parse().unwrap())
+    );
+
+    // B goes away; its port may be bound next by any process of the host.
+    // The channel lives on (600 s), but it must not reach that port.
+    let refresh = signed(&mut h, b, METHOD_REFRESH, 25, &[lifetime(0)], &cb);
+    assert_eq!(error_code(&refresh), None);
+    assert!(h.feed(a, &channel_data(0x4001, b"to whoever")).is_empty());
+    assert!(h
+        .feed(a, &send_indication(&to_b, b"to whoever", 26))
+        .is_empty());
+    assert_eq!(
+        h.counter("turnd_peer_denied_total", &[("reason", "own_address")]),
+        4.0
+    );
+}
+
+/// The operator may open the relay address to its other services by naming
+/// it in `[peers] allow`.
+#[test]
+fn an_explicitly_allowed_public_relay_address_is_a_peer_on_any_port() {
+    const PUBLIC: &str = "100.20.30.40";
+    let mut cfg = config();
+    cfg.relay_bind = PUBLIC.parse().unwrap();
+    cfg.relay_advertised = PUBLIC.parse().unwrap();
+    cfg.peer_policy =
+        turnd::core::peer_policy::PeerPolicy::new(vec!["100.20.30.40/32".parse().unwrap()], vec![]);
+    let mut h = Harness::with(cfg);
+    let a = client(1);
+    let (ca, _) = allocate(&mut h, a);
+    let dns = format!("{PUBLIC}:53");
+    assert_eq!(error_code(&bind(&mut h, a, &ca, 0x4000, &dns, 21)), None);
+    assert_eq!(h.feed(a, &channel_data(0x4000, b"query")).len(), 1);
+}

@@ -343,13 +343,6 @@ fn channel_data_round_trip(bytes: &[u8]) {
     assert!(decode(&frame, false).is_err());
 }
 
-/// Known and reported (fuzz/README.md, "Findings"): `next_frame_len` judges
-/// a STUN frame's length before its magic cookie has arrived, so a stream
-/// cut after 4-7 bytes of a header gets `TooLarge` where the whole header
-/// gets `Garbage`. Both close the stream; only the drop reason differs. Set
-/// to false once the framer waits for 8 bytes before judging STUN.
-const TOLERATE_EARLY_TOO_LARGE: bool = true;
-
 /// `connections.max_frame_bytes` is validated to this range (src/config/stream.rs).
 const MIN_FRAME_BYTES: usize = 512;
 const LARGEST_FRAME: usize = 65_556;
@@ -440,17 +433,6 @@ fn frames(stream: &[u8], max: usize, cuts: &[u8]) -> Framed {
                 let mut more = buf.clone();
                 more.extend_from_slice(&stream[fed..]);
                 let later = next_frame_len(&more, max);
-                let early = TOLERATE_EARLY_TOO_LARGE
-                    && matches!(e, FrameError::TooLarge(_))
-                    && buf.len() < 8
-                    && buf[0] >> 6 == 0;
-                if early {
-                    let later = later.expect_err("an error stays an error");
-                    return Framed {
-                        frames: out,
-                        end: Err(later),
-                    };
-                }
                 assert_eq!(later, Err(e));
                 return Framed {
                     frames: out,

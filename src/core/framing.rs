@@ -30,12 +30,18 @@ pub fn next_frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, FrameErro
     };
     let body = usize::from(u16::from_be_bytes([len[0], len[1]]));
     let total = if is_stun {
-        // Without the magic cookie (RFC 8489 §5) this is not STUN, and on a
-        // stream there is no finding the next message boundary.
-        let cookie_ok = buf
-            .get(4..8)
-            .is_none_or(|c| c == stun::message::MAGIC_COOKIE.to_be_bytes());
-        if body % 4 != 0 || !cookie_ok {
+        // The verdict must not depend on how the bytes arrive: a length that
+        // is not a multiple of 4 is known from the first 4 bytes; the magic
+        // cookie (RFC 8489 §5) is waited for before the length is compared
+        // with `max`. Without the cookie this is not STUN, and on a stream
+        // there is no finding the next message boundary.
+        if body % 4 != 0 {
+            return Err(FrameError::Garbage);
+        }
+        let Some(cookie) = buf.get(4..8) else {
+            return Ok(None);
+        };
+        if cookie != stun::message::MAGIC_COOKIE.to_be_bytes() {
             return Err(FrameError::Garbage);
         }
         stun::message::MESSAGE_HEADER_SIZE + body
@@ -89,9 +95,24 @@ mod tests {
             Err(FrameError::TooLarge(65_540))
         );
         assert_eq!(
-            next_frame_len(&[0x00, 0x01, 0xff, 0xfc], MAX),
+            next_frame_len(&[0x00, 0x01, 0xff, 0xfc, 0x21, 0x12, 0xa4, 0x42], MAX),
             Ok(None),
             "the largest STUN message fits"
+        );
+    }
+
+    #[test]
+    fn verdict_does_not_depend_on_how_bytes_arrive() {
+        // Found by the stream_framer fuzz target: a long STUN length before
+        // its (wrong) cookie was TooLarge with 5 bytes, Garbage with 8.
+        let stream = [0x00, 0x00, 0x42, 0xa4, 0x12, 0x21, 0x00, 0xfd];
+        assert_eq!(next_frame_len(&stream[..5], 12_051), Ok(None));
+        assert_eq!(next_frame_len(&stream, 12_051), Err(FrameError::Garbage));
+        let good = [0x00, 0x01, 0x42, 0xa4, 0x21, 0x12, 0xa4, 0x42];
+        assert_eq!(next_frame_len(&good[..5], 12_051), Ok(None));
+        assert_eq!(
+            next_frame_len(&good, 12_051),
+            Err(FrameError::TooLarge(20 + 0x42a4))
         );
     }
 }

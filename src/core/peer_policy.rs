@@ -145,6 +145,14 @@ impl PeerPolicy {
         }
         Verdict::Allowed
     }
+
+    /// Whether the operator's `allow` names `ip` (and `deny` does not): the
+    /// test for addresses that are public yet must not be reached by default,
+    /// such as this host's own relay address on ports turnd does not hold.
+    pub fn explicitly_allowed(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.check(ip).is_allowed() && matches(&self.allow, ip)
+    }
 }
 
 fn matches(nets: &[IpNet], ip: IpAddr) -> bool {

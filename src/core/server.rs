@@ -18,7 +18,7 @@ use super::expiry::{Expiries, Timer};
 use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
-use super::peer_policy::{canonical, PeerPolicy, Verdict};
+use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
 use super::redact::Redactor;
 use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
@@ -336,6 +336,15 @@ impl Server {
             return self.drop_packet("no_permission");
         }
         let relay = alloc.relay;
+        // A channel to another allocation outlives that allocation: once its
+        // port is released, whatever binds the port next must not be reached.
+        if !self.own_relay_port_ok(peer) {
+            self.metrics
+                .peer_denied
+                .with_label_values(&["own_address"])
+                .inc();
+            return self.drop_packet("no_permission");
+        }
         self.relay_to_peer(relay, peer, data, out);
     }
 
@@ -416,15 +425,17 @@ impl Server {
         ip == self.cfg.relay_advertised || (ip == self.cfg.relay_bind && !ip.is_unspecified())
     }
 
-    /// False when `peer` is on our relay address, outside the relay port
-    /// range, and the peer policy does not allow that address anyway:
+    /// False when `peer` is on our relay address on a port turnd does not
+    /// hold, and the operator's `[peers] allow` does not name that address:
     /// relaying to another allocation is always allowed, to other services
-    /// of this host only if the operator allowed the address.
+    /// of this host (DNS, NTP, a metrics agent on the public address) only
+    /// if the operator said so. A public relay address passes the built-in
+    /// list, so the built-in verdict is not enough here.
     pub(super) fn own_relay_port_ok(&self, peer: SocketAddr) -> bool {
         let ip = canonical(peer.ip());
         !self.is_own_relay_ip(ip)
             || self.global.holds(peer.port())
-            || self.cfg.peer_policy.check(ip) == Verdict::Allowed
+            || self.cfg.peer_policy.explicitly_allowed(ip)
     }
 
     /// True when `peer` is one of our own listeners.

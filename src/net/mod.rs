@@ -131,6 +131,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // Bound before any worker starts, so a taken port fails the start
+    // cleanly, naming the address.
+    let http_listener = cfg.http.listen.map(crate::http::bind).transpose()?;
     let advertised = advertised_relay_ip(&cfg);
     let own: Vec<SocketAddr> = udp_addrs
         .iter()
@@ -178,8 +181,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         let signals = control::Signals::new()?;
         let mut http_addr = None;
-        if let Some(addr) = cfg.http.listen {
-            let listener = crate::http::bind(addr).await?;
+        if let Some(listener) = http_listener {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
             http_addr = Some(listener.local_addr()?);
             let state = crate::http::HttpState {
                 metrics: metrics.clone(),

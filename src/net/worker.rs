@@ -284,8 +284,13 @@ pub async fn expire(
                 let cfg = (**config.borrow_and_update()).clone();
                 worker.with_server(|server, _, _| server.reconfigure(cfg));
             }
-            Ok(()) = phase.changed() => {
-                let now_phase = *phase.borrow_and_update();
+            changed = phase.changed() => {
+                // The supervisor gone (it failed before or while starting):
+                // nobody will say Stop, so stop now rather than hang.
+                let now_phase = match changed {
+                    Ok(()) => *phase.borrow_and_update(),
+                    Err(_) => Phase::Stop,
+                };
                 match now_phase {
                     Phase::Running => {}
                     Phase::Draining(alternate) => worker.with_server(|server, _, _| server.drain(alternate)),
