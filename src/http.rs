@@ -219,8 +219,9 @@ mod tests {
     }
 
     async fn start_with(limits: Limits) -> Server {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
         let state = HttpState {
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(AtomicBool::new(true)),
@@ -458,9 +459,9 @@ mod tests {
 
     #[tokio::test]
     async fn bind_error_names_the_address() {
-        let taken = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let taken = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = taken.local_addr().unwrap();
-        let err = bind(addr).await.unwrap_err();
+        let err = bind(addr).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
