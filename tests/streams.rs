@@ -604,6 +604,80 @@ fn idle_connections_close_unless_they_hold_an_allocation() {
     d.wait_for_metric(CONNECTIONS_REJECTED, &rejected("tcp", "idle_timeout"), 2.0);
 }
 
+/// A client that stops reading while a peer keeps sending: turnd queues a
+/// bounded amount for it, drops the rest (counted), and once one write has
+/// been blocked for `write_timeout_s` cuts the connection, ending its
+/// allocation; other clients are served throughout.
+#[test]
+fn a_client_that_stops_reading_is_cut_after_write_timeout() {
+    let d = Daemon::start(&stream_config(None, "write_timeout_s = 1"));
+    let peer = peer_socket();
+    let peer_addr = peer.local_addr().unwrap();
+
+    // A small receive window, so the server's side fills after a few MiB.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect_timeout(&d.tcp_addr().into(), ANSWER)
+        .unwrap();
+    let tcp: TcpStream = socket.into();
+    tcp.set_nodelay(true).unwrap();
+    tcp.set_write_timeout(Some(ANSWER)).unwrap();
+    let mut stalled = StreamClient::new(tcp);
+    let relay = stalled.allocate();
+    stalled.create_permission(peer_addr);
+
+    // The client reads nothing from here on. 20,000 datagrams of 1000
+    // bytes (20 MB) are far more than the kernel's buffers and turnd's
+    // queue hold; the peer stops early once the cut is counted.
+    let payload = [0x5a; 1000];
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let mut sent = 0;
+    while sent < 20_000 && Instant::now() < deadline {
+        for _ in 0..500 {
+            let _ = peer.send_to(&payload, relay);
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        if d.scrape()
+            .get(CONNECTIONS_REJECTED, &rejected("tcp", "write_timeout"))
+            == 1.0
+        {
+            break;
+        }
+    }
+
+    // Another client is served while the first one is stuck.
+    let mut other = StreamClient::tcp(d.tcp_addr());
+    other.binding();
+
+    let deadline = Instant::now() + CLOSE_WAIT;
+    while d
+        .scrape()
+        .get(CONNECTIONS_REJECTED, &rejected("tcp", "write_timeout"))
+        < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not cut within {CLOSE_WAIT:?} after {sent} datagrams"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.wait_for_metric(
+        ALLOCATIONS_ENDED,
+        &[("transport", "tcp"), ("reason", "closed")],
+        1.0,
+    );
+    let s = d.wait_for_metric(ALLOCATIONS_ACTIVE, &[("transport", "tcp")], 0.0);
+    assert!(
+        s.get("turnd_dropped_packets_total", &[("reason", "send_failed")]) > 0.0,
+        "what did not fit the client's queue is counted"
+    );
+    // The other client's connection is still open and answered.
+    other.binding();
+    assert_eq!(s.get(CONNECTIONS_ACTIVE, &[("transport", "tcp")]), 1.0);
+}
+
 #[test]
 fn coturn_uclient_over_tcp() {
     if !require_tool("turnutils_uclient") || !require_tool("turnutils_peer") {

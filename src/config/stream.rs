@@ -14,6 +14,9 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_S: u32 = 10;
 /// `connections.idle_timeout_s`: no complete message and no allocation.
 pub const DEFAULT_IDLE_TIMEOUT_S: u32 = 120;
+/// `connections.write_timeout_s`: the longest one write to a client may
+/// stay blocked (the client stopped reading) before the connection is cut.
+pub const DEFAULT_WRITE_TIMEOUT_S: u32 = 15;
 /// `connections.max_frame_bytes`: the largest STUN message (20 + 65535) or
 /// padded ChannelData (4 + 65536) a client may send on a stream.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 65_556;
@@ -41,6 +44,7 @@ pub struct Connections {
     pub max_total: u32,
     pub handshake_timeout_s: u32,
     pub idle_timeout_s: u32,
+    pub write_timeout_s: u32,
     pub max_frame_bytes: u32,
 }
 
@@ -51,6 +55,7 @@ impl Default for Connections {
             max_total: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout_s: DEFAULT_HANDSHAKE_TIMEOUT_S,
             idle_timeout_s: DEFAULT_IDLE_TIMEOUT_S,
+            write_timeout_s: DEFAULT_WRITE_TIMEOUT_S,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
         }
     }
@@ -64,6 +69,7 @@ impl Connections {
             ("max_total", self.max_total),
             ("handshake_timeout_s", self.handshake_timeout_s),
             ("idle_timeout_s", self.idle_timeout_s),
+            ("write_timeout_s", self.write_timeout_s),
         ] {
             if value == 0 {
                 return Err(format!("connections.{key} must be at least 1"));

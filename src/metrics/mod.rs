@@ -78,6 +78,7 @@ pub const CONNECTION_REJECT_REASONS: &[&str] = &[
     "handshake_timeout",
     "tls_handshake",
     "idle_timeout",
+    "write_timeout",
     "frame_timeout",
     "frame_too_large",
     "garbage",

@@ -3,6 +3,7 @@
 //! responses and relayed data back. An allocation belongs to its connection
 //! and ends with it.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -21,9 +22,33 @@ use crate::config::Connections;
 use crate::core::framing::{next_frame_len, FrameError};
 use crate::core::{FiveTuple, Transport};
 
-/// Frames queued for one connection's writer; past this, relayed data to a
-/// slow client is dropped rather than buffered without bound.
+/// Frames and bytes queued for one connection's writer; past either,
+/// relayed data to a slow client is dropped rather than buffered without
+/// bound (the kernel's socket buffer comes on top of this).
 const WRITE_QUEUE: usize = 512;
+const WRITE_QUEUE_BYTES: usize = 256 << 10;
+
+/// The worker's handle on one connection's writer: frames go in without
+/// waiting, within [`WRITE_QUEUE`] frames and [`WRITE_QUEUE_BYTES`] bytes.
+pub struct ConnectionTx {
+    tx: mpsc::Sender<Vec<u8>>,
+    queued: Rc<Cell<usize>>,
+}
+
+impl ConnectionTx {
+    /// Queues a copy of `frame`; false when the queue is full (dropped).
+    pub fn try_send(&self, frame: &[u8]) -> bool {
+        let queued = self.queued.get();
+        if queued + frame.len() > WRITE_QUEUE_BYTES && queued > 0 {
+            return false;
+        }
+        if self.tx.try_send(frame.to_vec()).is_err() {
+            return false;
+        }
+        self.queued.set(queued + frame.len());
+        true
+    }
+}
 
 /// Open connections per source IP and in total.
 #[derive(Default)]
@@ -194,11 +219,26 @@ async fn serve_stream<S>(
 {
     let (mut reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    worker.register_connection(ft, tx);
-    let writer_task = tokio::task::spawn_local(write_frames(writer, rx));
+    let queued = Rc::new(Cell::new(0));
+    worker.register_connection(
+        ft,
+        ConnectionTx {
+            tx,
+            queued: queued.clone(),
+        },
+    );
+    let write_timeout = Duration::from_secs(limits.write_timeout_s.into());
+    let mut writer_task = tokio::task::spawn_local(write_frames(writer, rx, queued, write_timeout));
     debug!(client = %ft.client, transport = ft.transport.as_str(), "connection open");
 
-    let reason = read_frames(worker, &mut reader, ft, limits, accepted).await;
+    let mut writer_done = false;
+    let reason = tokio::select! {
+        reason = read_frames(worker, &mut reader, ft, limits, accepted) => reason,
+        written = &mut writer_task => {
+            writer_done = true;
+            written.ok().flatten()
+        }
+    };
     if let Some(reason) = reason {
         worker
             .process
@@ -211,7 +251,9 @@ async fn serve_stream<S>(
     worker.unregister_connection(&ft);
     worker.with_server(|server, relays, _| server.close_connection(ft, relays));
     // The writer drains what is queued (a last error response), then ends.
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
+    if !writer_done {
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
+    }
 }
 
 /// The read loop; returns why the server cut the connection, if it did.
@@ -303,16 +345,31 @@ async fn read_frames<R: AsyncRead + Unpin>(
     }
 }
 
+/// Writes queued frames until the queue closes or one write stays blocked
+/// for `write_timeout` (the client stopped reading: then says so, and the
+/// connection is cut with its allocation).
 async fn write_frames<W: AsyncWrite>(
     mut writer: tokio::io::WriteHalf<W>,
     mut rx: mpsc::Receiver<Vec<u8>>,
-) {
+    queued: Rc<Cell<usize>>,
+    write_timeout: Duration,
+) -> Option<&'static str> {
+    let mut verdict = None;
     while let Some(frame) = rx.recv().await {
-        if writer.write_all(&frame).await.is_err() {
-            break;
+        queued.set(queued.get().saturating_sub(frame.len()));
+        match tokio::time::timeout(write_timeout, writer.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                verdict = Some("write_timeout");
+                break;
+            }
         }
     }
-    let _ = writer.shutdown().await;
+    if verdict.is_none() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
+    }
+    verdict
 }
 
 /// Binds one worker's TCP listener socket (SO_REUSEPORT: each worker has

@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use quinn_udp::UdpSocketState;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::control::Phase;
 use crate::core::CoreConfig;
 use tokio::task::AbortHandle;
 
 use super::batch::{socket_state, Batch};
+use super::stream::ConnectionTx;
 use super::{clock, Process};
 use crate::core::{FiveTuple, Outbox, RelaySockets, Server, Source};
 
@@ -52,7 +53,7 @@ pub struct Worker {
     server: RefCell<Server>,
     listeners: HashMap<SocketAddr, Rc<Udp>>,
     relays: RefCell<HashMap<SocketAddr, Relay>>,
-    connections: RefCell<HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>>,
+    connections: RefCell<HashMap<FiveTuple, ConnectionTx>>,
     batch: RefCell<Batch>,
     out: RefCell<Outbox>,
 }
@@ -145,8 +146,8 @@ impl Worker {
         for (source, destination, payload) in out.iter() {
             let sent = match source {
                 Source::Client(ft) if ft.transport.is_stream() => {
-                    let tx = self.connections.borrow().get(&ft).cloned();
-                    tx.is_some_and(|tx| tx.try_send(payload.to_vec()).is_ok())
+                    let connections = self.connections.borrow();
+                    connections.get(&ft).is_some_and(|tx| tx.try_send(payload))
                 }
                 Source::Client(ft) => self
                     .listeners
@@ -170,7 +171,7 @@ impl Worker {
         out.clear();
     }
 
-    pub fn register_connection(&self, ft: FiveTuple, tx: mpsc::Sender<Vec<u8>>) {
+    pub fn register_connection(&self, ft: FiveTuple, tx: ConnectionTx) {
         self.connections.borrow_mut().insert(ft, tx);
     }
 
@@ -197,7 +198,12 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
-            loop {
+            for round in 1.. {
+                // Under a flood the socket never runs dry: let this worker's
+                // other sockets, its connections and its heartbeat run too.
+                if round % MAX_BATCHES_PER_WAKEUP == 0 {
+                    tokio::task::yield_now().await;
+                }
                 let mut batch = self.batch.borrow_mut();
                 let n = match batch.recv(&udp.socket, &udp.state) {
                     Ok(n) => n,
@@ -223,6 +229,10 @@ impl Worker {
         }
     }
 }
+
+/// Receive batches from one socket before giving the other tasks of the
+/// worker a turn.
+const MAX_BATCHES_PER_WAKEUP: usize = 16;
 
 /// One `sendto` on a non-blocking socket, now. Not tokio's `try_send_to`:
 /// that one refuses without a syscall until the reactor has seen the socket
