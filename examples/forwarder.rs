@@ -6,9 +6,10 @@
 //! listener. Same I/O shape as turnd's sharded data plane: one worker thread
 //! per core, each a single-threaded tokio runtime with its own SO_REUSEPORT
 //! listener (the kernel keeps a client's 5-tuple on one worker) and the relay
-//! sockets of its clients. `--io batch` (the default) receives through
-//! `quinn-udp` (recvmmsg, GRO where the kernel has it) into one buffer per
-//! worker, like turnd; `--io plain` does one recv and one send per packet.
+//! sockets of its clients. `--io batch` (the default) uses turnd's own
+//! socket type, `turnd::net::batch::BatchSocket` (recvmmsg and GRO through
+//! `quinn-udp` into one buffer per worker, readiness cleared on a short
+//! batch); `--io plain` does one recv and one send per packet.
 //! Either way a datagram is sent on with one `sendto`.
 //!
 //! A client registers first with `LGFWD1 IP:PORT` (its peer, which must be on
@@ -21,7 +22,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,9 +32,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use quinn_udp::{RecvMeta, UdpSocketState};
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use turnd::net::batch::{Batch, BatchSocket};
 
 const REGISTER: &[u8] = b"LGFWD1 ";
 const ACK: &[u8] = b"LGFWD1 OK";
@@ -233,141 +233,82 @@ async fn back(
     }
 }
 
-/// Datagrams per receive call in batch mode.
-const BATCH: usize = quinn_udp::BATCH_SIZE;
-/// Room per slot: a whole UDP payload, or a GRO train.
-const SLOT: usize = 65_536;
-
-/// One receive buffer per worker, shared by its sockets (a worker runs one
-/// task at a time and never holds it across an await).
-struct Batch {
-    storage: Vec<u8>,
-    meta: [RecvMeta; BATCH],
-}
-
-impl Batch {
-    fn new() -> Self {
-        Batch {
-            storage: vec![0; BATCH * SLOT],
-            meta: [RecvMeta::default(); BATCH],
-        }
-    }
-
-    /// What is ready on `socket`, without waiting: filled slots, or WouldBlock.
-    fn recv(&mut self, socket: &UdpSocket, state: &UdpSocketState) -> io::Result<usize> {
-        let Batch { storage, meta } = self;
-        socket.try_io(Interest::READABLE, || {
-            let mut slices: [IoSliceMut<'_>; BATCH] = {
-                let mut chunks = storage.chunks_mut(SLOT);
-                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
-            };
-            state.recv(socket.into(), &mut slices, meta)
-        })
-    }
-
-    /// Slot `i`'s source and its datagrams, split at GRO boundaries.
-    fn datagrams(&self, i: usize) -> (SocketAddr, impl Iterator<Item = &[u8]>) {
-        let meta = &self.meta[i];
-        let data = &self.storage[i * SLOT..i * SLOT + meta.len.min(SLOT)];
-        let stride = meta.stride.max(1);
-        let count = data.len().div_ceil(stride);
-        let iter = (0..count).map(move |k| &data[k * stride..((k + 1) * stride).min(data.len())]);
-        (meta.addr, iter)
-    }
-}
-
 type Shared = Rc<RefCell<Batch>>;
 
-/// A worker in batch mode: the listener loop; relay sockets get a local task
-/// each. Sends are `try_send_to` (a full socket buffer drops, as a relay does).
+/// A worker in batch mode: turnd's own receive path ([`BatchSocket`]:
+/// recvmmsg and GRO through quinn-udp, readiness cleared on a short batch,
+/// one buffer per worker) and its send (one `sendto`, a full socket buffer
+/// drops). The listener loop; relay sockets get a local task each.
 async fn batch_worker(
     sock: std::net::UdpSocket,
     clients: Arc<AtomicUsize>,
     max_clients: usize,
 ) -> io::Result<()> {
-    let state = UdpSocketState::new((&sock).into())?;
-    let listener = Rc::new(UdpSocket::from_std(sock)?);
-    let batch: Shared = Rc::new(RefCell::new(Batch::new()));
-    let mut relays: HashMap<SocketAddr, (Rc<UdpSocket>, SocketAddr)> = HashMap::new();
+    let listener = Rc::new(BatchSocket::new(sock)?);
+    let batch: Shared = Rc::new(RefCell::new(Batch::default()));
+    let mut relays: HashMap<SocketAddr, (Rc<BatchSocket>, SocketAddr)> = HashMap::new();
     let mut new_clients = Vec::new();
     loop {
-        listener.readable().await?;
-        // Bounded: stops at WouldBlock, when the socket is drained.
-        loop {
-            let mut b = batch.borrow_mut();
-            let n = match b.recv(&listener, &state) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            };
+        let mut readable = listener.readable().await?;
+        let mut b = batch.borrow_mut();
+        while let Some(n) = readable.recv(&mut b) {
             for i in 0..n {
-                let (from, datagrams) = b.datagrams(i);
-                for d in datagrams {
+                let from = b.meta[i].addr;
+                for d in b.datagrams(i) {
                     match relays.get(&from) {
                         Some((relay, peer)) => {
-                            let _ = relay.try_send_to(d, *peer);
+                            relay.send_to(d, *peer);
                         }
                         None => new_clients.extend(registration(d).map(|peer| (from, peer))),
                     }
                 }
             }
-            drop(b);
-            for (from, peer) in new_clients.drain(..) {
-                if relays.contains_key(&from) {
-                    let _ = listener.try_send_to(ACK, from);
-                    continue;
-                }
-                if clients.fetch_add(1, Ordering::Relaxed) >= max_clients {
-                    clients.fetch_sub(1, Ordering::Relaxed);
-                    continue;
-                }
-                let std_relay = std::net::UdpSocket::bind(SocketAddr::new(peer.ip(), 0))?;
-                std_relay.set_nonblocking(true)?;
-                let relay_state = UdpSocketState::new((&std_relay).into())?;
-                let relay = Rc::new(UdpSocket::from_std(std_relay)?);
-                tokio::task::spawn_local(batch_back(
-                    relay.clone(),
-                    relay_state,
-                    listener.clone(),
-                    batch.clone(),
-                    from,
-                    peer,
-                ));
-                relays.insert(from, (relay, peer));
-                let _ = listener.try_send_to(ACK, from);
+        }
+        drop(b);
+        for (from, peer) in new_clients.drain(..) {
+            if relays.contains_key(&from) {
+                listener.send_to(ACK, from);
+                continue;
             }
+            if clients.fetch_add(1, Ordering::Relaxed) >= max_clients {
+                clients.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+            let std_relay = std::net::UdpSocket::bind(SocketAddr::new(peer.ip(), 0))?;
+            let relay = Rc::new(BatchSocket::new(std_relay)?);
+            tokio::task::spawn_local(batch_back(
+                relay.clone(),
+                listener.clone(),
+                batch.clone(),
+                from,
+                peer,
+            ));
+            relays.insert(from, (relay, peer));
+            listener.send_to(ACK, from);
         }
     }
 }
 
 /// Peer to client in batch mode.
 async fn batch_back(
-    relay: Rc<UdpSocket>,
-    state: UdpSocketState,
-    listener: Rc<UdpSocket>,
+    relay: Rc<BatchSocket>,
+    listener: Rc<BatchSocket>,
     batch: Shared,
     client: SocketAddr,
     peer: SocketAddr,
 ) {
     loop {
-        if relay.readable().await.is_err() {
+        let Ok(mut readable) = relay.readable().await else {
             return;
-        }
-        // Bounded: stops at WouldBlock, when the socket is drained.
-        loop {
-            let mut b = batch.borrow_mut();
-            let n = match b.recv(&relay, &state) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            };
+        };
+        let mut b = batch.borrow_mut();
+        while let Some(n) = readable.recv(&mut b) {
             for i in 0..n {
-                let (from, datagrams) = b.datagrams(i);
-                if from != peer {
+                if b.meta[i].addr != peer {
                     continue;
                 }
-                for d in datagrams {
-                    let _ = listener.try_send_to(d, client);
+                for d in b.datagrams(i) {
+                    listener.send_to(d, client);
                 }
             }
         }

@@ -2,12 +2,19 @@
 //! [`BATCH`] datagrams, with GRO where the kernel has it. One batch buffer
 //! per worker, shared by all of that worker's sockets (a worker handles one
 //! socket at a time), so thousands of relay sockets cost no buffer each.
+//!
+//! A receive that comes back short of [`BATCH`] has emptied the socket's
+//! queue: readiness is cleared then, without the second `recvmmsg` that
+//! would only say `EAGAIN` (at light load, where every wakeup brings one
+//! datagram, that call was a third of the receive path's system calls).
+//! tokio's readiness is edge-triggered: a datagram that arrives later is a
+//! new edge and wakes the reader again.
 
 use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
 
 use quinn_udp::{RecvMeta, UdpSocketState};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 
 /// Datagrams per receive call.
 pub const BATCH: usize = quinn_udp::BATCH_SIZE;
@@ -29,17 +36,15 @@ impl Default for Batch {
 }
 
 impl Batch {
-    /// Receives what is ready on `socket` without waiting: the number of
-    /// filled slots, or `WouldBlock`.
-    pub fn recv(&mut self, socket: &UdpSocket, state: &UdpSocketState) -> io::Result<usize> {
+    /// One `recvmmsg` on `socket`: the number of filled slots, or an error
+    /// (`WouldBlock` when nothing is queued).
+    fn recv(&mut self, socket: &std::net::UdpSocket, state: &UdpSocketState) -> io::Result<usize> {
         let Batch { storage, meta } = self;
-        socket.try_io(Interest::READABLE, || {
-            let mut slices: [IoSliceMut<'_>; BATCH] = {
-                let mut chunks = storage.chunks_mut(SLOT);
-                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
-            };
-            state.recv(socket.into(), &mut slices, meta)
-        })
+        let mut slices: [IoSliceMut<'_>; BATCH] = {
+            let mut chunks = storage.chunks_mut(SLOT);
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
+        };
+        state.recv(socket.into(), &mut slices, meta)
     }
 
     /// The datagrams in slot `i`, split at GRO segment boundaries.
@@ -54,10 +59,94 @@ impl Batch {
     }
 }
 
+/// A non-blocking UDP socket registered with the worker's reactor, with its
+/// batched-I/O state.
+pub struct BatchSocket {
+    fd: AsyncFd<std::net::UdpSocket>,
+    state: UdpSocketState,
+}
+
+impl BatchSocket {
+    /// Takes `socket` over: non-blocking, fragmentation allowed (see
+    /// [`socket_state`]), registered for readability.
+    pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        let state = socket_state(&socket)?;
+        // SAFETY: a std UdpSocket owns its fd; the AsyncFd owns the socket
+        // and never replaces it, so the fd stays open and the same until
+        // the AsyncFd is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(BatchSocket { fd, state })
+    }
+
+    pub fn socket(&self) -> &std::net::UdpSocket {
+        self.fd.get_ref()
+    }
+
+    /// One `sendto`, now; false when the kernel refused it (a full socket
+    /// buffer drops the datagram, as the network would). No readiness gate:
+    /// the first datagram of a fresh relay socket goes out at once.
+    pub fn send_to(&self, payload: &[u8], destination: SocketAddr) -> bool {
+        socket2::SockRef::from(self.socket())
+            .send_to(payload, &destination.into())
+            .is_ok()
+    }
+
+    /// Waits until datagrams may be queued.
+    pub async fn readable(&self) -> io::Result<Readable<'_>> {
+        Ok(Readable {
+            guard: self.fd.readable().await?,
+            state: &self.state,
+            drained: false,
+        })
+    }
+}
+
+/// One readiness event of a [`BatchSocket`]: receive batches from it until
+/// [`Readable::recv`] says the queue is empty.
+pub struct Readable<'a> {
+    guard: AsyncFdReadyGuard<'a, std::net::UdpSocket>,
+    state: &'a UdpSocketState,
+    drained: bool,
+}
+
+impl Readable<'_> {
+    /// The next batch into `batch` (the number of filled slots), or `None`
+    /// once the socket's queue is empty; readiness is cleared then.
+    pub fn recv(&mut self, batch: &mut Batch) -> Option<usize> {
+        if self.drained {
+            return None;
+        }
+        let state = self.state;
+        match self.guard.try_io(|fd| batch.recv(fd.get_ref(), state)) {
+            Ok(Ok(n)) => {
+                if n < BATCH {
+                    // Fewer than asked for: the queue was empty when the
+                    // kernel stopped, so this is the "would block".
+                    self.guard.clear_ready();
+                    self.drained = true;
+                }
+                Some(n)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "receive failed");
+                self.drained = true;
+                None
+            }
+            // WouldBlock: try_io cleared readiness.
+            Err(_) => {
+                self.drained = true;
+                None
+            }
+        }
+    }
+}
+
 /// A quinn-udp socket state for `socket`, with fragmentation allowed again:
 /// quinn sets the don't-fragment bit (QUIC probes its path MTU), but a relay
 /// must pass datagrams of any size unless the client asked otherwise.
-pub fn socket_state(socket: &std::net::UdpSocket) -> io::Result<UdpSocketState> {
+fn socket_state(socket: &std::net::UdpSocket) -> io::Result<UdpSocketState> {
     let state = UdpSocketState::new(socket.into())?;
     allow_fragmentation(socket);
     Ok(state)

@@ -2,7 +2,7 @@
 //! each with its own listeners, relay sockets and engine), the HTTP
 //! endpoint, and signals.
 
-mod batch;
+pub mod batch;
 pub mod clock;
 pub mod control;
 pub mod stream;
@@ -258,9 +258,9 @@ fn run_worker(
     local.block_on(&runtime, async move {
         let mut listeners = HashMap::new();
         for (addr, socket) in sockets.udp {
-            match worker::Udp::from_std(socket) {
+            match batch::BatchSocket::new(socket) {
                 Ok(udp) => {
-                    listeners.insert(addr, udp);
+                    listeners.insert(addr, std::rc::Rc::new(udp));
                 }
                 Err(e) => return tracing::error!(%addr, error = %e, "cannot use a listener socket"),
             }

@@ -12,38 +12,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn_udp::UdpSocketState;
-use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::control::Phase;
 use crate::core::CoreConfig;
 use tokio::task::AbortHandle;
 
-use super::batch::{socket_state, Batch};
+use super::batch::{Batch, BatchSocket};
 use super::stream::ConnectionTx;
 use super::{clock, Process};
 use crate::core::{FiveTuple, Outbox, RelaySockets, Server, Source};
 
-/// A UDP socket with its batched-I/O state.
-pub struct Udp {
-    pub socket: UdpSocket,
-    pub state: UdpSocketState,
-}
-
-impl Udp {
-    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<Rc<Self>> {
-        socket.set_nonblocking(true)?;
-        let state = socket_state(&socket)?;
-        Ok(Rc::new(Udp {
-            socket: UdpSocket::from_std(socket)?,
-            state,
-        }))
-    }
-}
-
 struct Relay {
-    udp: Rc<Udp>,
+    udp: Rc<BatchSocket>,
     reader: AbortHandle,
 }
 
@@ -51,7 +32,7 @@ struct Relay {
 pub struct Worker {
     pub process: Arc<Process>,
     server: RefCell<Server>,
-    listeners: HashMap<SocketAddr, Rc<Udp>>,
+    listeners: HashMap<SocketAddr, Rc<BatchSocket>>,
     relays: RefCell<HashMap<SocketAddr, Relay>>,
     connections: RefCell<HashMap<FiveTuple, ConnectionTx>>,
     batch: RefCell<Batch>,
@@ -102,7 +83,7 @@ impl Worker {
     pub fn new(
         process: Arc<Process>,
         server: Server,
-        listeners: HashMap<SocketAddr, Rc<Udp>>,
+        listeners: HashMap<SocketAddr, Rc<BatchSocket>>,
     ) -> Rc<Self> {
         Rc::new(Worker {
             process,
@@ -120,7 +101,7 @@ impl Worker {
         addr: SocketAddr,
         socket: std::net::UdpSocket,
     ) -> io::Result<()> {
-        let udp = Udp::from_std(socket)?;
+        let udp = Rc::new(BatchSocket::new(socket)?);
         let reader =
             tokio::task::spawn_local(read_peers(self.clone(), addr, udp.clone())).abort_handle();
         self.relays.borrow_mut().insert(addr, Relay { udp, reader });
@@ -152,12 +133,12 @@ impl Worker {
                 Source::Client(ft) => self
                     .listeners
                     .get(&ft.server)
-                    .is_some_and(|l| send_now(&l.socket, payload, destination)),
+                    .is_some_and(|l| l.send_to(payload, destination)),
                 Source::Relay(addr) => {
                     let relays = self.relays.borrow();
                     relays
                         .get(&addr)
-                        .is_some_and(|r| send_now(&r.udp.socket, payload, destination))
+                        .is_some_and(|r| r.udp.send_to(payload, destination))
                 }
             };
             if !sent {
@@ -183,7 +164,7 @@ impl Worker {
     /// datagram to `handle`.
     async fn drain(
         self: &Rc<Self>,
-        udp: &Udp,
+        udp: &BatchSocket,
         mut handle: impl FnMut(
             &mut Server,
             &mut dyn RelaySockets,
@@ -194,10 +175,10 @@ impl Worker {
         ),
     ) {
         loop {
-            if udp.socket.readable().await.is_err() {
+            let Ok(mut readable) = udp.readable().await else {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
-            }
+            };
             for round in 1.. {
                 // Under a flood the socket never runs dry: let this worker's
                 // other sockets, its connections and its heartbeat run too.
@@ -205,13 +186,8 @@ impl Worker {
                     tokio::task::yield_now().await;
                 }
                 let mut batch = self.batch.borrow_mut();
-                let n = match batch.recv(&udp.socket, &udp.state) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "receive failed");
-                        break;
-                    }
+                let Some(n) = readable.recv(&mut batch) else {
+                    break;
                 };
                 let now = clock::now();
                 self.with_server(|server, relays, out| {
@@ -234,15 +210,6 @@ impl Worker {
 /// worker a turn.
 const MAX_BATCHES_PER_WAKEUP: usize = 16;
 
-/// One `sendto` on a non-blocking socket, now. Not tokio's `try_send_to`:
-/// that one refuses without a syscall until the reactor has seen the socket
-/// writable, which drops the first datagram of a fresh relay socket.
-fn send_now(socket: &UdpSocket, payload: &[u8], destination: SocketAddr) -> bool {
-    socket2::SockRef::from(socket)
-        .send_to(payload, &destination.into())
-        .is_ok()
-}
-
 /// Client datagrams on one listener socket.
 pub async fn serve_listener(worker: Rc<Worker>, local: SocketAddr) {
     let Some(udp) = worker.listeners.get(&local).cloned() else {
@@ -261,7 +228,7 @@ pub async fn serve_listener(worker: Rc<Worker>, local: SocketAddr) {
 }
 
 /// What peers send to one relay socket.
-async fn read_peers(worker: Rc<Worker>, relay: SocketAddr, udp: Rc<Udp>) {
+async fn read_peers(worker: Rc<Worker>, relay: SocketAddr, udp: Rc<BatchSocket>) {
     worker
         .drain(&udp, |server, _, out, now, peer, datagram| {
             server.handle_peer(now, relay, peer, datagram, out);
