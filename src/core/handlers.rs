@@ -23,6 +23,7 @@ use super::server::{
     Server, CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
 };
 use super::{FiveTuple, Now, RelaySockets};
+use crate::metrics::RESULT_SUCCESS;
 
 /// ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18): comprehension-optional, ignored.
 /// Attributes a TURN request may carry without a 420.
@@ -148,6 +149,9 @@ impl Server {
     }
 
     fn count(&self, method: &str, result: &str) {
+        if method == "binding" && result == RESULT_SUCCESS {
+            return self.metrics.count_request(method, None);
+        }
         self.metrics
             .requests
             .with_label_values(&[method, result])
@@ -164,10 +168,7 @@ impl Server {
     /// Binding (RFC 8489 §6.3.1): no credentials, XOR-MAPPED-ADDRESS of the
     /// source, FINGERPRINT when the request had one.
     fn binding(&mut self, ft: FiveTuple, req: &Request) -> Vec<u8> {
-        self.metrics
-            .binding_requests
-            .with_label_values(&[ft.transport.as_str()])
-            .inc();
+        self.metrics.count_binding(ft.transport.as_str());
         // ICE connectivity checks (RFC 8445 §7.1) may reach a STUN server.
         let ice = [
             ATTR_PRIORITY,

@@ -22,7 +22,7 @@ use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
 use super::redact::Redactor;
 use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
-use crate::metrics::Metrics;
+use crate::metrics::{Direction, Metrics};
 
 /// Permission lifetime (RFC 8656 §9).
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -242,10 +242,7 @@ impl Server {
     }
 
     pub(super) fn drop_packet(&self, reason: &str) {
-        self.metrics
-            .dropped_packets
-            .with_label_values(&[reason])
-            .inc();
+        self.metrics.count_drop(reason);
     }
 
     /// Bytes from a client on `five_tuple`.
@@ -278,14 +275,8 @@ impl Server {
                 if !self.unauthenticated_allowed(now, five_tuple) {
                     return;
                 }
-                self.metrics
-                    .binding_requests
-                    .with_label_values(&[five_tuple.transport.as_str()])
-                    .inc();
-                self.metrics
-                    .requests
-                    .with_label_values(&["binding", "success"])
-                    .inc();
+                self.metrics.count_binding(five_tuple.transport.as_str());
+                self.metrics.count_request("binding", None);
                 let payload = classic::binding_response(&transaction_id, five_tuple.client);
                 out.push(Source::Client(five_tuple), five_tuple.client, &payload);
             }
@@ -510,18 +501,11 @@ impl Server {
     pub fn flush_metrics(&mut self) {
         let stats = std::mem::take(&mut self.stats);
         for (direction, c) in [
-            ("client_to_peer", stats.client_to_peer),
-            ("peer_to_client", stats.peer_to_client),
+            (Direction::ClientToPeer, stats.client_to_peer),
+            (Direction::PeerToClient, stats.peer_to_client),
         ] {
             if c.packets > 0 {
-                self.metrics
-                    .relayed_packets
-                    .with_label_values(&[direction])
-                    .inc_by(c.packets);
-                self.metrics
-                    .relayed_bytes
-                    .with_label_values(&[direction])
-                    .inc_by(c.bytes);
+                self.metrics.count_relayed(direction, c.packets, c.bytes);
             }
         }
     }

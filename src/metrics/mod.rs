@@ -22,7 +22,7 @@
 
 use std::fmt;
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// `transport` label values: how the client reached us.
 pub const TRANSPORTS: &[&str] = &["udp", "tcp", "tls"];
@@ -152,6 +152,44 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// `turnd_ready`: what /readyz says, 1 or 0.
     pub ready: IntGauge,
+    /// The series the packet path counts, resolved once.
+    hot: Hot,
+}
+
+/// The children of one label of a counter vector, resolved at start: the
+/// packet path finds its counter by comparing a few short strings instead
+/// of hashing the labels and taking the vector's lock on every packet.
+struct Resolved {
+    values: &'static [&'static str],
+    counters: Vec<IntCounter>,
+}
+
+impl Resolved {
+    /// `vec`'s series `prefix + [value]` for each of `values`.
+    fn new(vec: &IntCounterVec, prefix: &[&str], values: &'static [&'static str]) -> Self {
+        let counters = values
+            .iter()
+            .map(|v| {
+                let labels: Vec<&str> = prefix.iter().copied().chain([*v]).collect();
+                vec.with_label_values(&labels)
+            })
+            .collect();
+        Resolved { values, counters }
+    }
+
+    fn get(&self, value: &str) -> Option<&IntCounter> {
+        let i = self.values.iter().position(|v| *v == value)?;
+        self.counters.get(i)
+    }
+}
+
+/// The series counted per packet or per Binding request.
+struct Hot {
+    binding_requests: Resolved,
+    dropped_packets: Resolved,
+    relayed_packets: Resolved,
+    relayed_bytes: Resolved,
+    binding_success: IntCounter,
 }
 
 impl Metrics {
@@ -338,6 +376,13 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let hot = Hot {
+            binding_requests: Resolved::new(&binding_requests, &[], TRANSPORTS),
+            dropped_packets: Resolved::new(&dropped_packets, &[], DROP_REASONS),
+            relayed_packets: Resolved::new(&relayed_packets, &[], DIRECTIONS),
+            relayed_bytes: Resolved::new(&relayed_bytes, &[], DIRECTIONS),
+            binding_success: requests.with_label_values(&["binding", RESULT_SUCCESS]),
+        };
 
         Metrics {
             registry,
@@ -362,6 +407,7 @@ impl Metrics {
             config_reloads,
             draining,
             ready,
+            hot,
         }
     }
 
@@ -385,6 +431,7 @@ impl Metrics {
     /// response, else the ERROR-CODE sent (400, 401, 438, ...).
     pub fn count_request(&self, method: &str, error_code: Option<u16>) {
         match error_code {
+            None if method == "binding" => self.hot.binding_success.clone(),
             None => self.requests.with_label_values(&[method, RESULT_SUCCESS]),
             Some(code) => self
                 .requests
@@ -393,13 +440,36 @@ impl Metrics {
         .inc();
     }
 
-    /// Counts one relayed packet carrying `payload_bytes` of application data.
-    pub fn count_relayed(&self, direction: Direction, payload_bytes: usize) {
-        let label = [direction.as_str()];
-        self.relayed_packets.with_label_values(&label).inc();
-        self.relayed_bytes
-            .with_label_values(&label)
-            .inc_by(payload_bytes as u64);
+    /// Counts `packets` relayed packets carrying `payload_bytes` of
+    /// application data in all.
+    pub fn count_relayed(&self, direction: Direction, packets: u64, payload_bytes: u64) {
+        inc_by(
+            &self.hot.relayed_packets,
+            &self.relayed_packets,
+            direction.as_str(),
+            packets,
+        );
+        inc_by(
+            &self.hot.relayed_bytes,
+            &self.relayed_bytes,
+            direction.as_str(),
+            payload_bytes,
+        );
+    }
+
+    /// Counts one Binding request over `transport` (`udp`, `tcp`, `tls`).
+    pub fn count_binding(&self, transport: &str) {
+        inc_by(
+            &self.hot.binding_requests,
+            &self.binding_requests,
+            transport,
+            1,
+        );
+    }
+
+    /// Counts one dropped packet; `reason` is one of [`DROP_REASONS`].
+    pub fn count_drop(&self, reason: &str) {
+        inc_by(&self.hot.dropped_packets, &self.dropped_packets, reason, 1);
     }
 }
 
@@ -412,6 +482,14 @@ impl Default for Metrics {
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Adds `n` to `vec{label=value}`, through `hot` when it holds that value.
+fn inc_by(hot: &Resolved, vec: &IntCounterVec, value: &str, n: u64) {
+    match hot.get(value) {
+        Some(counter) => counter.inc_by(n),
+        None => vec.with_label_values(&[value]).inc_by(n),
     }
 }
 
@@ -571,9 +649,9 @@ mod tests {
         m.allocations_active.with_label_values(&["udp"]).inc();
         m.allocations_active.with_label_values(&["tcp"]).inc();
         m.allocations_active.with_label_values(&["tcp"]).dec();
-        m.count_relayed(Direction::ClientToPeer, 100);
-        m.count_relayed(Direction::ClientToPeer, 60);
-        m.count_relayed(Direction::PeerToClient, 7);
+        m.count_relayed(Direction::ClientToPeer, 1, 100);
+        m.count_relayed(Direction::ClientToPeer, 1, 60);
+        m.count_relayed(Direction::PeerToClient, 1, 7);
         m.count_request("allocate", Some(401));
         m.count_request("allocate", None);
         m.dropped_packets.with_label_values(&["not_stun"]).inc_by(3);

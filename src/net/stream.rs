@@ -290,12 +290,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 }
                 Ok(None) => break,
                 Err(FrameError::Garbage) => {
-                    worker
-                        .process
-                        .metrics
-                        .dropped_packets
-                        .with_label_values(&["malformed"])
-                        .inc();
+                    worker.process.metrics.count_drop("malformed");
                     return Some("garbage");
                 }
                 Err(FrameError::TooLarge(len)) => {

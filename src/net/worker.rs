@@ -142,11 +142,7 @@ impl Worker {
                 }
             };
             if !sent {
-                self.process
-                    .metrics
-                    .dropped_packets
-                    .with_label_values(&["send_failed"])
-                    .inc();
+                self.process.metrics.count_drop("send_failed");
             }
         }
         out.clear();
