@@ -402,14 +402,25 @@ fn data_channel_over(transport: Transport) {
         .chain(&expected("b->a"))
         .map(String::len)
         .sum();
-    for direction in ["client_to_peer", "peer_to_client"] {
-        let packets = scrape.get("turnd_relayed_packets_total", &[("direction", direction)]);
-        let bytes = scrape.get("turnd_relayed_bytes_total", &[("direction", direction)]);
-        assert!(packets > 0.0, "no packet relayed {direction}");
-        assert!(
-            bytes >= payload as f64,
-            "{bytes} bytes relayed {direction}, fewer than the {payload} bytes of messages"
-        );
+    // Each worker publishes its relayed counters at least once a second:
+    // look again for up to 5 s.
+    let mut scrape = scrape;
+    for attempt in 1.. {
+        let short: Vec<String> = ["client_to_peer", "peer_to_client"]
+            .iter()
+            .filter_map(|direction| {
+                let bytes = scrape.get("turnd_relayed_bytes_total", &[("direction", direction)]);
+                (bytes < payload as f64).then(|| {
+                    format!("{bytes} bytes relayed {direction}, fewer than the {payload} bytes of messages")
+                })
+            })
+            .collect();
+        if short.is_empty() {
+            break;
+        }
+        assert!(attempt < 50, "{short:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        scrape = daemon.scrape();
     }
 }
 

@@ -1,11 +1,13 @@
 //! State every worker's engine shares: the quotas that span workers
 //! (allocations per user and in total, RFC 8656 §7.2 step 8) and port
 //! reservations (RESERVATION-TOKEN, §14.9), whose second allocation may
-//! arrive on another worker. Touched per Allocate and per deletion, never
-//! per packet.
+//! arrive on another worker. Locked per Allocate and per deletion, never
+//! per packet: the one per-packet question, whether a relay port is
+//! turnd's, is a lock-free bitmap.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -24,8 +26,6 @@ struct Inner {
     total: usize,
     /// Reserved relay address and the user whose quota slot it holds.
     reservations: HashMap<u64, (SocketAddr, String)>,
-    /// Relay ports bound by any worker (allocations and reservations).
-    held: HashSet<u16>,
 }
 
 /// The per-source limit on unauthenticated answers, one for the process:
@@ -41,11 +41,16 @@ struct Limiter {
 pub struct Global {
     inner: Mutex<Inner>,
     limiter: Mutex<Limiter>,
+    /// Relay ports bound by any worker (allocations and reservations), one
+    /// bit per port (8 KiB): read per ChannelData or Send to a peer on our
+    /// own address, which is every packet of a relay-to-relay call.
+    held: Box<[AtomicU64]>,
 }
 
 impl Default for Global {
     fn default() -> Self {
         Global {
+            held: (0..1024).map(|_| AtomicU64::new(0)).collect(),
             inner: Mutex::default(),
             limiter: Mutex::new(Limiter {
                 params: (0, 0),
@@ -111,17 +116,20 @@ impl Global {
 
     /// Notes that some worker holds relay `port`.
     pub fn hold(&self, port: u16) {
-        self.lock().held.insert(port);
+        let (word, bit) = held_bit(port);
+        self.held[word].fetch_or(bit, Ordering::Release);
     }
 
     pub fn unhold(&self, port: u16) {
-        self.lock().held.remove(&port);
+        let (word, bit) = held_bit(port);
+        self.held[word].fetch_and(!bit, Ordering::Release);
     }
 
     /// Whether relay `port` belongs to turnd (relay-to-relay traffic may go
     /// there; other ports of our own address are other services).
     pub fn holds(&self, port: u16) -> bool {
-        self.lock().held.contains(&port)
+        let (word, bit) = held_bit(port);
+        self.held[word].load(Ordering::Acquire) & bit != 0
     }
 
     /// (Re)configures the unauthenticated-answer limit; buckets restart only
@@ -141,6 +149,11 @@ impl Global {
         let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
         l.buckets.allow(ip, now)
     }
+}
+
+/// The word of `Global::held` and the bit in it for `port`.
+fn held_bit(port: u16) -> (usize, u64) {
+    (usize::from(port / 64), 1 << (port % 64))
 }
 
 #[cfg(test)]
@@ -169,5 +182,24 @@ mod tests {
         g.reserve(7, addr, "alice");
         assert_eq!(g.take_reservation(7), Some((addr, "alice".to_string())));
         assert_eq!(g.take_reservation(7), None);
+    }
+
+    #[test]
+    fn held_ports_are_exact_bits() {
+        let g = Global::default();
+        let ports = [0, 1, 63, 64, 49152, 65534, 65535];
+        for p in ports {
+            assert!(!g.holds(p));
+            g.hold(p);
+        }
+        for p in ports {
+            assert!(g.holds(p), "{p}");
+        }
+        for p in [2, 62, 65, 49151, 49153, 65533] {
+            assert!(!g.holds(p), "{p} was never held");
+        }
+        g.unhold(64);
+        assert!(!g.holds(64));
+        assert!(g.holds(63) && g.holds(0) && g.holds(65535));
     }
 }

@@ -283,7 +283,6 @@ async fn read_frames<R: AsyncRead + Unpin>(
                     let frame = &buf[start..start + len];
                     worker.with_server(|server, relays, out| {
                         server.handle_client(clock::now(), ft, frame, relays, out);
-                        server.flush_metrics();
                     });
                     start += len;
                     seen_frame = true;

@@ -186,6 +186,10 @@ impl Worker {
                     break;
                 };
                 let now = clock::now();
+                // The relayed counters are summed per worker and published
+                // by `expire` (at least once a second), not per batch: at
+                // light load a batch is one packet, and two workers adding
+                // to one shared counter per packet bounce its cache line.
                 self.with_server(|server, relays, out| {
                     for i in 0..n {
                         let source = batch.meta[i].addr;
@@ -193,9 +197,6 @@ impl Worker {
                             handle(server, relays, out, now, source, datagram);
                         }
                     }
-                    // Once per batch, not per packet: live counters at a
-                    // 32nd of the shared-cache-line traffic under load.
-                    server.flush_metrics();
                 });
             }
         }
