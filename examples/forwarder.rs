@@ -251,7 +251,7 @@ async fn batch_worker(
     loop {
         let mut readable = listener.readable().await?;
         let mut b = batch.borrow_mut();
-        while let Some(n) = readable.recv(&mut b) {
+        while let Ok(Some(n)) = readable.recv(&mut b) {
             for i in 0..n {
                 let from = b.meta[i].addr;
                 for d in b.datagrams(i) {
@@ -302,7 +302,7 @@ async fn batch_back(
             return;
         };
         let mut b = batch.borrow_mut();
-        while let Some(n) = readable.recv(&mut b) {
+        while let Ok(Some(n)) = readable.recv(&mut b) {
             for i in 0..n {
                 if b.meta[i].addr != peer {
                     continue;

@@ -254,7 +254,7 @@ fn relay_counters_match_the_traffic_and_deletion_ends_the_allocation() {
     peer.send_to(b"too late", relayed).unwrap();
     assert_eq!(c.recv_relayed(Duration::from_millis(300)), None);
     assert_eq!(
-        d.scrape().get(
+        d.scrape_after_publish().get(
             "turnd_relayed_packets_total",
             &[("direction", "peer_to_client")]
         ),

@@ -675,7 +675,7 @@ fn a_client_that_stops_reading_is_cut_after_write_timeout() {
     );
     // The other client's connection is still open and answered.
     other.binding();
-    assert_eq!(s.get(CONNECTIONS_ACTIVE, &[("transport", "tcp")]), 1.0);
+    d.wait_for_metric(CONNECTIONS_ACTIVE, &[("transport", "tcp")], 1.0);
 }
 
 #[test]

@@ -512,13 +512,13 @@ fn loopback_and_private_peers_are_refused_by_default() {
         recv_from_within(&peer, None, SILENCE).is_none(),
         "the loopback service received data"
     );
-    let m = d.wait_for_metric(
+    d.wait_for_metric(
         "turnd_dropped_packets_total",
         &[("reason", "no_permission")],
         1.0,
     );
     assert_eq!(
-        m.get(
+        d.scrape_after_publish().get(
             "turnd_relayed_packets_total",
             &[("direction", "client_to_peer")]
         ),

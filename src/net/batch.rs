@@ -8,7 +8,9 @@
 //! would only say `EAGAIN` (at light load, where every wakeup brings one
 //! datagram, that call was a third of the receive path's system calls).
 //! tokio's readiness is edge-triggered: a datagram that arrives later is a
-//! new edge and wakes the reader again.
+//! new edge and wakes the reader again. "Short means empty" is Linux's
+//! `recvmmsg` on a socket without `IP_RECVERR` (turnd sets none): it stops
+//! early only when the queue is empty.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -112,11 +114,13 @@ pub struct Readable<'a> {
 }
 
 impl Readable<'_> {
-    /// The next batch into `batch` (the number of filled slots), or `None`
-    /// once the socket's queue is empty; readiness is cleared then.
-    pub fn recv(&mut self, batch: &mut Batch) -> Option<usize> {
+    /// The next batch into `batch` (the number of filled slots), or
+    /// `Ok(None)` once the socket's queue is empty; readiness is cleared
+    /// then. An error leaves readiness set (the caller backs off and
+    /// retries).
+    pub fn recv(&mut self, batch: &mut Batch) -> io::Result<Option<usize>> {
         if self.drained {
-            return None;
+            return Ok(None);
         }
         let state = self.state;
         match self.guard.try_io(|fd| batch.recv(fd.get_ref(), state)) {
@@ -127,17 +131,16 @@ impl Readable<'_> {
                     self.guard.clear_ready();
                     self.drained = true;
                 }
-                Some(n)
+                Ok(Some(n))
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "receive failed");
                 self.drained = true;
-                None
+                Err(e)
             }
             // WouldBlock: try_io cleared readiness.
             Err(_) => {
                 self.drained = true;
-                None
+                Ok(None)
             }
         }
     }

@@ -250,9 +250,15 @@ async fn serve_stream<S>(
     }
     worker.unregister_connection(&ft);
     worker.with_server(|server, relays, _| server.close_connection(ft, relays));
-    // The writer drains what is queued (a last error response), then ends.
-    if !writer_done {
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
+    // The writer drains what is queued (a last error response), then ends;
+    // past a second it is stopped, so that no socket outlives the
+    // connection's slot (the per-IP and total limits count slots).
+    if !writer_done
+        && tokio::time::timeout(Duration::from_secs(1), &mut writer_task)
+            .await
+            .is_err()
+    {
+        writer_task.abort();
     }
 }
 

@@ -175,6 +175,7 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
+            let mut failed = false;
             for round in 1.. {
                 // Under a flood the socket never runs dry: let this worker's
                 // other sockets, its connections and its heartbeat run too.
@@ -182,8 +183,14 @@ impl Worker {
                     tokio::task::yield_now().await;
                 }
                 let mut batch = self.batch.borrow_mut();
-                let Some(n) = readable.recv(&mut batch) else {
-                    break;
+                let n = match readable.recv(&mut batch) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "receive failed");
+                        failed = true;
+                        break;
+                    }
                 };
                 let now = clock::now();
                 // The relayed counters are summed per worker and published
@@ -198,6 +205,11 @@ impl Worker {
                         }
                     }
                 });
+            }
+            if failed {
+                // Readiness stays set to retry; a persistent error must not
+                // become a hot spin.
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
     }

@@ -161,6 +161,14 @@ impl Daemon {
         Scrape(parse_prometheus_text(&body))
     }
 
+    /// Scrapes once every worker has published its relayed counters since
+    /// this call (they do at least once a second): for asserting that
+    /// something was *not* relayed.
+    pub fn scrape_after_publish(&self) -> Scrape {
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        self.scrape()
+    }
+
     /// Polls `/metrics` until the sample equals `want` (at most 5 s), then
     /// returns the scrape; fails with the last value seen otherwise. For
     /// counters moved by packets that get no answer, so the test has no
