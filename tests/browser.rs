@@ -28,8 +28,11 @@ use serde::Deserialize;
 
 /// Messages sent each way over the data channel.
 const MESSAGES: usize = 50;
-/// Limit of each wait inside the page (run.mjs gives up after twice this).
-const PAGE_TIMEOUT_MS: u64 = 15_000;
+/// Limit of each wait inside the page (run.mjs gives up after twice this,
+/// within [`RUN_TIMEOUT`]). A passing run takes about a second; the margin
+/// is for a CI machine whose two cores are busy with other test binaries
+/// (a run that missed 15 s was seen once in about 60 under such load).
+const PAGE_TIMEOUT_MS: u64 = 25_000;
 /// Limit of one `node run.mjs`, past which it is killed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -343,10 +346,22 @@ fn data_channel_over(transport: Transport) {
         ],
         home.as_deref(),
     );
-    assert!(
-        out.failure.is_none(),
-        "the page failed over {url}: {out:#?}"
-    );
+    if out.failure.is_some() {
+        // What turnd saw: nonzero traffic, drop and denial counters.
+        let seen: Vec<String> = daemon
+            .scrape_after_publish()
+            .0
+            .iter()
+            .filter(|(name, _, value)| {
+                *value != 0.0
+                    && ["relayed", "dropped", "denied", "requests", "connections"]
+                        .iter()
+                        .any(|part| name.contains(part))
+            })
+            .map(|(name, labels, value)| format!("{name}{labels:?} {value}"))
+            .collect();
+        panic!("the page failed over {url}: {out:#?}\nturnd's counters: {seen:#?}");
+    }
 
     // Every message, in order, both ways.
     let expected = |from_to: &str| -> Vec<String> {
