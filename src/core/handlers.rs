@@ -149,7 +149,7 @@ impl Server {
     }
 
     fn count(&self, method: &str, result: &str) {
-        if method == "binding" && result == RESULT_SUCCESS {
+        if result == RESULT_SUCCESS {
             return self.metrics.count_request(method, None);
         }
         self.metrics

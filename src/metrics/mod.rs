@@ -165,16 +165,15 @@ struct Resolved {
 }
 
 impl Resolved {
-    /// `vec`'s series `prefix + [value]` for each of `values`.
-    fn new(vec: &IntCounterVec, prefix: &[&str], values: &'static [&'static str]) -> Self {
-        let counters = values
-            .iter()
-            .map(|v| {
-                let labels: Vec<&str> = prefix.iter().copied().chain([*v]).collect();
-                vec.with_label_values(&labels)
-            })
-            .collect();
+    /// The series `series(value)` for each of `values`.
+    fn new(values: &'static [&'static str], series: impl Fn(&str) -> IntCounter) -> Self {
+        let counters = values.iter().map(|v| series(v)).collect();
         Resolved { values, counters }
+    }
+
+    /// The series of a one-label vector, for each of `values`.
+    fn of(vec: &IntCounterVec, values: &'static [&'static str]) -> Self {
+        Self::new(values, |v| vec.with_label_values(&[v]))
     }
 
     fn get(&self, value: &str) -> Option<&IntCounter> {
@@ -183,13 +182,14 @@ impl Resolved {
     }
 }
 
-/// The series counted per packet or per Binding request.
+/// The series counted per packet or per request.
 struct Hot {
     binding_requests: Resolved,
     dropped_packets: Resolved,
     relayed_packets: Resolved,
     relayed_bytes: Resolved,
-    binding_success: IntCounter,
+    /// `turnd_requests_total{method, result="success"}` by method.
+    request_success: Resolved,
 }
 
 impl Metrics {
@@ -377,11 +377,13 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let hot = Hot {
-            binding_requests: Resolved::new(&binding_requests, &[], TRANSPORTS),
-            dropped_packets: Resolved::new(&dropped_packets, &[], DROP_REASONS),
-            relayed_packets: Resolved::new(&relayed_packets, &[], DIRECTIONS),
-            relayed_bytes: Resolved::new(&relayed_bytes, &[], DIRECTIONS),
-            binding_success: requests.with_label_values(&["binding", RESULT_SUCCESS]),
+            binding_requests: Resolved::of(&binding_requests, TRANSPORTS),
+            dropped_packets: Resolved::of(&dropped_packets, DROP_REASONS),
+            relayed_packets: Resolved::of(&relayed_packets, DIRECTIONS),
+            relayed_bytes: Resolved::of(&relayed_bytes, DIRECTIONS),
+            request_success: Resolved::new(METHODS, |m| {
+                requests.with_label_values(&[m, RESULT_SUCCESS])
+            }),
         };
 
         Metrics {
@@ -431,13 +433,18 @@ impl Metrics {
     /// response, else the ERROR-CODE sent (400, 401, 438, ...).
     pub fn count_request(&self, method: &str, error_code: Option<u16>) {
         match error_code {
-            None if method == "binding" => self.hot.binding_success.clone(),
-            None => self.requests.with_label_values(&[method, RESULT_SUCCESS]),
+            None => match self.hot.request_success.get(method) {
+                Some(counter) => counter.inc(),
+                None => self
+                    .requests
+                    .with_label_values(&[method, RESULT_SUCCESS])
+                    .inc(),
+            },
             Some(code) => self
                 .requests
-                .with_label_values(&[method, &code.to_string()]),
+                .with_label_values(&[method, &code.to_string()])
+                .inc(),
         }
-        .inc();
     }
 
     /// Counts `packets` relayed packets carrying `payload_bytes` of
