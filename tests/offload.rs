@@ -420,3 +420,29 @@ async fn a_turn_client_session_goes_through_the_kernel() {
     relay.close().await.ok();
     client.close().await.ok();
 }
+
+#[test]
+fn a_second_turnd_falls_back_and_a_killed_one_leaves_nothing_attached() {
+    let Some((first, _lo)) = start_offloaded(TestConfig::default().allow_loopback(), "") else {
+        return;
+    };
+    // lo is taken: the second one says so and relays in user space.
+    let second = Daemon::start(&config(TestConfig::default().allow_loopback(), ""));
+    assert_eq!(second.scrape().get("turnd_offload_active", &[]), 0.0);
+    assert!(
+        second.stderr().contains("another XDP program is attached"),
+        "the log says why: {}",
+        second.stderr()
+    );
+    drop(second);
+    // SIGKILL (Daemon's drop): no exit handler runs, the kernel closes the
+    // link's file descriptor and the program goes with it.
+    drop(first);
+    let third = Daemon::start(&config(TestConfig::default().allow_loopback(), ""));
+    assert_eq!(
+        third.scrape().get("turnd_offload_active", &[]),
+        1.0,
+        "lo still held after the first turnd was killed: {}",
+        third.stderr()
+    );
+}

@@ -31,7 +31,7 @@ pub struct ChannelBinding {
 }
 
 /// What the shell must do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Command {
     /// The engine relays this channel both ways from now on.
     ChannelInstalled(ChannelBinding),

@@ -628,7 +628,9 @@ impl Server {
         self.timers
             .schedule(Timer::ChannelLapse(ft, number), expires);
         self.install_permission(ft, ip, now.instant + PERMISSION_LIFETIME);
-        self.sync_channel(ft, number, now.instant);
+        // The permission is the peer IP's: other channels to it may be
+        // relayable again too.
+        self.sync_peer_ip(ft, ip, now.instant);
         debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), channel = number, "channel bound");
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))
