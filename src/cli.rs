@@ -24,6 +24,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// /etc/turnd/turnd.toml, it runs on built-in defaults with a REST secret
 /// generated at start, and prints an iceServers snippet with credentials
 /// valid for 24 hours.
+///
+/// Per-node values may come from TURND_* environment variables, each
+/// replacing one config key (TURND_RELAY_EXTERNAL, TURND_REST_SECRET_FILES,
+/// TURND_LISTEN_UDP, TURND_HTTP_LISTEN, …; see the README); an unknown
+/// TURND_ variable is an error. `turnd check` shows each value's source.
 #[derive(Debug, Parser)]
 #[command(
     name = "turnd",

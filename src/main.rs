@@ -139,7 +139,7 @@ fn init_logging(cli: &Cli, config: &Config) -> anyhow::Result<Option<LogReload>>
 
 /// The config to run and the file it came from: the file given, else the
 /// default path if it exists, else built-in defaults with a REST secret
-/// generated now (demo mode).
+/// generated now (demo mode). `TURND_*` overrides apply in every case.
 fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>, Option<Secret>)> {
     if let Some(path) = &cli.config {
         return Ok((Config::load(path)?, Some(path.clone()), None));
@@ -148,7 +148,11 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>, Option<Secret>)> 
     if default.exists() {
         return Ok((Config::load(default)?, Some(default.to_path_buf()), None));
     }
-    let mut config = Config::default();
+    let (mut config, _) = Config::defaults_explained(std::env::vars_os())?;
+    if !config.rest.secrets.is_empty() {
+        // TURND_REST_SECRET_FILES gave the secrets: no demo credentials.
+        return Ok((config, None, None));
+    }
     let bytes: [u8; 24] = rand::random();
     let secret = Secret::from(hex::encode(bytes));
     config.rest.secrets.push(secret.clone());

@@ -28,7 +28,9 @@ impl Default for Drain {
     }
 }
 
-fn de_alternate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+pub(super) fn de_alternate<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
     let s = String::deserialize(d)?;
     if s.is_empty() {
         return Ok(None);

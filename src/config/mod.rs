@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod drain;
+mod env;
 mod rate_limit;
 mod stream;
 #[cfg(test)]
@@ -21,6 +22,9 @@ mod tests;
 mod types;
 
 pub use drain::{Drain, DEFAULT_DRAIN_TIMEOUT_S};
+pub use env::{
+    Override as EnvOverride, Provenance, Source, CLI_VARIABLES, OVERRIDES as ENV_OVERRIDES,
+};
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
 pub use stream::*;
 use types::{
@@ -380,7 +384,17 @@ impl Config {
     /// Reads, parses and validates the config file at `path`. Relative
     /// `password_file` and `secret_files` paths are resolved against the
     /// directory that holds the config file.
+    /// `TURND_*` environment overrides are applied on top (see [`env`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Ok(Self::load_explained(path, std::env::vars_os())?.0)
+    }
+
+    /// [`Config::load`] with the environment given as `vars`, also saying
+    /// where each overridable value came from (what `turnd check` prints).
+    pub fn load_explained(
+        path: &Path,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<(Config, Vec<Provenance>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
@@ -396,7 +410,44 @@ impl Config {
             tls.cert = dir.join(&tls.cert);
             tls.key = dir.join(&tls.key);
         }
-        Ok(config)
+        let applied = config.apply_env(vars, dir, Some(path))?;
+        let sources = env::sources(&config, Some((&text, path)), &applied);
+        Ok((config, sources))
+    }
+
+    /// Built-in defaults with the `TURND_*` overrides applied (no config
+    /// file: relative secret-file paths are taken from the current directory).
+    pub fn defaults_explained(
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<(Config, Vec<Provenance>), ConfigError> {
+        let mut config = Config::default();
+        let applied = config.apply_env(vars, Path::new("."), None)?;
+        let sources = env::sources(&config, None, &applied);
+        Ok((config, sources))
+    }
+
+    /// Applies the overrides and validates the result again when any was
+    /// applied (an override may break a rule spanning several keys).
+    fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+        dir: &Path,
+        path: Option<&Path>,
+    ) -> Result<Vec<&'static str>, ConfigError> {
+        let applied = env::apply(self, vars, dir).map_err(|message| ConfigError::Invalid {
+            path: None,
+            message,
+        })?;
+        if !applied.is_empty() {
+            self.check().map_err(|message| ConfigError::Invalid {
+                path: path.map(Path::to_path_buf),
+                message: format!(
+                    "{message} (with the environment overrides {})",
+                    applied.join(", ")
+                ),
+            })?;
+        }
+        Ok(applied)
     }
 
     fn parse_and_validate(s: &str, path: &Path) -> Result<Config, ConfigError> {

@@ -67,6 +67,12 @@ impl Daemon {
     /// Writes `config_toml` to a temporary directory, starts turnd on it and
     /// waits (at most [`READY_TIMEOUT`]) until it reports its sockets bound.
     pub fn start(config_toml: &str) -> Daemon {
+        Self::start_with_env(config_toml, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (`TURND_*`
+    /// overrides).
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let config = dir.path().join("turnd.toml");
         let ready = dir.path().join("ready.json");
@@ -83,6 +89,7 @@ impl Daemon {
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .env_remove("TURND_CONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
