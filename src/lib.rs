@@ -9,5 +9,6 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod ice;
+pub mod log_filter;
 pub mod metrics;
 pub mod net;
