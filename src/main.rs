@@ -116,6 +116,7 @@ fn init_logging(cli: &Cli, config: &Config) -> anyhow::Result<Option<LogReload>>
     });
     let output = match format {
         LogFormat::Text => fmt::layer()
+            .fmt_fields(turnd::log_format::EscapedFields::default())
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .boxed(),

@@ -16,6 +16,7 @@ use serde::Deserialize;
 mod drain;
 mod env;
 mod rate_limit;
+mod rest;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -26,11 +27,12 @@ pub use env::{
     Override as EnvOverride, Provenance, Source, CLI_VARIABLES, OVERRIDES as ENV_OVERRIDES,
 };
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
+pub use rest::{Rest, UsernameChars, DEFAULT_REST_MAX_TTL_S, DEFAULT_REST_MAX_USERNAME_BYTES};
 pub use stream::*;
 use types::{
     check_log_level, check_realm, check_user_name, de_at_least_1, de_http_listen, de_log_level,
-    de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_secrets,
-    de_udp_listeners, with_base_dir, FileSecret,
+    de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_udp_listeners,
+    with_base_dir,
 };
 pub use types::{parse_net, PortRange, PortRangeError, Secret, User, UserCredential};
 
@@ -165,32 +167,6 @@ impl Default for Relay {
             external: None,
             ports: DEFAULT_RELAY_PORTS,
         }
-    }
-}
-
-/// `[rest]`: TURN REST API shared secrets (coturn's `static-auth-secret`).
-/// The first secret is the current one; the others are still accepted
-/// (rotation).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(from = "RawRest")]
-pub struct Rest {
-    pub secrets: Vec<Secret>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRest {
-    #[serde(default, deserialize_with = "de_secrets")]
-    secrets: Vec<Secret>,
-    #[serde(default)]
-    secret_files: Vec<FileSecret>,
-}
-
-impl From<RawRest> for Rest {
-    fn from(raw: RawRest) -> Self {
-        let mut secrets = raw.secrets;
-        secrets.extend(raw.secret_files.into_iter().map(|f| f.0));
-        Rest { secrets }
     }
 }
 

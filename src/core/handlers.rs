@@ -13,7 +13,7 @@ use stun::message::{
 use tracing::{debug, info};
 
 use super::allocation::{Allocation, Channel};
-use super::auth::{quota_user, Key, Refusal};
+use super::auth::{quota_user, Key};
 use super::expiry::Timer;
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
@@ -232,12 +232,8 @@ impl Server {
         }
         let keys = match self.cfg.credentials.keys(&username, now.unix_secs) {
             Ok(keys) => keys,
-            Err(Refusal::UnknownUser) => {
-                self.auth_failure("unknown_user");
-                return Err(unauthorized);
-            }
-            Err(Refusal::Expired) => {
-                self.auth_failure("expired_credential");
+            Err(refusal) => {
+                self.auth_failure(refusal.reason());
                 return Err(unauthorized);
             }
         };
@@ -412,10 +408,10 @@ impl Server {
     ) -> Result<(u16, Option<u64>), u16> {
         if let Some(t) = token {
             let t = u64::from_be_bytes(t.try_into().map_err(|_| 400u16)?);
-            let (addr, owner) = self.global.take_reservation(t).ok_or(508u16)?;
+            let addr = self.global.claim_reservation(t, user).ok_or(508u16)?;
             // The reservation's quota slot passes to this allocation, which
             // was admitted on its own already.
-            self.global.release(&owner);
+            self.global.release(user);
             self.timers.cancel(Timer::Reservation(t));
             if relays.claim(addr).is_err() {
                 self.global.unhold(addr.port());
@@ -478,7 +474,7 @@ impl Server {
         } else if let Some(alloc) = self.allocations.get_mut(&ft) {
             alloc.expires = now.instant + lifetime;
             self.timers.schedule(Timer::Allocation(ft), alloc.expires);
-            info!(client = %self.redact.show(ft.client), lifetime_s = lifetime.as_secs(), "allocation refreshed");
+            debug!(client = %self.redact.show(ft.client), lifetime_s = lifetime.as_secs(), "allocation refreshed");
         }
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
         m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());

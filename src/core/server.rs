@@ -13,7 +13,7 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
 use super::allocation::Allocation;
-use super::auth::{quota_user, Credentials};
+use super::auth::{quota_user, Credentials, RestPolicy, UsernameChars};
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
@@ -91,7 +91,16 @@ impl CoreConfig {
             .map(|s| s.expose().to_string())
             .collect();
         CoreConfig {
-            credentials: Credentials::new(cfg.realm.clone(), users, secrets),
+            credentials: Credentials::new(cfg.realm.clone(), users, secrets).with_rest_policy(
+                RestPolicy {
+                    max_ttl_s: cfg.rest.max_ttl_s,
+                    max_username_bytes: cfg.rest.max_username_bytes.into(),
+                    chars: match cfg.rest.username_chars {
+                        crate::config::UsernameChars::Printable => UsernameChars::Printable,
+                        crate::config::UsernameChars::Ascii => UsernameChars::Ascii,
+                    },
+                },
+            ),
             relay_bind: cfg.relay.bind,
             relay_advertised: advertised,
             port_low: cfg.relay.ports.low,

@@ -411,6 +411,8 @@ pub struct TestConfig {
     pub users: Vec<(String, String)>,
     pub rest_secrets: Vec<String>,
     pub allow_loopback: bool,
+    /// Raw TOML keys of the `[rest]` table besides `secrets`.
+    pub rest_extra: String,
     /// Raw TOML tables appended at the end (e.g. a `[quota]` table).
     pub extra: String,
 }
@@ -421,6 +423,7 @@ impl Default for TestConfig {
             users: vec![(USER.to_string(), PASSWORD.to_string())],
             rest_secrets: Vec::new(),
             allow_loopback: false,
+            rest_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -449,7 +452,11 @@ impl TestConfig {
             );
         }
         let secrets: Vec<String> = self.rest_secrets.iter().map(|s| q(s)).collect();
-        t += &format!("[rest]\nsecrets = [{}]\n\n", secrets.join(", "));
+        t += &format!(
+            "[rest]\nsecrets = [{}]\n{}\n",
+            secrets.join(", "),
+            self.rest_extra
+        );
         let allow = if self.allow_loopback {
             "\"127.0.0.0/8\""
         } else {
