@@ -68,6 +68,9 @@ pub const MAX_CHANNELS_PER_ALLOCATION: u32 = 0x4000;
 pub const DEFAULT_LIFETIME_S: u32 = 600;
 /// `allocation.max_lifetime_s`: RFC 8656 §7.2's recommended maximum.
 pub const DEFAULT_MAX_LIFETIME_S: u32 = 3600;
+/// The longest allocation and nonce lifetimes RFC 8656 recommends (§7.2,
+/// §5); longer ones are accepted with a warning.
+pub const RECOMMENDED_MAX_S: u32 = 3600;
 /// `allocation.nonce_lifetime_s`: after this a nonce is stale (438).
 pub const DEFAULT_NONCE_LIFETIME_S: u32 = 600;
 /// `http.listen`: `/metrics`, `/healthz`, `/readyz`, on loopback only.
@@ -520,6 +523,15 @@ impl Config {
             if matches!(&user.credential, UserCredential::Password(p) if p.expose().is_empty()) {
                 return Err(format!("users: user {:?} has an empty password", user.name));
             }
+            if let UserCredential::Password(p) = &user.credential {
+                if let Some(c) = crate::core::precis::disallowed(p.expose()) {
+                    return Err(format!(
+                        "users: the password of user {:?} holds control character {:?}, which \
+                         an OpaqueString may not (RFC 8265 §4.2, RFC 8489 §9.2.2)",
+                        user.name, c
+                    ));
+                }
+            }
         }
         if self.rest.secrets.iter().any(|s| s.expose().is_empty()) {
             return Err("rest.secrets must not hold an empty secret".into());
@@ -561,6 +573,28 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Settings that are valid but go against an RFC recommendation: the
+    /// operator is warned (at start, on reload, by `turnd check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let a = &self.allocation;
+        let mut out = Vec::new();
+        if a.max_lifetime_s > RECOMMENDED_MAX_S {
+            out.push(format!(
+                "allocation.max_lifetime_s ({}) is above {RECOMMENDED_MAX_S}: RFC 8656 §7.2 \
+                 recommends allocations live at most an hour between refreshes",
+                a.max_lifetime_s
+            ));
+        }
+        if a.nonce_lifetime_s > RECOMMENDED_MAX_S {
+            out.push(format!(
+                "allocation.nonce_lifetime_s ({}) is above {RECOMMENDED_MAX_S}: RFC 8656 §5 \
+                 says nonces should expire at least once an hour",
+                a.nonce_lifetime_s
+            ));
+        }
+        out
     }
 
     /// Whether any credential is configured (a static user or a REST

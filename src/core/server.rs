@@ -21,7 +21,7 @@ use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
 use super::redact::Redactor;
-use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
+use super::{classic, handlers, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::{Direction, Metrics};
 
 /// Permission lifetime (RFC 8656 §9).
@@ -142,6 +142,42 @@ impl EndReason {
     }
 }
 
+/// Where draining sends new clients (ALTERNATE-SERVER, RFC 8489 §10): at
+/// most one address per family, as a client may only be pointed at an
+/// address of the family it came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Alternates {
+    pub v4: Option<SocketAddr>,
+    pub v6: Option<SocketAddr>,
+}
+
+impl Alternates {
+    /// The alternate of `client`'s family, if one is configured.
+    pub fn for_client(&self, client: SocketAddr) -> Option<SocketAddr> {
+        if canonical(client.ip()).is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
+}
+
+impl From<Option<SocketAddr>> for Alternates {
+    fn from(addr: Option<SocketAddr>) -> Self {
+        match addr {
+            Some(a) if a.is_ipv4() => Alternates {
+                v4: Some(a),
+                v6: None,
+            },
+            Some(a) => Alternates {
+                v4: None,
+                v6: Some(a),
+            },
+            None => Alternates::default(),
+        }
+    }
+}
+
 /// The engine. One per worker; it owns its allocations outright.
 pub struct Server {
     pub(super) cfg: CoreConfig,
@@ -157,7 +193,7 @@ pub struct Server {
     stats: RelayStats,
     /// Refusing new allocations (SIGTERM), pointing at `alternate` if set.
     pub(super) draining: bool,
-    pub(super) alternate: Option<SocketAddr>,
+    pub(super) alternate: Alternates,
     pub(super) redact: Redactor,
 }
 
@@ -207,7 +243,7 @@ impl Server {
             timers: Expiries::default(),
             stats: RelayStats::default(),
             draining: false,
-            alternate: None,
+            alternate: Alternates::default(),
             redact,
         }
     }
@@ -231,10 +267,11 @@ impl Server {
     }
 
     /// Starts draining: every new Allocate gets 508, or 300 Try Alternate
-    /// with ALTERNATE-SERVER when `alternate` is given.
-    pub fn drain(&mut self, alternate: Option<SocketAddr>) {
+    /// with ALTERNATE-SERVER when an alternate of the client's family is
+    /// given.
+    pub fn drain(&mut self, alternate: impl Into<Alternates>) {
         self.draining = true;
-        self.alternate = alternate;
+        self.alternate = alternate.into();
     }
 
     pub fn allocation_count(&self) -> usize {
@@ -290,6 +327,11 @@ impl Server {
                 out.push(Source::Client(five_tuple), five_tuple.client, &payload);
             }
             Inbound::Stun(mut req) => match req.class() {
+                // Requests of methods turnd does not serve (a Send request,
+                // RFC 6062's Connect) are discarded unanswered (RFC 8489 §6.3).
+                CLASS_REQUEST if !handlers::serves(req.msg.typ.method) => {
+                    self.drop_packet("unsupported_method")
+                }
                 CLASS_REQUEST => {
                     if let Some(payload) = self.handle_request(now, five_tuple, &mut req, relays) {
                         out.push(Source::Client(five_tuple), five_tuple.client, &payload);
@@ -360,6 +402,10 @@ impl Server {
         let Some(alloc) = self.allocations.get(&ft) else {
             return self.drop_packet("no_allocation");
         };
+        // What CreatePermission answers with 443 cannot be sent (§11.2).
+        if !handlers::same_family(alloc.relay, peer) {
+            return self.drop_packet("peer_family");
+        }
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }

@@ -67,6 +67,8 @@ pub const DROP_REASONS: &[&str] = &[
     "no_permission",
     "no_channel",
     "unknown_indication",
+    "unsupported_method",
+    "peer_family",
     "too_big",
     "send_failed",
     "rate_limited",

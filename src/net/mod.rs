@@ -146,6 +146,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .copied()
         .collect();
     let core_cfg = CoreConfig::from_config(&cfg, advertised, &own);
+    for warning in cfg.warnings() {
+        warn!("{warning}");
+    }
     if core_cfg.credentials.is_empty() {
         warn!("no [[users]] and no [rest] secrets configured: answering STUN Binding only, refusing every allocation");
     }
