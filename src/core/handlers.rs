@@ -14,6 +14,7 @@ use tracing::{debug, info};
 
 use super::allocation::{Allocation, Channel};
 use super::auth::{quota_user, Key, Refusal};
+use super::classic::ChangeRequest;
 use super::expiry::Timer;
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
@@ -176,7 +177,19 @@ impl Server {
             ATTR_USERNAME,
             ATTR_MESSAGE_INTEGRITY,
         ];
-        let unknown = req.unknown_required(&ice);
+        let mut unknown = req.unknown_required(&ice);
+        // CHANGE-REQUEST with no flag set (stuntman's stunclient sends one)
+        // is a plain Binding; a flag set asks for an address turnd does not
+        // have (RFC 5780 §7.2).
+        match ChangeRequest::parse(req.get(ATTR_CHANGE_REQUEST)) {
+            ChangeRequest::None => unknown.retain(|t| *t != ATTR_CHANGE_REQUEST),
+            ChangeRequest::Change => {}
+            ChangeRequest::Malformed => {
+                self.count("binding", "400");
+                let m = message::error_response(req, 400);
+                return message::finish(m, None, req.has_fingerprint);
+            }
+        }
         if !unknown.is_empty() {
             self.count("binding", "420");
             let mut m = message::error_response(req, 420);
