@@ -534,6 +534,53 @@ fn allocate_rule_violations() {
     );
 }
 
+/// DONT-FRAGMENT (RFC 8656 §7.2) is honoured per allocation: that relay
+/// socket, and no other, sends with DF; where the platform cannot, 420 with
+/// UNKNOWN-ATTRIBUTES and nothing is left allocated.
+#[test]
+fn dont_fragment_is_set_on_that_allocations_socket_or_420() {
+    let mut h = Harness::new();
+    let df = [transport_udp(), (ATTR_DONT_FRAGMENT, vec![])];
+    let ft = client(40100);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let resp = h.request(
+        ft,
+        &build(METHOD_ALLOCATE, CLASS_REQUEST, tid(1), &df, Some(&c), false),
+    );
+    assert_eq!(error_code(&resp), None, "{resp}");
+    let with_df = xor_addr(&resp, ATTR_XOR_RELAYED_ADDRESS).unwrap();
+    let (_, plain_port) = allocate(&mut h, client(40101));
+    let df_sockets: Vec<u16> = h.relays.dont_fragment.iter().map(|a| a.port()).collect();
+    assert_eq!(df_sockets, vec![with_df.port()], "only the one that asked");
+    assert_ne!(plain_port, with_df.port());
+
+    h.relays.no_dont_fragment = true;
+    let ft = client(40102);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let open_before = h.relays.open.len();
+    let resp = h.request(
+        ft,
+        &build(METHOD_ALLOCATE, CLASS_REQUEST, tid(2), &df, Some(&c), false),
+    );
+    assert_eq!(error_code(&resp), Some(420));
+    assert_eq!(resp.get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(), vec![0x00, 0x1a]);
+    assert!(resp.contains(ATTR_MESSAGE_INTEGRITY), "signed like any 420");
+    assert_eq!(h.relays.open.len(), open_before, "the socket was closed");
+    // The quota slot came back: the same client allocates without DF.
+    let resp = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(3),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&resp), None, "{resp}");
+}
+
 #[test]
 fn attributes_after_message_integrity_are_ignored() {
     let mut h = Harness::new();

@@ -141,6 +141,10 @@ impl Server {
                         self.nonce_key.issue(now.unix_secs, ft.client).as_bytes(),
                     );
                 }
+                // The one 420 a handler gives: DONT-FRAGMENT it cannot honour.
+                if r.code == 420 {
+                    message::add_unknown_attributes(&mut m, &[ATTR_DONT_FRAGMENT]);
+                }
                 if let (300, Some(alternate)) = (r.code, self.alternate) {
                     message::add_plain_address(&mut m, ATTR_ALTERNATE_SERVER, alternate);
                 }
@@ -350,6 +354,14 @@ impl Server {
             }
         };
         let relay = SocketAddr::new(ip, port);
+        // DONT-FRAGMENT (§7.2): DF on this allocation's datagrams, or 420
+        // where the platform cannot set it.
+        if req.get(ATTR_DONT_FRAGMENT).is_some() && relays.dont_fragment(relay).is_err() {
+            self.ports.release(ip, port, relays);
+            self.global.unhold(port);
+            self.global.release(&user);
+            return Err(reject(420, key));
+        }
         let advertised = SocketAddr::new(self.cfg.relay_advertised, port);
 
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
