@@ -14,6 +14,7 @@ use tracing::{debug, info};
 
 use super::allocation::{Allocation, Channel};
 use super::auth::{quota_user, Key};
+use super::classic::ChangeRequest;
 use super::expiry::Timer;
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
@@ -147,6 +148,10 @@ impl Server {
                         self.nonce_key.issue(now.unix_secs, ft.client).as_bytes(),
                     );
                 }
+                // The one 420 a handler gives: DONT-FRAGMENT it cannot honour.
+                if r.code == 420 {
+                    message::add_unknown_attributes(&mut m, &[ATTR_DONT_FRAGMENT]);
+                }
                 if let (300, Some(alternate)) = (r.code, self.alternate.for_client(ft.client)) {
                     message::add_plain_address(&mut m, ATTR_ALTERNATE_SERVER, alternate);
                 }
@@ -176,7 +181,19 @@ impl Server {
     /// source, FINGERPRINT when the request had one.
     fn binding(&mut self, ft: FiveTuple, req: &Request) -> Vec<u8> {
         self.metrics.count_binding(ft.transport.as_str());
-        let unknown = req.unknown_required(message::KNOWN_REQUIRED);
+        let mut unknown = req.unknown_required(message::KNOWN_REQUIRED);
+        // CHANGE-REQUEST with no flag set (stuntman's stunclient sends one)
+        // is a plain Binding; a flag set asks for an address turnd does not
+        // have (RFC 5780 §7.2).
+        match ChangeRequest::parse(req.get(ATTR_CHANGE_REQUEST)) {
+            ChangeRequest::None => unknown.retain(|t| *t != ATTR_CHANGE_REQUEST),
+            ChangeRequest::Change => {}
+            ChangeRequest::Malformed => {
+                self.count("binding", "400");
+                let m = message::error_response(req, 400);
+                return message::finish(m, None, req.has_fingerprint);
+            }
+        }
         if !unknown.is_empty() {
             self.count("binding", "420");
             let mut m = message::error_response(req, 420);
@@ -345,6 +362,14 @@ impl Server {
             }
         };
         let relay = SocketAddr::new(ip, port);
+        // DONT-FRAGMENT (§7.2): DF on this allocation's datagrams, or 420
+        // where the platform cannot set it.
+        if req.get(ATTR_DONT_FRAGMENT).is_some() && relays.dont_fragment(relay).is_err() {
+            self.ports.release(ip, port, relays);
+            self.global.unhold(port);
+            self.global.release(&user);
+            return Err(reject(420, key));
+        }
         let advertised = SocketAddr::new(self.cfg.relay_advertised, port);
 
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
