@@ -13,7 +13,7 @@ use stun::message::{
 use tracing::{debug, info};
 
 use super::allocation::{Allocation, Channel};
-use super::auth::{quota_user, Key, Refusal};
+use super::auth::{quota_key, Key, Refusal};
 use super::expiry::Timer;
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
@@ -326,7 +326,8 @@ impl Server {
             lifetime
         };
         // Quotas (§7.2 step 8): per user 486, in total 508.
-        let user = quota_user(&authed.username).to_string();
+        let is_static = self.cfg.credentials.is_static(&authed.username);
+        let user = quota_key(&authed.username, is_static);
         self.admit(&user).map_err(|code| reject(code, key))?;
         let ip = self.cfg.relay_bind;
         let (port, reserved_token) = match self.relay_port(now, token, even, &user, relays) {
@@ -358,6 +359,7 @@ impl Server {
                 relay,
                 advertised,
                 username: authed.username,
+                quota_key: user,
                 key,
                 expires,
                 permissions: Default::default(),
@@ -380,10 +382,26 @@ impl Server {
         Ok(response)
     }
 
+    /// The per-user limit of quota key `user` ([`quota_key`]): a static
+    /// user's own `allocations`, else none for static users (one name is
+    /// commonly shared by every client of an app), else
+    /// `allocations_per_user` for REST users.
+    fn user_limit(&self, user: &str) -> usize {
+        match user.strip_prefix('\u{1}') {
+            Some(name) => self
+                .cfg
+                .static_user_allocations
+                .get(name)
+                .copied()
+                .unwrap_or(usize::MAX),
+            None => self.cfg.allocations_per_user,
+        }
+    }
+
     /// Counts one more allocation (or reservation) of `user` against the
     /// quotas (RFC 8656 §7.2 step 8): per user 486, in total 508.
     fn admit(&self, user: &str) -> Result<(), u16> {
-        let (per_user, total) = (self.cfg.allocations_per_user, self.cfg.allocations_total);
+        let (per_user, total) = (self.user_limit(user), self.cfg.allocations_total);
         self.global
             .admit(user, per_user, total)
             .map_err(|exceeded| {

@@ -13,7 +13,7 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
 use super::allocation::Allocation;
-use super::auth::{quota_user, Credentials};
+use super::auth::Credentials;
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
@@ -47,7 +47,11 @@ pub struct CoreConfig {
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
     pub nonce_lifetime_s: u64,
+    /// Concurrent allocations per REST user (the user part of `EXPIRY:USER`).
     pub allocations_per_user: usize,
+    /// Static users with their own allocation limit; a static user not in
+    /// here has none (only `allocations_total`).
+    pub static_user_allocations: HashMap<String, usize>,
     pub allocations_total: usize,
     pub permissions_per_allocation: usize,
     pub channels_per_allocation: usize,
@@ -100,6 +104,11 @@ impl CoreConfig {
             max_lifetime: Duration::from_secs(cfg.allocation.max_lifetime_s.into()),
             nonce_lifetime_s: cfg.allocation.nonce_lifetime_s.into(),
             allocations_per_user: cfg.quota.allocations_per_user as usize,
+            static_user_allocations: cfg
+                .users
+                .iter()
+                .filter_map(|u| Some((u.name.clone(), u.allocations? as usize)))
+                .collect(),
             allocations_total: cfg.quota.allocations_total as usize,
             permissions_per_allocation: cfg.quota.permissions_per_allocation as usize,
             channels_per_allocation: cfg.quota.channels_per_allocation as usize,
@@ -580,7 +589,7 @@ impl Server {
         self.ports
             .release(alloc.relay.ip(), alloc.relay.port(), relays);
         self.global.unhold(alloc.relay.port());
-        self.global.release(quota_user(&alloc.username));
+        self.global.release(&alloc.quota_key);
         self.timers.cancel(Timer::Allocation(ft));
         for ip in alloc.permissions.keys() {
             self.timers.cancel(Timer::Permission(ft, *ip));
