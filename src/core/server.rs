@@ -13,6 +13,7 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
 use super::allocation::Allocation;
+use super::audit::{AuditKind, AuditLimit};
 use super::auth::Credentials;
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
@@ -159,6 +160,8 @@ pub struct Server {
     pub(super) draining: bool,
     pub(super) alternate: Option<SocketAddr>,
     pub(super) redact: Redactor,
+    /// Per-source limit on audit lines (interior: logged from `&self`).
+    audit: std::cell::RefCell<AuditLimit>,
 }
 
 /// Relayed packets and bytes one way, not yet in the metrics.
@@ -209,6 +212,7 @@ impl Server {
             draining: false,
             alternate: None,
             redact,
+            audit: Default::default(),
         }
     }
 
@@ -248,6 +252,19 @@ impl Server {
     /// When [`Server::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    /// Whether an audit line about `ft`'s source may be written now:
+    /// `Some(lines suppressed before it)`, or `None` (counted).
+    pub(super) fn audit(&self, now: Now, ft: FiveTuple, kind: AuditKind) -> Option<u64> {
+        let admitted = self.audit.borrow_mut().admit(ft.client.ip(), now.instant);
+        if admitted.is_none() {
+            self.metrics
+                .log_lines_suppressed
+                .with_label_values(&[kind.as_str()])
+                .inc();
+        }
+        admitted
     }
 
     pub(super) fn drop_packet(&self, reason: &str) {
