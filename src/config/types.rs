@@ -142,6 +142,9 @@ impl TryFrom<String> for PortRange {
 pub struct User {
     pub name: String,
     pub credential: UserCredential,
+    /// Concurrent allocations this user may hold; `None`: no per-user
+    /// limit (only `quota.allocations_total`), see [`crate::config::Quota`].
+    pub allocations: Option<u32>,
 }
 
 /// How a static user proves who they are. `Debug` hides both forms.
@@ -193,6 +196,12 @@ struct RawUser {
     key: Option<UserKey>,
     #[serde(default)]
     password_file: Option<FileSecret>,
+    #[serde(default, deserialize_with = "de_some_at_least_1")]
+    allocations: Option<u32>,
+}
+
+fn de_some_at_least_1<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    de_at_least_1(d).map(Some)
 }
 
 impl TryFrom<RawUser> for User {
@@ -225,7 +234,11 @@ impl TryFrom<RawUser> for User {
                 ));
             }
         };
-        Ok(User { name, credential })
+        Ok(User {
+            name,
+            credential,
+            allocations: raw.allocations,
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 //! with exact expected bytes.
 
 pub mod allocation;
+pub mod audit;
 pub mod auth;
 pub mod classic;
 pub mod expiry;

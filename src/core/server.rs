@@ -13,7 +13,8 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
 use super::allocation::Allocation;
-use super::auth::{quota_user, Credentials, RestPolicy, UsernameChars};
+use super::audit::{AuditKind, AuditLimit};
+use super::auth::{Credentials, RestPolicy, UsernameChars};
 use super::classic::ChangeRequest;
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
@@ -48,7 +49,11 @@ pub struct CoreConfig {
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
     pub nonce_lifetime_s: u64,
+    /// Concurrent allocations per REST user (the user part of `EXPIRY:USER`).
     pub allocations_per_user: usize,
+    /// Static users with their own allocation limit; a static user not in
+    /// here has none (only `allocations_total`).
+    pub static_user_allocations: HashMap<String, usize>,
     pub allocations_total: usize,
     pub permissions_per_allocation: usize,
     pub channels_per_allocation: usize,
@@ -110,6 +115,11 @@ impl CoreConfig {
             max_lifetime: Duration::from_secs(cfg.allocation.max_lifetime_s.into()),
             nonce_lifetime_s: cfg.allocation.nonce_lifetime_s.into(),
             allocations_per_user: cfg.quota.allocations_per_user as usize,
+            static_user_allocations: cfg
+                .users
+                .iter()
+                .filter_map(|u| Some((u.name.clone(), u.allocations? as usize)))
+                .collect(),
             allocations_total: cfg.quota.allocations_total as usize,
             permissions_per_allocation: cfg.quota.permissions_per_allocation as usize,
             channels_per_allocation: cfg.quota.channels_per_allocation as usize,
@@ -196,6 +206,8 @@ pub struct Server {
     pub(super) draining: bool,
     pub(super) alternate: Alternates,
     pub(super) redact: Redactor,
+    /// Per-source limit on audit lines (interior: logged from `&self`).
+    audit: std::cell::RefCell<AuditLimit>,
 }
 
 /// Relayed packets and bytes one way, not yet in the metrics.
@@ -246,6 +258,7 @@ impl Server {
             draining: false,
             alternate: Alternates::default(),
             redact,
+            audit: Default::default(),
         }
     }
 
@@ -286,6 +299,19 @@ impl Server {
     /// When [`Server::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    /// Whether an audit line about `ft`'s source may be written now:
+    /// `Some(lines suppressed before it)`, or `None` (counted).
+    pub(super) fn audit(&self, now: Now, ft: FiveTuple, kind: AuditKind) -> Option<u64> {
+        let admitted = self.audit.borrow_mut().admit(ft.client.ip(), now.instant);
+        if admitted.is_none() {
+            self.metrics
+                .log_lines_suppressed
+                .with_label_values(&[kind.as_str()])
+                .inc();
+        }
+        admitted
     }
 
     pub(super) fn drop_packet(&self, reason: &str) {
@@ -649,7 +675,7 @@ impl Server {
         self.ports
             .release(alloc.relay.ip(), alloc.relay.port(), relays);
         self.global.unhold(alloc.relay.port());
-        self.global.release(quota_user(&alloc.username));
+        self.global.release(&alloc.quota_key);
         self.timers.cancel(Timer::Allocation(ft));
         for ip in alloc.permissions.keys() {
             self.timers.cancel(Timer::Permission(ft, *ip));
