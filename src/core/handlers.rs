@@ -665,6 +665,7 @@ impl Server {
         let expires = now.instant + PERMISSION_LIFETIME;
         for ip in ips {
             self.install_permission(ft, ip, expires);
+            self.sync_peer_ip(ft, ip, now.instant);
         }
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))
@@ -742,7 +743,12 @@ impl Server {
             Timer::ChannelRelease(ft, number),
             expires + CHANNEL_QUARANTINE,
         );
+        self.timers
+            .schedule(Timer::ChannelLapse(ft, number), expires);
         self.install_permission(ft, ip, now.instant + PERMISSION_LIFETIME);
+        // The permission is the peer IP's: other channels to it may be
+        // relayable again too.
+        self.sync_peer_ip(ft, ip, now.instant);
         debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), channel = number, "channel bound");
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))

@@ -2,7 +2,7 @@
 //! clients and peers send, relays data, and expires state on time.
 //! Requests are handled in [`super::handlers`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use super::allocation::Allocation;
 use super::audit::{AuditKind, AuditLimit};
 use super::auth::{Credentials, RestPolicy, UsernameChars};
 use super::classic::ChangeRequest;
+use super::command::{ChannelBinding, Command};
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
@@ -208,6 +209,10 @@ pub struct Server {
     pub(super) redact: Redactor,
     /// Per-source limit on audit lines (interior: logged from `&self`).
     audit: std::cell::RefCell<AuditLimit>,
+    /// Channels announced to the shell as relayable ([`super::command`]).
+    pub(super) installed: BTreeMap<(FiveTuple, u16), ChannelBinding>,
+    /// Commands not yet taken by the shell.
+    pub(super) commands: Vec<Command>,
 }
 
 /// Relayed packets and bytes one way, not yet in the metrics.
@@ -259,6 +264,8 @@ impl Server {
             alternate: Alternates::default(),
             redact,
             audit: Default::default(),
+            installed: BTreeMap::new(),
+            commands: Vec::new(),
         }
     }
 
@@ -278,6 +285,13 @@ impl Server {
             self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }
         self.cfg = cfg;
+    }
+
+    /// [`Server::reconfigure`], then withdraws what the new peer policy
+    /// denies from live allocations (their channels leave the kernel path).
+    pub fn reconfigure_at(&mut self, now: Now, cfg: CoreConfig) {
+        self.reconfigure(cfg);
+        self.withdraw_denied_peers(now.instant);
     }
 
     /// Starts draining: every new Allocate gets 508, or 300 Try Alternate
@@ -554,7 +568,10 @@ impl Server {
         let Some(alloc) = self.allocations.get(ft) else {
             return self.drop_packet("no_allocation");
         };
-        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+        // The same own-address rule as towards the peer: a port of our
+        // relay address that no allocation holds is not a peer.
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) || !self.own_relay_port_ok(peer)
+        {
             return self.drop_packet("no_permission");
         }
         let client = alloc.five_tuple;
@@ -629,11 +646,14 @@ impl Server {
                             debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(ip), "permission expired");
                         }
                     }
+                    self.sync_peer_ip(ft, ip, now.instant);
                 }
+                Timer::ChannelLapse(ft, number) => self.sync_channel(ft, number, now.instant),
                 Timer::ChannelRelease(ft, number) => {
                     if let Some(a) = self.allocations.get_mut(&ft) {
                         a.remove_channel(number);
                     }
+                    self.sync_channel(ft, number, now.instant);
                 }
                 Timer::Reservation(token) => {
                     if let Some((addr, owner)) = self.global.take_reservation(token) {
@@ -668,6 +688,11 @@ impl Server {
         reason: EndReason,
         relays: &mut dyn RelaySockets,
     ) {
+        if !self.allocations.contains_key(&ft) {
+            return;
+        }
+        // Out of the kernel path first, then forgotten.
+        self.remove_channels_of(ft);
         let Some(alloc) = self.allocations.remove(&ft) else {
             return;
         };
@@ -682,6 +707,7 @@ impl Server {
         }
         for number in alloc.channels.keys() {
             self.timers.cancel(Timer::ChannelRelease(ft, *number));
+            self.timers.cancel(Timer::ChannelLapse(ft, *number));
         }
         let transport = ft.transport.as_str();
         self.metrics

@@ -161,6 +161,8 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// `turnd_ready`: what /readyz says, 1 or 0.
     pub ready: IntGauge,
+    /// The kernel fast path's series.
+    pub offload: offload::OffloadMetrics,
     /// The series the packet path counts, resolved once.
     hot: Hot,
 }
@@ -346,6 +348,8 @@ impl Metrics {
             "1 when /readyz answers ready: not draining, relay ports and allocation quota left.",
         );
 
+        let offload = offload::OffloadMetrics::new(r);
+
         #[cfg(target_os = "linux")]
         register(
             r,
@@ -427,6 +431,7 @@ impl Metrics {
             config_reloads,
             draining,
             ready,
+            offload,
             hot,
         }
     }
@@ -551,6 +556,8 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 #[doc(hidden)]
 pub mod text;
 
+pub mod offload;
+
 #[cfg(test)]
 mod tests {
     use super::text::{find, parse_prometheus_text};
@@ -579,6 +586,11 @@ mod tests {
         "turnd_config_reloads_total",
         "turnd_draining",
         "turnd_ready",
+        "turnd_offload_active",
+        "turnd_offload_channels",
+        "turnd_offload_relayed_packets_total",
+        "turnd_offload_relayed_bytes_total",
+        "turnd_offload_packets_total",
     ];
 
     #[test]
