@@ -186,6 +186,9 @@ impl TryFrom<String> for PortRange {
 pub struct User {
     pub name: String,
     pub credential: UserCredential,
+    /// Concurrent allocations this user may hold; `None`: no per-user
+    /// limit (only `quota.allocations_total`), see [`crate::config::Quota`].
+    pub allocations: Option<u32>,
 }
 
 /// How a static user proves who they are. `Debug` hides both forms.
@@ -237,6 +240,12 @@ struct RawUser {
     key: Option<UserKey>,
     #[serde(default)]
     password_file: Option<FileSecret>,
+    #[serde(default, deserialize_with = "de_some_at_least_1")]
+    allocations: Option<u32>,
+}
+
+fn de_some_at_least_1<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    de_at_least_1(d).map(Some)
 }
 
 impl TryFrom<RawUser> for User {
@@ -269,7 +278,11 @@ impl TryFrom<RawUser> for User {
                 ));
             }
         };
-        Ok(User { name, credential })
+        Ok(User {
+            name,
+            credential,
+            allocations: raw.allocations,
+        })
     }
 }
 
@@ -417,16 +430,12 @@ fn de_user_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(s)
 }
 
-/// `log.level`: a level or an `EnvFilter`-like directive list.
+/// `log.level`: a level or directives, checked as start-up reads them
+/// ([`crate::log_filter`]).
 pub(super) fn check_log_level(level: &str) -> Result<(), String> {
-    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_=,:".contains(c);
-    if level.is_empty() || !level.chars().all(ok) {
-        return Err(format!(
-            "log.level {level:?} must be one of trace, debug, info, warn, error, or directives \
-             such as \"info,turnd=debug\" (characters a-z 0-9 _ = , :)"
-        ));
-    }
-    Ok(())
+    crate::log_filter::parse(level)
+        .map(drop)
+        .map_err(|e| format!("log.level: {e}"))
 }
 
 pub(super) fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
