@@ -354,7 +354,7 @@ fn log_level_accepts_levels_and_directives() {
             .level,
         "info,turnd::core=trace"
     );
-    assert!(err("[log]\nlevel = \"\"\n").contains("log.level \"\" must be one of"));
+    assert!(err("[log]\nlevel = \"\"\n").contains("log.level: the log filter is empty"));
     assert!(err("[log]\nlevel = \"info; rm\"\n").contains("log.level"));
 }
 
