@@ -67,6 +67,9 @@ pub const DEFAULT_NONCE_LIFETIME_S: u32 = 600;
 /// `http.listen`: `/metrics`, `/healthz`, `/readyz`, on loopback only.
 pub const DEFAULT_HTTP_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9641));
+/// `workers`: the most worker threads (each takes a thread, a runtime and
+/// a socket per listener).
+pub const MAX_WORKERS: u32 = 1024;
 /// `log.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -109,11 +112,26 @@ pub struct Config {
     #[serde(default)]
     pub rate_limit: RateLimit,
     /// Worker threads, each with its own sockets and allocations; 0 means
-    /// one per CPU core.
-    #[serde(default)]
+    /// one per CPU core. At most [`MAX_WORKERS`].
+    #[serde(default, deserialize_with = "de_workers")]
     pub workers: u32,
     #[serde(default)]
     pub drain: Drain,
+}
+
+fn check_workers(n: u32) -> Result<(), String> {
+    if n > MAX_WORKERS {
+        return Err(format!(
+            "workers ({n}) must be at most {MAX_WORKERS} (0 means one per CPU core)"
+        ));
+    }
+    Ok(())
+}
+
+fn de_workers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    check_workers(n).map_err(serde::de::Error::custom)?;
+    Ok(n)
 }
 
 /// `[listen]`: the addresses clients send STUN/TURN to. A key left out of
@@ -430,6 +448,7 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         check_realm(&self.realm)?;
         check_log_level(&self.log.level)?;
+        check_workers(self.workers)?;
 
         let l = &self.listen;
         if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {

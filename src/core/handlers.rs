@@ -18,7 +18,7 @@ use super::expiry::Timer;
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
 use super::peer_policy::{canonical, Verdict};
-use super::ports::Parity;
+use super::ports::{NoPort, Parity};
 use super::server::{
     Server, CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
 };
@@ -437,15 +437,22 @@ impl Server {
             self.admit(user)?;
         }
         let ip = self.cfg.relay_bind;
-        let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays) else {
-            if pair {
-                self.global.release(user);
+        let port = match self.ports.acquire(&mut self.rng, ip, parity, relays) {
+            Ok(port) => port,
+            Err(no_port) => {
+                if pair {
+                    self.global.release(user);
+                }
+                // Out of descriptors is counted by the shell, which knows
+                // the limit (turnd_fd_exhausted_total).
+                if no_port == NoPort::Taken {
+                    self.metrics
+                        .quota_rejections
+                        .with_label_values(&["relay_ports"])
+                        .inc();
+                }
+                return Err(508);
             }
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["relay_ports"])
-                .inc();
-            return Err(508);
         };
         self.global.hold(port);
         if !pair {

@@ -85,6 +85,9 @@ pub const CONNECTION_REJECT_REASONS: &[&str] = &[
 ];
 /// `result` label values of `turnd_tls_reloads_total`.
 pub const RELOAD_RESULTS: &[&str] = &["success", "failure"];
+/// `operation` of `turnd_fd_exhausted_total`: an Allocate answered 508, a
+/// TCP/TLS connection closed on accept.
+pub const FD_EXHAUSTED_OPERATIONS: &[&str] = &["allocate", "accept"];
 
 /// Which way relayed data flows, for the `direction` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,6 +155,9 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// `turnd_ready`: what /readyz says, 1 or 0.
     pub ready: IntGauge,
+    /// `turnd_fd_exhausted_total{operation}`, operation in
+    /// [`FD_EXHAUSTED_OPERATIONS`].
+    pub fd_exhausted: IntCounterVec,
     /// The series the packet path counts, resolved once.
     hot: Hot,
 }
@@ -327,7 +333,13 @@ impl Metrics {
         let ready = gauge(
             r,
             "turnd_ready",
-            "1 when /readyz answers ready: not draining, relay ports and allocation quota left.",
+            "1 when /readyz answers ready: not draining, relay ports, allocation quota and file descriptors left.",
+        );
+        let fd_exhausted = counter_vec(
+            r,
+            "turnd_fd_exhausted_total",
+            "Allocations answered 508 and connections closed on accept because no file descriptor was left (RLIMIT_NOFILE), by operation.",
+            &["operation"],
         );
 
         #[cfg(target_os = "linux")]
@@ -368,6 +380,7 @@ impl Metrics {
             (&peer_denied, PEER_DENIED_REASONS),
             (&quota_rejections, QUOTA_KINDS),
             (&dropped_packets, DROP_REASONS),
+            (&fd_exhausted, FD_EXHAUSTED_OPERATIONS),
         ] {
             for v in values {
                 vec.with_label_values(&[v]);
@@ -409,6 +422,7 @@ impl Metrics {
             config_reloads,
             draining,
             ready,
+            fd_exhausted,
             hot,
         }
     }

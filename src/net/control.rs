@@ -125,16 +125,20 @@ impl Supervisor {
         Ok(())
     }
 
-    /// `/readyz`: not draining, and both relay ports and allocation quota
-    /// left.
+    /// `/readyz`: not draining, and relay ports, allocation quota and file
+    /// descriptors left.
     fn update_readiness(&self) {
         let m = &self.process.metrics;
         let running = *self.phase_tx.borrow() == Phase::Running;
         let ports_left = m.relay_ports_in_use.get() < m.relay_ports_total.get();
         let quota_left = self.global.total() < self.config.quota.allocations_total as usize;
-        let ready = running && ports_left && quota_left;
+        let descriptors_left = super::descriptors::left();
+        let ready = running && ports_left && quota_left && descriptors_left;
         if self.ready.swap(ready, Ordering::SeqCst) != ready {
-            info!(ready, running, ports_left, quota_left, "readiness changed");
+            info!(
+                ready,
+                running, ports_left, quota_left, descriptors_left, "readiness changed"
+            );
         }
         m.ready.set(i64::from(ready));
     }

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod clock;
 pub mod control;
+mod descriptors;
 mod holders;
 pub mod stream;
 pub mod tls;
@@ -98,6 +99,10 @@ fn worker_count(cfg: &Config) -> usize {
 /// Binds everything, then serves until SIGINT or SIGTERM.
 pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let workers = worker_count(&cfg);
+    match descriptors::raise_limit() {
+        Ok(limit) => descriptors::warn_if_short(limit, &cfg, workers),
+        Err(e) => warn!(error = %e, "cannot read the file descriptor limit (RLIMIT_NOFILE)"),
+    }
     let metrics = Arc::new(Metrics::new());
     let mut per_worker: Vec<WorkerSockets> =
         (0..workers).map(|_| WorkerSockets::default()).collect();
