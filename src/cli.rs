@@ -276,17 +276,32 @@ pub enum ProbeTransport {
     Udp,
     /// TURN over TCP (RFC 8656 §3.1; the relay is still UDP).
     Tcp,
+    /// TURN over TLS (`turns:`, RFC 7065; port 5349 by default): the
+    /// certificate is checked against --ca (or the system's CAs) and --sni.
+    Tls,
 }
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The server: HOST, HOST:PORT or [IPV6]:PORT (port 3478 by default).
+    /// The server: HOST, HOST:PORT or [IPV6]:PORT (port 3478 by default,
+    /// 5349 with -t tls).
     #[arg(short, long, value_name = "HOST:PORT")]
     pub server: String,
 
     /// How to reach the server.
     #[arg(short, long, value_name = "TRANSPORT", default_value = "udp")]
     pub transport: ProbeTransport,
+
+    /// With -t tls: trust the CA certificates in this PEM file instead of
+    /// the system's (/etc/ssl/certs/ca-certificates.crt), e.g. for a
+    /// self-signed certificate or a private CA.
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+
+    /// With -t tls: the name sent in SNI and checked in the certificate
+    /// [default: the host of --server].
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
 
     /// Username: a static [[users]] name with --password/--password-file,
     /// or the USER part of minted REST credentials [default with a secret:
@@ -353,6 +368,8 @@ Examples:
   turnd probe --server turn.example.org --config /etc/turnd/turnd.toml
   turnd probe --server 203.0.113.7:3478 --secret-file /etc/turnd/rest.secret
   turnd probe -s turn.example.org:3478 -t tcp -u alice --password-file alice.pw
+  turnd probe -s turn.example.org:5349 -t tls -c /etc/turnd/turnd.toml
+  turnd probe -s 127.0.0.1:5349 -t tls --sni turn.example.org --ca ca.pem -c turnd.toml
   turnd probe -s 127.0.0.1:3478 -u alice --password secret --realm turn.example.org --timeout 5s
   turnd probe -s turn.example.org -c /etc/turnd/turnd.toml --json | jq .ok";
 
