@@ -180,22 +180,47 @@ pub struct CredentialsArgs {
 
     /// Port for the stun: and turn:?transport=udp URLs [default: the
     /// config's [listen] udp port, or 3478].
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port)]
     pub udp_port: Option<u16>,
 
     /// Port for the turn:?transport=tcp URL [default: the config's [listen]
     /// tcp port, or 3478].
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port)]
     pub tcp_port: Option<u16>,
 
     /// Port for the turns: URL [default: the config's [listen] tls port;
     /// none without a config].
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port)]
     pub tls_port: Option<u16>,
 
     /// Print the JSON on one line instead of indented.
     #[arg(long)]
     pub compact: bool,
+
+    /// What to print: the iceServers JSON, or shell assignments
+    /// (TURN_USERNAME, TURN_CREDENTIAL, TURN_EXPIRES, TURN_URLS) for
+    /// `eval` in scripts and for backends that want the fields alone (no
+    /// URL needed then).
+    #[arg(long, value_name = "FORMAT", default_value = "json")]
+    pub format: CredentialsFormat,
+}
+
+/// The output of `turnd credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CredentialsFormat {
+    /// `{"iceServers": [{"urls": […], "username": …, "credential": …}]}`
+    Json,
+    /// `TURN_USERNAME='…'` lines, quoted for sh.
+    Shell,
+}
+
+/// A port for a URL: 1-65535.
+fn port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) => Err("port 0 cannot be in a URL: give 1-65535".to_owned()),
+        Ok(p) => Ok(p),
+        Err(_) => Err(format!("{s:?} is not a port number (1-65535)")),
+    }
 }
 
 const CREDENTIALS_ABOUT: &str = "\
@@ -214,6 +239,8 @@ Examples:
       --host turn.example.org --udp-port 3478 --tcp-port 3478 --tls-port 5349
   turnd credentials --secret-file rest.secret --user bob --url turn:203.0.113.7:3478
   turnd credentials -c /etc/turnd/turnd.toml -u alice --compact | jq -r '.iceServers[0].username'
+  eval \"$(turnd credentials --secret-file rest.secret -u alice --format shell)\" \\
+      && echo \"$TURN_USERNAME\"
 
 Output:
   {\"iceServers\": [{\"urls\": [\"stun:turn.example.org:3478\",
