@@ -33,6 +33,12 @@ pub fn check(args: &CheckArgs, fallback: Option<&Path>) -> anyhow::Result<()> {
     if let (Some(tls), false) = (&config.tls, config.listen.tls.is_empty()) {
         turnd::net::tls::load(tls).with_context(|| path.display().to_string())?;
     }
+    config
+        .check_host()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for warning in config.warnings() {
+        eprintln!("turnd check: warning: {}: {warning}", path.display());
+    }
     println!("{}: ok", path.display());
     Ok(())
 }

@@ -19,6 +19,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 mod types;
+mod warnings;
 
 pub use drain::{Drain, DEFAULT_DRAIN_TIMEOUT_S};
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
@@ -29,6 +30,7 @@ use types::{
     de_udp_listeners, with_base_dir, FileSecret,
 };
 pub use types::{parse_net, PortRange, PortRangeError, Secret, User, UserCredential};
+pub use warnings::MIN_SECRET_BYTES;
 
 /// Where `turnd` looks for its config file unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/turnd/turnd.toml";

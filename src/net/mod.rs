@@ -99,6 +99,9 @@ fn worker_count(cfg: &Config) -> usize {
 /// Binds everything, then serves until SIGINT or SIGTERM.
 pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let workers = worker_count(&cfg);
+    for warning in cfg.warnings() {
+        warn!("config: {warning}");
+    }
     match descriptors::raise_limit() {
         Ok(limit) => descriptors::warn_if_short(limit, &cfg, workers),
         Err(e) => warn!(error = %e, "cannot read the file descriptor limit (RLIMIT_NOFILE)"),
