@@ -256,6 +256,14 @@ impl Supervisor {
                 timeout_s = timeout.as_secs(),
                 "draining: no new allocations; waiting for live ones to end"
             );
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                // Someone at a terminal pressed Ctrl-C: say why nothing ends.
+                eprintln!(
+                    "turnd: draining: waiting up to {} s for {live} allocation(s) to end; \
+                     press Ctrl-C again to exit now",
+                    timeout.as_secs()
+                );
+            }
             let deadline = tokio::time::Instant::now() + timeout;
             let mut poll = tokio::time::interval(Duration::from_millis(200));
             loop {
