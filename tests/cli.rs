@@ -670,6 +670,23 @@ fn log_format_json_and_text() {
             .unwrap_or_else(|| panic!("no \"turnd ready\" event in {log}"));
         // Fields are top-level keys, not text inside the message.
         assert_eq!(ready["realm"], REALM, "{ready}");
+        // Plain values: an address, not `Some(…)`; listeners one per event,
+        // each address a plain string, not a list printed into a string.
+        let http = ready["http"].as_str().unwrap_or_default();
+        assert!(http.parse::<std::net::SocketAddr>().is_ok(), "{ready}");
+        let listening: Vec<Value> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "listening")
+            .collect();
+        assert_eq!(listening.len(), 1, "{log}");
+        assert_eq!(listening[0]["transport"], "udp");
+        assert!(
+            listening[0]["addr"]
+                .as_str()
+                .is_some_and(|a| a.parse::<std::net::SocketAddr>().is_ok()),
+            "{log}"
+        );
     }
 
     // Text by default, without colours when stderr is not a terminal.
@@ -678,6 +695,7 @@ fn log_format_json_and_text() {
     };
     let log = server_log(&config, &[], &[]);
     assert!(is_text(&log), "{log}");
+    assert!(!log.contains("Some(") && !log.contains("=["), "{log}");
 
     // `[log] format = "json"` in the config; the flag wins over it.
     let json_config = dir.path().join("json.toml");

@@ -382,6 +382,57 @@ pub enum ConfigError {
     },
 }
 
+/// serde's type names in a parse error as a person reads them: "expected
+/// u32" becomes "expected a whole number from 0 to 4294967295".
+fn plain_words(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (serde, plain) in [
+        (
+            "expected u8",
+            format!("expected a whole number from 0 to {}", u8::MAX),
+        ),
+        (
+            "expected u16",
+            format!("expected a whole number from 0 to {}", u16::MAX),
+        ),
+        (
+            "expected u32",
+            format!("expected a whole number from 0 to {}", u32::MAX),
+        ),
+        (
+            "expected u64",
+            format!("expected a whole number from 0 to {}", u64::MAX),
+        ),
+        ("expected usize", "expected a whole number".to_owned()),
+        (
+            "expected a sequence",
+            "expected a list, e.g. [\"…\"]".to_owned(),
+        ),
+        ("expected a boolean", "expected true or false".to_owned()),
+        ("expected a borrowed string", "expected a string".to_owned()),
+    ] {
+        out = out.replace(serde, &plain);
+    }
+    out
+}
+
+/// A multi-line error (toml's, with the offending line drawn under it) as
+/// one line for a log: the drawing is left out, the rest joined by ": ".
+pub fn one_line(message: &str) -> String {
+    let drawing = |l: &str| {
+        let l = l.trim_start();
+        l.starts_with('|')
+            || l.split_once(" |")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    };
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !drawing(l))
+        .collect();
+    lines.join(": ")
+}
+
 fn path_prefix(path: Option<&Path>) -> String {
     path.map(|p| format!("{}: ", p.display()))
         .unwrap_or_default()
@@ -422,7 +473,7 @@ impl Config {
     fn parse_and_validate(s: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(s).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_owned(),
+            message: plain_words(e.to_string().trim_end()),
         })?;
         config.validate().map_err(|e| match e {
             ConfigError::Invalid {

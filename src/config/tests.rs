@@ -346,7 +346,9 @@ fn log_level_accepts_levels_and_directives() {
             .level,
         "info,turnd::core=trace"
     );
-    assert!(err("[log]\nlevel = \"\"\n").contains("log.level \"\" must be one of"));
+    assert!(err("[log]\nlevel = \"\"\n").contains("log.level: the log filter is empty"));
+    assert!(err("[log]\nlevel = \"warnings\"\n").contains("is not a log level"));
+    assert_eq!(parse("[log]\nlevel = \"warning\"\n").log.level, "warning");
     assert!(err("[log]\nlevel = \"info; rm\"\n").contains("log.level"));
 }
 
@@ -370,4 +372,33 @@ fn secrets_never_show_in_debug_output() {
         debug.contains("Password(***)") && debug.contains("Key(***)"),
         "{debug}"
     );
+}
+
+#[test]
+fn type_errors_are_in_plain_words() {
+    let e = err("workers = \"four\"\n");
+    assert!(
+        e.contains("expected a whole number from 0 to 4294967295"),
+        "{e}"
+    );
+    assert!(!e.contains("u32"), "{e}");
+    let e = err("[listen]\nudp = \"0.0.0.0:3478\"\n");
+    assert!(e.contains("line 2"), "{e}");
+    let e = err("[http]\nenabled = 1\n");
+    assert!(e.contains("expected true or false"), "{e}");
+    let e = err("workers = 100000\n");
+    assert!(e.contains("line 1") && e.contains("at most 1024"), "{e}");
+}
+
+#[test]
+fn a_toml_error_fits_one_log_line() {
+    let e = err("workers = \"four\"\n");
+    assert!(e.lines().count() > 1, "{e}");
+    let line = super::one_line(&e);
+    assert!(!line.contains('\n'), "{line}");
+    assert!(
+        line.contains("line 1, column 11") && line.contains("expected a whole number"),
+        "{line}"
+    );
+    assert!(!line.contains('^'), "{line}");
 }

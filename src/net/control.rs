@@ -153,7 +153,8 @@ impl Supervisor {
             Ok(()) => metrics.config_reloads.with_label_values(&["success"]).inc(),
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["failure"]).inc();
-                error!(error = %format!("{e:#}"), "reload refused: the previous config stays in use");
+                let error = crate::config::one_line(&format!("{e:#}"));
+                error!(%error, "reload refused: the previous config stays in use");
             }
         }
         let _ = sd_notify::notify(&[NotifyState::Ready]);
@@ -167,8 +168,7 @@ impl Supervisor {
         let new = Config::load(path)?;
         let filter = self.log_filter_change(&new);
         if let Some(level) = &filter {
-            tracing_subscriber::EnvFilter::try_new(level)
-                .map_err(|e| anyhow::anyhow!("log.level {level:?}: {e}"))?;
+            crate::log_filter::parse(level).map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
         }
         let restart: Vec<&str> = [
             ("listen", self.config.listen != new.listen),

@@ -213,7 +213,15 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             relay_address: advertised,
             workers,
         };
-        info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, http = ?bound.http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, workers, "turnd ready");
+        // One event per listener: every field a plain value, in text and
+        // in JSON alike.
+        for (transport, addrs) in [("udp", &bound.udp), ("tcp", &bound.tcp), ("tls", &bound.tls)] {
+            for addr in addrs {
+                info!(transport, %addr, "listening");
+            }
+        }
+        let http = bound.http.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        info!(udp = bound.udp.len(), tcp = bound.tcp.len(), tls = bound.tls.len(), %http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, workers, "turnd ready");
         if let Some(path) = &opts.ready_file {
             let json = serde_json::to_string(&bound)?;
             // Written whole, then renamed: a reader never sees half of it.
