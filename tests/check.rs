@@ -111,3 +111,35 @@ fn check_warns_about_likely_mistakes() {
         );
     }
 }
+
+/// `[tls]` paths are relative to the config file's directory, and check
+/// opens them (README `[tls]`).
+#[test]
+fn check_opens_the_certificate_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+    let toml = TestConfig {
+        extra: "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n".into(),
+        ..TestConfig::default()
+    }
+    .toml()
+    .replace(
+        "udp = [\"127.0.0.1:0\"]",
+        "udp = [\"127.0.0.1:0\"]\ntls = [\"127.0.0.1:0\"]",
+    );
+    let path = dir.path().join("turnd.toml");
+    fs::write(&path, toml).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnd"));
+    cmd.current_dir("/")
+        .args(["check", "-c", path.to_str().unwrap()])
+        .env_remove("TURND_CONFIG");
+    let run = run_with_timeout(&mut cmd, Duration::from_secs(30));
+    assert_eq!(run.status.code(), Some(1), "{}", run.output);
+    let cert = dir.path().join("cert.pem");
+    assert!(
+        run.output.contains(cert.to_str().unwrap()),
+        "{}",
+        run.output
+    );
+}

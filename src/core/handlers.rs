@@ -498,10 +498,11 @@ impl Server {
         if ip.is_ipv4() != relay.is_ipv4() {
             return Err(reject(443, key));
         }
-        // Our own relay address is a peer whatever the policy says: two
-        // clients of this server talk relay to relay. Only relay ports of it
-        // are reachable (checked on ChannelBind and Send).
-        if self.is_own_relay_ip(ip) {
+        // Our own relay address is a peer whatever the built-in list says:
+        // two clients of this server talk relay to relay. Only relay ports
+        // of it are reachable (checked on ChannelBind and Send). The
+        // operator's `deny` still wins ("deny beats allow").
+        if self.is_own_relay_ip(ip) && !self.cfg.peer_policy.operator_denies(ip) {
             return Ok(ip);
         }
         if let Verdict::Denied(reason) = self.cfg.peer_policy.check(ip) {
