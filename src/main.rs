@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Some(Command::Health(args)) => cli::health::run(args, fallback),
         Some(Command::Completions { shell }) => commands::completions(*shell),
         Some(Command::Man { command, dir }) => commands::man(command.as_deref(), dir.as_deref()),
     };
@@ -115,6 +116,7 @@ fn init_logging(cli: &Cli, config: &Config) -> anyhow::Result<Option<LogReload>>
     });
     let output = match format {
         LogFormat::Text => fmt::layer()
+            .fmt_fields(turnd::log_format::EscapedFields::default())
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .boxed(),
@@ -143,7 +145,7 @@ fn init_logging(cli: &Cli, config: &Config) -> anyhow::Result<Option<LogReload>>
 
 /// The config to run and the file it came from: the file given, else the
 /// default path if it exists, else built-in defaults with a REST secret
-/// generated now (demo mode).
+/// generated now (demo mode). `TURND_*` overrides apply in every case.
 fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>, Option<Secret>)> {
     if let Some(path) = &cli.config {
         return Ok((Config::load(path)?, Some(path.clone()), None));
@@ -152,7 +154,11 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>, Option<Secret>)> 
     if default.exists() {
         return Ok((Config::load(default)?, Some(default.to_path_buf()), None));
     }
-    let mut config = Config::default();
+    let (mut config, _) = Config::defaults_explained(std::env::vars_os())?;
+    if !config.rest.secrets.is_empty() {
+        // TURND_REST_SECRET_FILES gave the secrets: no demo credentials.
+        return Ok((config, None, None));
+    }
     let bytes: [u8; 24] = rand::random();
     let secret = Secret::from(hex::encode(bytes));
     config.rest.secrets.push(secret.clone());

@@ -207,3 +207,37 @@ fn signal(pid: u32, name: &str) {
         .expect("run kill");
     assert!(sent.success(), "kill -{name} {pid}");
 }
+
+/// Routine per-allocation events are debug lines (issue 16 item 4): one
+/// client refreshing in a loop must not write a line per request at the
+/// default level (journald's rate limit would then drop everyone's lines).
+#[test]
+fn refreshes_and_permission_refreshes_are_not_logged_at_info() {
+    let d = TestConfig::default().allow_loopback().start();
+    let mut client = RawClient::with_credentials(d.udp_addr(), USER, PASSWORD);
+    client.allocate();
+    let peer: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for _ in 0..200 {
+        assert_eq!(common::raw::error_code(&client.refresh(600)), None);
+        assert_eq!(
+            common::raw::error_code(&client.create_permission(&[peer])),
+            None
+        );
+    }
+    d.wait_for_metric(
+        "turnd_requests_total",
+        &[("method", "refresh"), ("result", "success")],
+        200.0,
+    );
+    let log = d.stderr();
+    assert!(log.contains("allocation created"), "{log}");
+    // The daemon runs at debug (tests/common); count what info would show.
+    let lines = log
+        .lines()
+        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+        .count();
+    assert!(
+        lines < 20,
+        "400 routine requests wrote {lines} info lines:\n{log}"
+    );
+}

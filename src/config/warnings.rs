@@ -12,8 +12,9 @@ use super::Config;
 pub const MIN_SECRET_BYTES: usize = 16;
 
 impl Config {
-    /// Legal but almost certainly mistaken settings, one sentence each.
-    pub fn warnings(&self) -> Vec<String> {
+    /// Legal but almost certainly mistaken settings, one sentence each
+    /// (part of [`Config::warnings`]).
+    pub(super) fn likely_mistakes(&self) -> Vec<String> {
         let mut out = Vec::new();
         let ports = &self.relay.ports;
         let listeners = self

@@ -81,6 +81,19 @@ impl Daemon {
         Daemon::start_with(config_toml, &Launch::default())
     }
 
+    /// [`Daemon::start`] with extra environment variables (`TURND_*`
+    /// overrides).
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Daemon {
+        let launch = Launch {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Launch::default()
+        };
+        Daemon::start_with(config_toml, &launch)
+    }
+
     /// [`Daemon::start`] with `launch`'s log level, environment and limits.
     pub fn start_with(config_toml: &str, launch: &Launch) -> Daemon {
         Daemon::try_start(config_toml, launch).unwrap_or_else(|(status, stderr)| {
@@ -160,6 +173,11 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The config file turnd was started on (rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("turnd.toml")
     }
 
     pub fn bound(&self) -> &Bound {
@@ -398,6 +416,8 @@ pub struct TestConfig {
     pub users: Vec<(String, String)>,
     pub rest_secrets: Vec<String>,
     pub allow_loopback: bool,
+    /// Raw TOML keys of the `[rest]` table besides `secrets`.
+    pub rest_extra: String,
     /// Raw TOML tables appended at the end (e.g. a `[quota]` table).
     pub extra: String,
 }
@@ -408,6 +428,7 @@ impl Default for TestConfig {
             users: vec![(USER.to_string(), PASSWORD.to_string())],
             rest_secrets: Vec::new(),
             allow_loopback: false,
+            rest_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -436,7 +457,11 @@ impl TestConfig {
             );
         }
         let secrets: Vec<String> = self.rest_secrets.iter().map(|s| q(s)).collect();
-        t += &format!("[rest]\nsecrets = [{}]\n\n", secrets.join(", "));
+        t += &format!(
+            "[rest]\nsecrets = [{}]\n{}\n",
+            secrets.join(", "),
+            self.rest_extra
+        );
         let allow = if self.allow_loopback {
             "\"127.0.0.0/8\""
         } else {
