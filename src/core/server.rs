@@ -419,7 +419,9 @@ impl Server {
         out: &mut Outbox,
     ) {
         self.stats.client_to_peer.count(data.len());
-        out.push(Source::Relay(relay), self.hairpin(peer), data);
+        out.push_relayed(Source::Relay(relay), self.hairpin(peer), |buf| {
+            buf.extend_from_slice(data)
+        });
     }
 
     /// Behind a 1:1 NAT (`relay.external`), traffic from one of our
@@ -521,7 +523,7 @@ impl Server {
                 if !stream && CHANNEL_DATA_HEADER + padded > MAX_UDP_PAYLOAD {
                     return self.drop_packet("too_big");
                 }
-                out.push_with(source, client.client, |buf| {
+                out.push_relayed(source, client.client, |buf| {
                     buf.extend_from_slice(&number.to_be_bytes());
                     buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
                     buf.extend_from_slice(data);
@@ -534,7 +536,7 @@ impl Server {
                     return self.drop_packet("too_big");
                 }
                 let tid: [u8; 12] = rand::Rng::gen(&mut self.rng);
-                out.push_with(source, client.client, |buf| {
+                out.push_relayed(source, client.client, |buf| {
                     indication::write_data(buf, &tid, peer, data)
                 });
             }

@@ -13,7 +13,7 @@
 //! early only when the queue is empty.
 
 use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
@@ -86,13 +86,29 @@ impl BatchSocket {
         self.fd.get_ref()
     }
 
-    /// One `sendto`, now; false when the kernel refused it (a full socket
+    /// One `sendmsg`, now; false when the kernel refused it (a full socket
     /// buffer drops the datagram, as the network would). No readiness gate:
     /// the first datagram of a fresh relay socket goes out at once.
-    pub fn send_to(&self, payload: &[u8], destination: SocketAddr) -> bool {
-        socket2::SockRef::from(self.socket())
-            .send_to(payload, &destination.into())
-            .is_ok()
+    ///
+    /// `src_ip` is the source address for a socket bound to a wildcard
+    /// address (IP_PKTINFO / IPV6_PKTINFO): replies leave from the address
+    /// the request came to (RFC 8489 §6.3.1.2). `ecn` is the ECN field to
+    /// mark the datagram with (RFC 8656 §14).
+    pub fn send(
+        &self,
+        payload: &[u8],
+        destination: SocketAddr,
+        src_ip: Option<IpAddr>,
+        ecn: u8,
+    ) -> bool {
+        let transmit = quinn_udp::Transmit {
+            destination,
+            ecn: quinn_udp::EcnCodepoint::from_bits(ecn),
+            contents: payload,
+            segment_size: None,
+            src_ip,
+        };
+        self.state.try_send(self.socket().into(), &transmit).is_ok()
     }
 
     /// Waits until datagrams may be queued.
