@@ -86,6 +86,11 @@ impl BatchSocket {
         self.fd.get_ref()
     }
 
+    /// [`BatchSocket::send`] from the socket's own address, unmarked.
+    pub fn send_to(&self, payload: &[u8], destination: SocketAddr) -> bool {
+        self.send(payload, destination, None, 0)
+    }
+
     /// One `sendmsg`, now; false when the kernel refused it (a full socket
     /// buffer drops the datagram, as the network would). No readiness gate:
     /// the first datagram of a fresh relay socket goes out at once.
