@@ -187,3 +187,45 @@ fn ecn_marks_are_relayed_both_ways() {
     let (_, meta) = recv_marked(client.socket(), &client_state);
     assert_eq!(meta.ecn, None, "responses are Not-ECT");
 }
+
+/// Item 3 (RFC 8656 §11.5): a datagram relayed to a closed port draws an
+/// ICMP port unreachable, which the client hears of in a Data indication
+/// with an ICMP attribute (type 3, code 3) and the peer's address; counted.
+#[test]
+fn icmp_port_unreachable_reaches_the_client() {
+    let d = wildcard_daemon();
+    let server: SocketAddr = format!("127.0.0.1:{}", listener_port(&d, false))
+        .parse()
+        .unwrap();
+    let mut client = RawClient::new(server);
+    client.allocate();
+    // A port nobody listens on: bound, read, closed.
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    client.create_permission(&[closed]);
+    client.send_indication(closed, b"anyone there?");
+    let bytes = client
+        .recv_raw(ANSWER)
+        .expect("a Data indication with ICMP");
+    let m = decode(&bytes).expect("STUN");
+    assert_eq!(m.typ.value(), 0x0017, "a Data indication: {m}");
+    let icmp = m
+        .get(stun::attributes::AttrType(0x8004))
+        .expect("an ICMP attribute");
+    // 16 reserved bits, 7-bit type 3, 9-bit code 3, error data 0.
+    assert_eq!(icmp, [0, 0, 3 << 1, 3, 0, 0, 0, 0]);
+    assert!(m.get(stun::attributes::ATTR_DATA).is_err(), "no DATA");
+    let mut peer = stun::xoraddr::XorMappedAddress::default();
+    peer.get_from_as(&m, stun::attributes::ATTR_XOR_PEER_ADDRESS)
+        .unwrap();
+    assert_eq!(SocketAddr::new(peer.ip, peer.port), closed);
+    d.wait_for_metric("turnd_icmp_relayed_total", &[], 1.0);
+    // The relay still works afterwards: the next datagram is sent.
+    let open = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.create_permission(&[open.local_addr().unwrap()]);
+    client.send_indication(open.local_addr().unwrap(), b"still here");
+    let (data, _) = recv_from(&open);
+    assert_eq!(data, b"still here");
+}

@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use five_tuple::{FiveTuple, Transport};
+pub use indication::Icmp;
 pub use server::{Alternates, CoreConfig, Server};
 
 /// The current time, as both clocks: the monotonic one orders expiries, the

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod clock;
 pub mod control;
+mod icmp;
 pub mod stream;
 pub mod tls;
 mod udp;

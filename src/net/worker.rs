@@ -101,7 +101,7 @@ impl Worker {
         addr: SocketAddr,
         socket: std::net::UdpSocket,
     ) -> io::Result<()> {
-        let udp = Rc::new(BatchSocket::new(socket)?);
+        let udp = Rc::new(BatchSocket::relay(socket)?);
         let reader =
             tokio::task::spawn_local(read_peers(self.clone(), addr, udp.clone())).abort_handle();
         self.relays.borrow_mut().insert(addr, Relay { udp, reader });
@@ -191,6 +191,9 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
+            if readable.errored() {
+                self.relay_icmp(udp);
+            }
             let mut failed = false;
             for round in 1.. {
                 // Under a flood the socket never runs dry: let this worker's
@@ -231,6 +234,29 @@ impl Worker {
         }
     }
 }
+
+impl Worker {
+    /// Hands the ICMP errors queued on relay socket `udp` to the engine
+    /// (at most [`MAX_ICMP_PER_WAKEUP`] per wakeup: a flood of them must
+    /// not starve the data path; the rest wait for the next wakeup).
+    fn relay_icmp(self: &Rc<Self>, udp: &BatchSocket) {
+        let Ok(relay) = udp.socket().local_addr() else {
+            return;
+        };
+        let now = clock::now();
+        self.with_server(|server, _, out| {
+            for _ in 0..MAX_ICMP_PER_WAKEUP {
+                let Some((peer, icmp)) = udp.icmp_error() else {
+                    break;
+                };
+                server.handle_icmp(now, relay, peer, icmp, out);
+            }
+        });
+    }
+}
+
+/// ICMP errors read from one relay socket per wakeup.
+const MAX_ICMP_PER_WAKEUP: usize = 64;
 
 /// Receive batches from one socket before giving the other tasks of the
 /// worker a turn.
