@@ -39,7 +39,7 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
-fn de_alternate<'de, D: Deserializer<'de>>(d: D) -> Result<Alternates, D::Error> {
+pub(super) fn de_alternate<'de, D: Deserializer<'de>>(d: D) -> Result<Alternates, D::Error> {
     let list = match OneOrMany::deserialize(d)? {
         OneOrMany::One(s) if s.is_empty() => vec![],
         OneOrMany::One(s) => vec![s],

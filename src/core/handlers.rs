@@ -13,7 +13,8 @@ use stun::message::{
 use tracing::{debug, info};
 
 use super::allocation::{Allocation, Channel};
-use super::auth::{quota_user, Key, Refusal};
+use super::auth::{quota_user, Key};
+use super::classic::ChangeRequest;
 use super::expiry::Timer;
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
@@ -147,6 +148,10 @@ impl Server {
                         self.nonce_key.issue(now.unix_secs, ft.client).as_bytes(),
                     );
                 }
+                // The one 420 a handler gives: DONT-FRAGMENT it cannot honour.
+                if r.code == 420 {
+                    message::add_unknown_attributes(&mut m, &[ATTR_DONT_FRAGMENT]);
+                }
                 if let (300, Some(alternate)) = (r.code, self.alternate.for_client(ft.client)) {
                     message::add_plain_address(&mut m, ATTR_ALTERNATE_SERVER, alternate);
                 }
@@ -176,7 +181,19 @@ impl Server {
     /// source, FINGERPRINT when the request had one.
     fn binding(&mut self, ft: FiveTuple, req: &Request) -> Vec<u8> {
         self.metrics.count_binding(ft.transport.as_str());
-        let unknown = req.unknown_required(message::KNOWN_REQUIRED);
+        let mut unknown = req.unknown_required(message::KNOWN_REQUIRED);
+        // CHANGE-REQUEST with no flag set (stuntman's stunclient sends one)
+        // is a plain Binding; a flag set asks for an address turnd does not
+        // have (RFC 5780 §7.2).
+        match ChangeRequest::parse(req.get(ATTR_CHANGE_REQUEST)) {
+            ChangeRequest::None => unknown.retain(|t| *t != ATTR_CHANGE_REQUEST),
+            ChangeRequest::Change => {}
+            ChangeRequest::Malformed => {
+                self.count("binding", "400");
+                let m = message::error_response(req, 400);
+                return message::finish(m, None, req.has_fingerprint);
+            }
+        }
         if !unknown.is_empty() {
             self.count("binding", "420");
             let mut m = message::error_response(req, 420);
@@ -225,12 +242,8 @@ impl Server {
         }
         let keys = match self.cfg.credentials.keys(&username, now.unix_secs) {
             Ok(keys) => keys,
-            Err(Refusal::UnknownUser) => {
-                self.auth_failure("unknown_user");
-                return Err(unauthorized);
-            }
-            Err(Refusal::Expired) => {
-                self.auth_failure("expired_credential");
+            Err(refusal) => {
+                self.auth_failure(refusal.reason());
                 return Err(unauthorized);
             }
         };
@@ -349,6 +362,14 @@ impl Server {
             }
         };
         let relay = SocketAddr::new(ip, port);
+        // DONT-FRAGMENT (§7.2): DF on this allocation's datagrams, or 420
+        // where the platform cannot set it.
+        if req.get(ATTR_DONT_FRAGMENT).is_some() && relays.dont_fragment(relay).is_err() {
+            self.ports.release(ip, port, relays);
+            self.global.unhold(port);
+            self.global.release(&user);
+            return Err(reject(420, key));
+        }
         let advertised = SocketAddr::new(self.cfg.relay_advertised, port);
 
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
@@ -412,9 +433,9 @@ impl Server {
     }
 
     /// The relay port reserved under RESERVATION-TOKEN `token` (RFC 8656
-    /// §7.2), with the quota slot the reservation held: it passes to the
-    /// new allocation when `user` made the reservation, else it is given
-    /// back and `user` is admitted. Errors are codes.
+    /// §7.2), with the quota slot the reservation held, which passes to
+    /// the new allocation. Only `user`, who made the reservation, may
+    /// claim it. Errors are codes.
     fn claim(
         &mut self,
         token: &[u8],
@@ -422,19 +443,10 @@ impl Server {
         relays: &mut dyn RelaySockets,
     ) -> Result<u16, u16> {
         let t = u64::from_be_bytes(token.try_into().map_err(|_| 400u16)?);
-        let (addr, owner) = self.global.take_reservation(t).ok_or(508u16)?;
+        // Only the user who made the reservation may claim it; another
+        // user's claim leaves it in place.
+        let addr = self.global.claim_reservation(t, user).ok_or(508u16)?;
         self.timers.cancel(Timer::Reservation(t));
-        let admitted = if owner == user {
-            Ok(())
-        } else {
-            self.global.release(&owner);
-            self.admit(user)
-        };
-        if let Err(code) = admitted {
-            relays.unreserve(addr);
-            self.global.unhold(addr.port());
-            return Err(code);
-        }
         if relays.claim(addr).is_err() {
             self.global.unhold(addr.port());
             self.global.release(user);
@@ -520,7 +532,7 @@ impl Server {
         } else if let Some(alloc) = self.allocations.get_mut(&ft) {
             alloc.expires = now.instant + lifetime;
             self.timers.schedule(Timer::Allocation(ft), alloc.expires);
-            info!(client = %self.redact.show(ft.client), lifetime_s = lifetime.as_secs(), "allocation refreshed");
+            debug!(client = %self.redact.show(ft.client), lifetime_s = lifetime.as_secs(), "allocation refreshed");
         }
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
         m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());

@@ -26,6 +26,8 @@ use stun::message::{
 };
 use stun::xoraddr::XorMappedAddress;
 
+use super::classic::{classic_change_request, ChangeRequest};
+
 /// Why bytes from the network were dropped without an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Malformed {
@@ -56,9 +58,11 @@ pub enum Inbound<'a> {
         number: u16,
         data: &'a [u8],
     },
-    /// An RFC 3489 Binding request (no magic cookie): its 16-byte id.
+    /// An RFC 3489 Binding request (no magic cookie): its 16-byte id and
+    /// what its CHANGE-REQUEST asks for.
     ClassicBinding {
         transaction_id: [u8; 16],
+        change: ChangeRequest,
     },
 }
 
@@ -141,7 +145,11 @@ fn decode_stun(data: &[u8]) -> Result<Inbound<'_>, Malformed> {
         if typ == 0x0001 && len % 4 == 0 && data.len() >= end {
             let mut transaction_id = [0u8; 16];
             transaction_id.copy_from_slice(&header[4..20]);
-            return Ok(Inbound::ClassicBinding { transaction_id });
+            let change = classic_change_request(&data[MESSAGE_HEADER_SIZE..end]);
+            return Ok(Inbound::ClassicBinding {
+                transaction_id,
+                change,
+            });
         }
         return Err(Malformed::NotStun);
     }

@@ -173,4 +173,8 @@ pub trait RelaySockets {
     fn claim(&mut self, addr: SocketAddr) -> io::Result<()>;
     /// Closes a reserved socket nobody claimed.
     fn unreserve(&mut self, addr: SocketAddr);
+    /// Sets the don't-fragment bit on every datagram the open relay socket
+    /// at `addr` sends (DONT-FRAGMENT, RFC 8656 §7.2); an error means the
+    /// platform cannot, and the Allocate gets 420.
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()>;
 }

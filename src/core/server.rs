@@ -13,7 +13,8 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
 use super::allocation::Allocation;
-use super::auth::{quota_user, Credentials};
+use super::auth::{quota_user, Credentials, RestPolicy, UsernameChars};
+use super::classic::ChangeRequest;
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
@@ -91,7 +92,16 @@ impl CoreConfig {
             .map(|s| s.expose().to_string())
             .collect();
         CoreConfig {
-            credentials: Credentials::new(cfg.realm.clone(), users, secrets),
+            credentials: Credentials::new(cfg.realm.clone(), users, secrets).with_rest_policy(
+                RestPolicy {
+                    max_ttl_s: cfg.rest.max_ttl_s,
+                    max_username_bytes: cfg.rest.max_username_bytes.into(),
+                    chars: match cfg.rest.username_chars {
+                        crate::config::UsernameChars::Printable => UsernameChars::Printable,
+                        crate::config::UsernameChars::Ascii => UsernameChars::Ascii,
+                    },
+                },
+            ),
             relay_bind: cfg.relay.bind,
             relay_advertised: advertised,
             port_low: cfg.relay.ports.low,
@@ -308,13 +318,26 @@ impl Server {
             Inbound::ChannelData { number, data } => {
                 self.channel_data_from_client(now, five_tuple, number, data, out)
             }
-            Inbound::ClassicBinding { transaction_id } => {
+            Inbound::ClassicBinding {
+                transaction_id,
+                change,
+            } => {
                 if !self.unauthenticated_allowed(now, five_tuple) {
                     return;
                 }
                 self.metrics.count_binding(five_tuple.transport.as_str());
-                self.metrics.count_request("binding", None);
-                let payload = classic::binding_response(&transaction_id, five_tuple.client);
+                let payload = if change == ChangeRequest::None {
+                    self.metrics.count_request("binding", None);
+                    classic::binding_response(&transaction_id, five_tuple.client)
+                } else {
+                    let code = if change == ChangeRequest::Malformed {
+                        400
+                    } else {
+                        420
+                    };
+                    self.metrics.count_request("binding", Some(code));
+                    classic::change_refused(&transaction_id, change)
+                };
                 out.push(Source::Client(five_tuple), five_tuple.client, &payload);
             }
             Inbound::Stun(mut req) => match req.class() {

@@ -49,6 +49,8 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "stale_nonce",
     "unknown_user",
     "expired_credential",
+    "bad_username",
+    "credential_lifetime",
     "bad_integrity",
     "relay_disabled",
 ];

@@ -39,6 +39,10 @@ pub const UNIX_START: u64 = 1_800_000_000;
 pub struct FakeRelays {
     pub open: HashSet<SocketAddr>,
     pub taken: HashSet<u16>,
+    /// Relay sockets that send with the don't-fragment bit.
+    pub dont_fragment: HashSet<SocketAddr>,
+    /// A platform that cannot set it.
+    pub no_dont_fragment: bool,
 }
 
 impl RelaySockets for FakeRelays {
@@ -66,6 +70,14 @@ impl RelaySockets for FakeRelays {
     }
     fn unreserve(&mut self, addr: SocketAddr) {
         self.close(addr)
+    }
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()> {
+        assert!(self.open.contains(&addr), "DF on a closed socket: {addr}");
+        if self.no_dont_fragment {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        self.dont_fragment.insert(addr);
+        Ok(())
     }
 }
 
