@@ -72,6 +72,7 @@ pub const DROP_REASONS: &[&str] = &[
     "unknown_indication",
     "unsupported_method",
     "peer_family",
+    "icmp_ignored",
     "too_big",
     "send_failed",
     "rate_limited",
@@ -141,6 +142,9 @@ pub struct Metrics {
     pub quota_rejections: IntCounterVec,
     /// `turnd_dropped_packets_total{reason}`, reason in [`DROP_REASONS`].
     pub dropped_packets: IntCounterVec,
+    /// `turnd_icmp_relayed_total`: ICMP errors told to clients in Data
+    /// indications (RFC 8656 §11.5).
+    pub icmp_relayed: IntCounter,
     /// `turnd_log_lines_suppressed_total{kind}`, kind in [`AUDIT_KINDS`].
     pub log_lines_suppressed: IntCounterVec,
     /// `turnd_relay_ports_in_use`.
@@ -288,6 +292,12 @@ impl Metrics {
             "Packets dropped without a response, by reason.",
             &["reason"],
         );
+        let icmp_relayed = IntCounter::new(
+            "turnd_icmp_relayed_total",
+            "ICMP errors from peers' networks told to clients in Data indications (RFC 8656 §11.5).",
+        )
+        .unwrap_or_else(|e| panic!("invalid metric turnd_icmp_relayed_total: {e}"));
+        register(r, icmp_relayed.clone(), "turnd_icmp_relayed_total");
         let log_lines_suppressed = counter_vec(
             r,
             "turnd_log_lines_suppressed_total",
@@ -433,6 +443,7 @@ impl Metrics {
             peer_denied,
             quota_rejections,
             dropped_packets,
+            icmp_relayed,
             log_lines_suppressed,
             relay_ports_in_use,
             relay_ports_total,
@@ -589,6 +600,7 @@ mod tests {
         "turnd_peer_denied_total",
         "turnd_quota_rejections_total",
         "turnd_dropped_packets_total",
+        "turnd_icmp_relayed_total",
         "turnd_log_lines_suppressed_total",
         "turnd_relay_ports_in_use",
         "turnd_relay_ports_configured",

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod control;
 mod descriptors;
 mod holders;
+mod icmp;
 pub mod offload;
 pub mod stream;
 pub mod tls;
