@@ -138,6 +138,7 @@ pub const OVERRIDES: &[Override] = &[
             Ok(())
         },
         show: |c| match c.rest.secrets.len() {
+            0 => "(none)".into(),
             1 => "1 secret".into(),
             n => format!("{n} secrets"),
         },
