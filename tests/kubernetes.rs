@@ -23,11 +23,16 @@ const VERSIONS: &[&str] = &["1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0"];
 /// The image's user (deploy/oci/build.sh).
 const IMAGE_UID: i64 = 65532;
 
-fn render() -> Option<String> {
+/// The kustomizations: the default (external address from the downward
+/// API) and the overlay for nodes behind 1:1 NAT.
+const DEFAULT: &str = "deploy/kubernetes";
+const NAT: &str = "deploy/kubernetes/overlays/nat";
+
+fn render(path: &str) -> Option<String> {
     if !require_tool("kubectl") {
         return None;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     let run = run_with_timeout(
         Command::new("kubectl").arg("kustomize").arg(&dir),
         TOOL_LIMIT,
@@ -44,13 +49,19 @@ fn kind<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
 
 #[test]
 fn manifests_validate_against_supported_kubernetes_versions() {
-    let Some(rendered) = render() else { return };
-    if !require_tool("kubernetes-validate") {
-        return;
+    for path in [DEFAULT, NAT] {
+        let Some(rendered) = render(path) else { return };
+        if !require_tool("kubernetes-validate") {
+            return;
+        }
+        validate(path, &rendered);
     }
+}
+
+fn validate(path: &str, rendered: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("turnd.yaml");
-    fs::write(&file, &rendered).unwrap();
+    fs::write(&file, rendered).unwrap();
     for version in VERSIONS {
         let run = run_with_timeout(
             Command::new("kubernetes-validate")
@@ -60,7 +71,7 @@ fn manifests_validate_against_supported_kubernetes_versions() {
         );
         assert!(
             run.status.success() && !run.output.contains("ERROR"),
-            "Kubernetes {version}:\n{}",
+            "{path}, Kubernetes {version}:\n{}",
             run.output
         );
         for kind in [
@@ -72,7 +83,7 @@ fn manifests_validate_against_supported_kubernetes_versions() {
         ] {
             assert!(
                 run.output.contains(&format!("passed for resource {kind}/")),
-                "{kind} not validated against {version}:\n{}",
+                "{path}: {kind} not validated against {version}:\n{}",
                 run.output
             );
         }
@@ -81,7 +92,9 @@ fn manifests_validate_against_supported_kubernetes_versions() {
 
 #[test]
 fn daemonset_is_host_network_restricted_and_drains() {
-    let Some(rendered) = render() else { return };
+    let Some(rendered) = render(DEFAULT) else {
+        return;
+    };
     let docs = YamlLoader::load_from_str(&rendered).expect("rendered YAML parses");
     let ds = kind(&docs, "DaemonSet");
     let pod = &ds["spec"]["template"]["spec"];
@@ -221,4 +234,50 @@ fn daemonset_is_host_network_restricted_and_drains() {
         "{}",
         run.output
     );
+}
+
+#[test]
+fn nat_overlay_reads_the_external_address_from_the_node_annotation() {
+    let Some(rendered) = render(NAT) else { return };
+    let docs = YamlLoader::load_from_str(&rendered).expect("rendered YAML parses");
+    let pod = &kind(&docs, "DaemonSet")["spec"]["template"]["spec"];
+    let env_names = |c: &Yaml| -> Vec<String> {
+        c["env"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let turnd = &pod["containers"][0];
+    let names = env_names(turnd);
+    assert!(
+        names.iter().any(|n| n == "TURND_RELAY_EXTERNAL_FILE"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n == "TURND_RELAY_EXTERNAL"),
+        "{names:?}"
+    );
+    // turnd still has no API token: only the init container mounts one.
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
+    let init = &pod["initContainers"][0];
+    let mounts = |c: &Yaml| -> Vec<String> {
+        c["volumeMounts"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(mounts(init).iter().any(|m| m == "init-token"));
+    assert!(!mounts(turnd).iter().any(|m| m == "init-token"));
+    assert!(mounts(turnd).iter().any(|m| m == "run"));
+    assert_eq!(
+        init["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+    let role = kind(&docs, "ClusterRole");
+    assert_eq!(role["rules"][0]["resources"][0].as_str(), Some("nodes"));
+    assert_eq!(role["rules"][0]["verbs"].as_vec().map(Vec::len), Some(1));
 }
