@@ -656,9 +656,12 @@ fn a_failed_start_exits_and_says_why() {
     let started = Instant::now();
     let out = turnd(&["--config", config], None);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!("cannot bind HTTP endpoint on 127.0.0.1:{port}")),
-        "{}",
+    assert_eq!(
+        stderr(&out)
+            .matches(&format!("cannot bind HTTP endpoint on 127.0.0.1:{port}"))
+            .count(),
+        1,
+        "the reason, once:\n{}",
         stderr(&out)
     );
     assert!(

@@ -244,6 +244,13 @@ impl RelaySockets for Relays<'_> {
             ),
         }
     }
+
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()> {
+        match self.kernel.sockets.get(&addr) {
+            Some(s) if s.worker == self.worker && !s.reserved => Ok(()),
+            other => panic!("worker {} set DF on {addr}, which is {other:?}", self.worker),
+        }
+    }
 }
 
 /// What a run reached, for the seed tests (a seed that never allocates

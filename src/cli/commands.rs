@@ -34,6 +34,9 @@ pub fn check(args: &CheckArgs, fallback: Option<&Path>) -> anyhow::Result<()> {
     if let (Some(tls), false) = (&config.tls, config.listen.tls.is_empty()) {
         turnd::net::tls::load(tls).with_context(|| path.display().to_string())?;
     }
+    for warning in config.warnings() {
+        eprintln!("turnd: warning: {}: {warning}", path.display());
+    }
     println!("{}: ok", path.display());
     // The per-node values and where each came from: an operator checking a
     // container or a fleet node sees what the environment changed.

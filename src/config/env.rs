@@ -187,15 +187,29 @@ pub const OVERRIDES: &[Override] = &[
         var: "TURND_DRAIN_ALTERNATE_SERVER",
         key: "drain.alternate_server",
         apply: |c, v, _| {
-            let alternate: Option<SocketAddr> =
-                drain::de_alternate(v.into_deserializer()).map_err(msg)?;
-            c.drain.alternate_server = alternate;
+            // One address, or one per family separated by a comma.
+            let list: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            let seq: serde::de::value::SeqDeserializer<_, ValueError> = list.into_deserializer();
+            c.drain.alternate_server = drain::de_alternate(seq).map_err(msg)?;
             Ok(())
         },
         show: |c| {
-            c.drain
-                .alternate_server
-                .map_or("(none)".into(), |a| a.to_string())
+            let a = c.drain.alternate_server;
+            let list: Vec<String> =
+                a.v4.iter()
+                    .chain(a.v6.iter())
+                    .map(|a| a.to_string())
+                    .collect();
+            if list.is_empty() {
+                "(none)".into()
+            } else {
+                list.join(",")
+            }
         },
         file_keys: &["drain.alternate_server"],
     },

@@ -16,6 +16,7 @@ use serde::Deserialize;
 mod drain;
 mod env;
 mod rate_limit;
+mod rest;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -26,11 +27,12 @@ pub use env::{
     Override as EnvOverride, Provenance, Source, CLI_VARIABLES, OVERRIDES as ENV_OVERRIDES,
 };
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
+pub use rest::{Rest, UsernameChars, DEFAULT_REST_MAX_TTL_S, DEFAULT_REST_MAX_USERNAME_BYTES};
 pub use stream::*;
 use types::{
     check_log_level, check_realm, check_user_name, de_at_least_1, de_http_listen, de_log_level,
-    de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_secrets,
-    de_udp_listeners, with_base_dir, FileSecret,
+    de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_udp_listeners,
+    with_base_dir,
 };
 pub use types::{parse_net, PortRange, PortRangeError, Secret, User, UserCredential};
 
@@ -66,6 +68,9 @@ pub const MAX_CHANNELS_PER_ALLOCATION: u32 = 0x4000;
 pub const DEFAULT_LIFETIME_S: u32 = 600;
 /// `allocation.max_lifetime_s`: RFC 8656 §7.2's recommended maximum.
 pub const DEFAULT_MAX_LIFETIME_S: u32 = 3600;
+/// The longest allocation and nonce lifetimes RFC 8656 recommends (§7.2,
+/// §5); longer ones are accepted with a warning.
+pub const RECOMMENDED_MAX_S: u32 = 3600;
 /// `allocation.nonce_lifetime_s`: after this a nonce is stale (438).
 pub const DEFAULT_NONCE_LIFETIME_S: u32 = 600;
 /// `http.listen`: `/metrics`, `/healthz`, `/readyz`, on loopback only.
@@ -165,32 +170,6 @@ impl Default for Relay {
             external: None,
             ports: DEFAULT_RELAY_PORTS,
         }
-    }
-}
-
-/// `[rest]`: TURN REST API shared secrets (coturn's `static-auth-secret`).
-/// The first secret is the current one; the others are still accepted
-/// (rotation).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(from = "RawRest")]
-pub struct Rest {
-    pub secrets: Vec<Secret>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRest {
-    #[serde(default, deserialize_with = "de_secrets")]
-    secrets: Vec<Secret>,
-    #[serde(default)]
-    secret_files: Vec<FileSecret>,
-}
-
-impl From<RawRest> for Rest {
-    fn from(raw: RawRest) -> Self {
-        let mut secrets = raw.secrets;
-        secrets.extend(raw.secret_files.into_iter().map(|f| f.0));
-        Rest { secrets }
     }
 }
 
@@ -544,6 +523,15 @@ impl Config {
             if matches!(&user.credential, UserCredential::Password(p) if p.expose().is_empty()) {
                 return Err(format!("users: user {:?} has an empty password", user.name));
             }
+            if let UserCredential::Password(p) = &user.credential {
+                if let Some(c) = crate::core::precis::disallowed(p.expose()) {
+                    return Err(format!(
+                        "users: the password of user {:?} holds control character {:?}, which \
+                         an OpaqueString may not (RFC 8265 §4.2, RFC 8489 §9.2.2)",
+                        user.name, c
+                    ));
+                }
+            }
         }
         if self.rest.secrets.iter().any(|s| s.expose().is_empty()) {
             return Err("rest.secrets must not hold an empty secret".into());
@@ -585,6 +573,28 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Settings that are valid but go against an RFC recommendation: the
+    /// operator is warned (at start, on reload, by `turnd check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let a = &self.allocation;
+        let mut out = Vec::new();
+        if a.max_lifetime_s > RECOMMENDED_MAX_S {
+            out.push(format!(
+                "allocation.max_lifetime_s ({}) is above {RECOMMENDED_MAX_S}: RFC 8656 §7.2 \
+                 recommends allocations live at most an hour between refreshes",
+                a.max_lifetime_s
+            ));
+        }
+        if a.nonce_lifetime_s > RECOMMENDED_MAX_S {
+            out.push(format!(
+                "allocation.nonce_lifetime_s ({}) is above {RECOMMENDED_MAX_S}: RFC 8656 §5 \
+                 says nonces should expire at least once an hour",
+                a.nonce_lifetime_s
+            ));
+        }
+        out
     }
 
     /// Whether any credential is configured (a static user or a REST

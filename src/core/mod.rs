@@ -21,6 +21,7 @@ pub mod message;
 pub mod nonce;
 pub mod peer_policy;
 pub mod ports;
+pub mod precis;
 pub mod rate_limit;
 pub mod redact;
 pub mod server;
@@ -30,7 +31,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use five_tuple::{FiveTuple, Transport};
-pub use server::{CoreConfig, Server};
+pub use server::{Alternates, CoreConfig, Server};
 
 /// The current time, as both clocks: the monotonic one orders expiries, the
 /// wall clock (seconds since the Unix epoch) checks TURN REST usernames and
@@ -132,4 +133,8 @@ pub trait RelaySockets {
     fn claim(&mut self, addr: SocketAddr) -> io::Result<()>;
     /// Closes a reserved socket nobody claimed.
     fn unreserve(&mut self, addr: SocketAddr);
+    /// Sets the don't-fragment bit on every datagram the open relay socket
+    /// at `addr` sends (DONT-FRAGMENT, RFC 8656 §7.2); an error means the
+    /// platform cannot, and the Allocate gets 420.
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()>;
 }

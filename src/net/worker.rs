@@ -77,6 +77,12 @@ impl RelaySockets for Relays<'_> {
             self.0.process.metrics.relay_ports_in_use.dec();
         }
     }
+
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let relays = self.0.relays.borrow();
+        let relay = relays.get(&addr).ok_or(io::ErrorKind::NotFound)?;
+        super::batch::set_dont_fragment(relay.udp.socket(), true)
+    }
 }
 
 impl Worker {
