@@ -486,7 +486,7 @@ impl Config {
         vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
         dir: &Path,
         path: Option<&Path>,
-    ) -> Result<Vec<&'static str>, ConfigError> {
+    ) -> Result<Vec<String>, ConfigError> {
         let applied = env::apply(self, vars, dir).map_err(|message| ConfigError::Invalid {
             path: None,
             message,
