@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 mod drain;
 mod rate_limit;
+mod redirect;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ mod types;
 
 pub use drain::{Drain, DEFAULT_DRAIN_TIMEOUT_S};
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
+pub use redirect::Redirect;
 pub use stream::*;
 use types::{
     check_log_level, check_realm, check_user_name, de_at_least_1, de_http_listen, de_log_level,
@@ -114,6 +116,8 @@ pub struct Config {
     pub workers: u32,
     #[serde(default)]
     pub drain: Drain,
+    #[serde(default)]
+    pub redirect: Redirect,
 }
 
 /// `[listen]`: the addresses clients send STUN/TURN to. A key left out of
@@ -340,6 +344,7 @@ impl Default for Config {
             rate_limit: RateLimit::default(),
             workers: 0,
             drain: Drain::default(),
+            redirect: Redirect::default(),
         }
     }
 }
@@ -431,6 +436,9 @@ impl Config {
         check_realm(&self.realm)?;
         check_log_level(&self.log.level)?;
 
+        if self.redirect.allocations_threshold > 0 && self.redirect.alternates.is_empty() {
+            return Err("redirect.allocations_threshold is set but redirect.alternates is empty: name the nodes to send clients to (e.g. alternates = [\"203.0.113.8:3478\"])".into());
+        }
         let l = &self.listen;
         if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {
             return Err(

@@ -23,6 +23,7 @@ pub mod peer_policy;
 pub mod ports;
 pub mod rate_limit;
 pub mod redact;
+pub mod redirect;
 pub mod server;
 
 use std::io;
