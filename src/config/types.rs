@@ -373,16 +373,12 @@ fn de_user_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(s)
 }
 
-/// `log.level`: a level or an `EnvFilter`-like directive list.
+/// `log.level`: a level or directives, checked as start-up reads them
+/// ([`crate::log_filter`]).
 pub(super) fn check_log_level(level: &str) -> Result<(), String> {
-    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_=,:".contains(c);
-    if level.is_empty() || !level.chars().all(ok) {
-        return Err(format!(
-            "log.level {level:?} must be one of trace, debug, info, warn, error, or directives \
-             such as \"info,turnd=debug\" (characters a-z 0-9 _ = , :)"
-        ));
-    }
-    Ok(())
+    crate::log_filter::parse(level)
+        .map(drop)
+        .map_err(|e| format!("log.level: {e}"))
 }
 
 pub(super) fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

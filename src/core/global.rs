@@ -113,6 +113,17 @@ impl Global {
         self.lock().reservations.remove(&token)
     }
 
+    /// Takes the reservation of `token` if `user` made it (RFC 8656 §14.9:
+    /// the token is the reserving client's, not a bearer ticket); another
+    /// user's claim leaves it in place.
+    pub fn claim_reservation(&self, token: u64, user: &str) -> Option<SocketAddr> {
+        let mut g = self.lock();
+        match g.reservations.get(&token) {
+            Some((_, owner)) if owner == user => g.reservations.remove(&token).map(|(a, _)| a),
+            _ => None,
+        }
+    }
+
     /// Reservations not yet claimed or expired (each holds a quota slot).
     pub fn reservations(&self) -> usize {
         self.lock().reservations.len()
@@ -184,6 +195,7 @@ mod tests {
         let g = Global::default();
         let addr = "192.0.2.1:50001".parse().unwrap();
         g.reserve(7, addr, "alice");
+        assert_eq!(g.claim_reservation(7, "mallory"), None, "not mallory's");
         assert_eq!(g.take_reservation(7), Some((addr, "alice".to_string())));
         assert_eq!(g.take_reservation(7), None);
     }

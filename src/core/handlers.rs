@@ -13,7 +13,7 @@ use stun::message::{
 use tracing::{debug, info};
 
 use super::allocation::{Allocation, Channel};
-use super::auth::{quota_user, Key, Refusal};
+use super::auth::{quota_user, Key};
 use super::classic::ChangeRequest;
 use super::expiry::Timer;
 use super::global::QuotaExceeded;
@@ -26,24 +26,6 @@ use super::server::{
 };
 use super::{FiveTuple, Now, RelaySockets};
 use crate::metrics::RESULT_SUCCESS;
-
-/// ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18): comprehension-optional, ignored.
-/// Attributes a TURN request may carry without a 420.
-const KNOWN: &[AttrType] = &[
-    ATTR_USERNAME,
-    ATTR_MESSAGE_INTEGRITY,
-    ATTR_REALM,
-    ATTR_NONCE,
-    ATTR_LIFETIME,
-    ATTR_REQUESTED_TRANSPORT,
-    ATTR_DONT_FRAGMENT,
-    ATTR_EVEN_PORT,
-    ATTR_RESERVATION_TOKEN,
-    ATTR_REQUESTED_ADDRESS_FAMILY,
-    ATTR_XOR_PEER_ADDRESS,
-    ATTR_CHANNEL_NUMBER,
-    ATTR_DATA,
-];
 
 /// Channel numbers a client may bind: RFC 8656 §12 allows 0x4000-0x4FFF;
 /// RFC 5766 clients use up to 0x7FFF, which is accepted too.
@@ -64,6 +46,19 @@ fn method_label(method: Method) -> &'static str {
     }
 }
 
+/// True for the request methods turnd answers; requests of any other
+/// method are discarded (RFC 8489 §6.3).
+pub(super) fn serves(method: Method) -> bool {
+    matches!(
+        method,
+        METHOD_BINDING
+            | METHOD_ALLOCATE
+            | METHOD_REFRESH
+            | METHOD_CREATE_PERMISSION
+            | METHOD_CHANNEL_BIND
+    )
+}
+
 /// A handler's answer: the error code and whether it is sent with integrity.
 struct Reject {
     code: u16,
@@ -81,6 +76,17 @@ fn reject(code: u16, key: Key) -> Reject {
 struct Authed {
     key: Key,
     username: String,
+}
+
+/// Whether `peer` is of the relay address's family (RFC 8656 §9.2, §12.2:
+/// 443 otherwise). An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is of
+/// neither: an IPv4 relay socket cannot send to an IPv6 address, and an
+/// IPv6 one (IPV6_V6ONLY) cannot reach an IPv4 peer.
+pub(super) fn same_family(relay: SocketAddr, peer: SocketAddr) -> bool {
+    match peer.ip() {
+        IpAddr::V4(_) => relay.is_ipv4(),
+        IpAddr::V6(ip) => relay.is_ipv6() && ip.to_ipv4_mapped().is_none(),
+    }
 }
 
 fn u32_attr(value: &[u8]) -> Option<u32> {
@@ -108,7 +114,7 @@ impl Server {
         let result = match self.authenticate(now, ft, req) {
             Err(reply) => Err(reply),
             Ok(authed) => {
-                let unknown = req.unknown_required(KNOWN);
+                let unknown = req.unknown_required(message::KNOWN_REQUIRED);
                 if !unknown.is_empty() {
                     self.count(label, "420");
                     let mut m = message::error_response(req, 420);
@@ -126,6 +132,7 @@ impl Server {
                     METHOD_REFRESH => self.refresh(now, ft, req, authed, relays),
                     METHOD_CREATE_PERMISSION => self.create_permission(now, ft, req, authed),
                     METHOD_CHANNEL_BIND => self.channel_bind(now, ft, req, authed),
+                    // Only methods that `serves` reach here.
                     _ => Err(reject(400, authed.key)),
                 }
             }
@@ -178,14 +185,7 @@ impl Server {
     /// source, FINGERPRINT when the request had one.
     fn binding(&mut self, ft: FiveTuple, req: &Request) -> Vec<u8> {
         self.metrics.count_binding(ft.transport.as_str());
-        // ICE connectivity checks (RFC 8445 §7.1) may reach a STUN server.
-        let ice = [
-            ATTR_PRIORITY,
-            ATTR_USE_CANDIDATE,
-            ATTR_USERNAME,
-            ATTR_MESSAGE_INTEGRITY,
-        ];
-        let mut unknown = req.unknown_required(&ice);
+        let mut unknown = req.unknown_required(message::KNOWN_REQUIRED);
         // CHANGE-REQUEST with no flag set (stuntman's stunclient sends one)
         // is a plain Binding; a flag set asks for an address turnd does not
         // have (RFC 5780 §7.2).
@@ -237,28 +237,17 @@ impl Server {
             });
         };
         let username = username.to_string();
-        if !self
-            .nonce_key
-            .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s)
-        {
-            self.auth_failure("stale_nonce");
-            return Err(Reject {
-                code: 438,
-                key: None,
-            });
-        }
+        let nonce_ok =
+            self.nonce_key
+                .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s);
         if self.cfg.credentials.is_empty() {
             self.auth_failure("relay_disabled");
             return Err(unauthorized);
         }
         let keys = match self.cfg.credentials.keys(&username, now.unix_secs) {
             Ok(keys) => keys,
-            Err(Refusal::UnknownUser) => {
-                self.auth_failure("unknown_user");
-                return Err(unauthorized);
-            }
-            Err(Refusal::Expired) => {
-                self.auth_failure("expired_credential");
+            Err(refusal) => {
+                self.auth_failure(refusal.reason());
                 return Err(unauthorized);
             }
         };
@@ -266,9 +255,19 @@ impl Server {
             self.auth_failure("bad_integrity");
             return Err(unauthorized);
         };
-        // Requests on an allocation must come from its owner (RFC 8656 §5).
+        // RFC 8489 §9.2.4 checks the nonce last: a client whose password is
+        // wrong learns it at once, not after a 438 round trip.
+        if !nonce_ok {
+            self.auth_failure("stale_nonce");
+            return Err(Reject {
+                code: 438,
+                key: None,
+            });
+        }
+        // Requests on an allocation must come from its owner (RFC 8656 §5);
+        // an Allocate on a 5-tuple in use gets 437 whoever sends it (§7.2).
         if let Some(alloc) = self.allocations.get(&ft) {
-            if alloc.username != username {
+            if alloc.username != username && req.msg.typ.method != METHOD_ALLOCATE {
                 return Err(reject(441, key));
             }
         }
@@ -301,7 +300,9 @@ impl Server {
         let key = authed.key;
         if let Some(existing) = self.allocations.get(&ft) {
             // A retransmission gets the same success again (§7.2 step 1).
-            if existing.allocate_transaction == req.transaction_id() {
+            if existing.allocate_transaction == req.transaction_id()
+                && existing.username == authed.username
+            {
                 return Ok(existing.allocate_response.clone());
             }
             return Err(reject(437, key));
@@ -343,15 +344,24 @@ impl Server {
         } else {
             lifetime
         };
-        // Quotas (§7.2 step 8): per user 486, in total 508.
+        // Quotas (§7.2 step 8): per user 486, in total 508. A claimed
+        // reservation brings its own slot, so it is not admitted again.
         let user = quota_user(&authed.username).to_string();
-        self.admit(&user).map_err(|code| reject(code, key))?;
         let ip = self.cfg.relay_bind;
-        let (port, reserved_token) = match self.relay_port(now, token, even, &user, relays) {
-            Ok(p) => p,
-            Err(code) => {
-                self.global.release(&user);
-                return Err(reject(code, key));
+        let (port, reserved_token) = match token {
+            Some(t) => (
+                self.claim(t, &user, relays).map_err(|c| reject(c, key))?,
+                None,
+            ),
+            None => {
+                self.admit(&user).map_err(|code| reject(code, key))?;
+                match self.relay_port(now, even, &user, relays) {
+                    Ok(p) => p,
+                    Err(code) => {
+                        self.global.release(&user);
+                        return Err(reject(code, key));
+                    }
+                }
             }
         };
         let relay = SocketAddr::new(ip, port);
@@ -418,7 +428,10 @@ impl Server {
         if !self.draining && !policy.over(self.global.total()) {
             return None;
         }
-        let drain = self.draining.then_some(self.alternate).flatten();
+        let drain = self
+            .draining
+            .then(|| self.alternate.for_client(ft.client))
+            .flatten();
         let drain = drain.map(|address| Alternate {
             address,
             domain: None,
@@ -456,31 +469,40 @@ impl Server {
             })
     }
 
-    /// The relay port of a new allocation: a reserved one (RESERVATION-TOKEN),
-    /// an even one (EVEN-PORT, reserving the next when asked), or any.
-    /// Returns the port and the token of a new reservation; errors are codes.
+    /// The relay port reserved under RESERVATION-TOKEN `token` (RFC 8656
+    /// §7.2), with the quota slot the reservation held, which passes to
+    /// the new allocation. Only `user`, who made the reservation, may
+    /// claim it. Errors are codes.
+    fn claim(
+        &mut self,
+        token: &[u8],
+        user: &str,
+        relays: &mut dyn RelaySockets,
+    ) -> Result<u16, u16> {
+        let t = u64::from_be_bytes(token.try_into().map_err(|_| 400u16)?);
+        // Only the user who made the reservation may claim it; another
+        // user's claim leaves it in place.
+        let addr = self.global.claim_reservation(t, user).ok_or(508u16)?;
+        self.timers.cancel(Timer::Reservation(t));
+        if relays.claim(addr).is_err() {
+            self.global.unhold(addr.port());
+            self.global.release(user);
+            return Err(508);
+        }
+        self.ports.adopt(addr.port());
+        Ok(addr.port())
+    }
+
+    /// The relay port of a new allocation: an even one (EVEN-PORT,
+    /// reserving the next when asked), or any. Returns the port and the
+    /// token of a new reservation; errors are codes.
     fn relay_port(
         &mut self,
         now: Now,
-        token: Option<&[u8]>,
         even: Option<&[u8]>,
         user: &str,
         relays: &mut dyn RelaySockets,
     ) -> Result<(u16, Option<u64>), u16> {
-        if let Some(t) = token {
-            let t = u64::from_be_bytes(t.try_into().map_err(|_| 400u16)?);
-            let (addr, owner) = self.global.take_reservation(t).ok_or(508u16)?;
-            // The reservation's quota slot passes to this allocation, which
-            // was admitted on its own already.
-            self.global.release(&owner);
-            self.timers.cancel(Timer::Reservation(t));
-            if relays.claim(addr).is_err() {
-                self.global.unhold(addr.port());
-                return Err(508);
-            }
-            self.ports.adopt(addr.port());
-            return Ok((addr.port(), None));
-        }
         let parity = match even.map(|v| v.first()) {
             Some(None) => return Err(400),
             None => Parity::Any,
@@ -526,8 +548,20 @@ impl Server {
         relays: &mut dyn RelaySockets,
     ) -> Result<Vec<u8>, Reject> {
         let key = authed.key;
-        if !self.allocations.contains_key(&ft) {
+        let Some(alloc) = self.allocations.get(&ft) else {
             return Err(reject(437, key));
+        };
+        // A family other than the allocation's is 443, even with LIFETIME 0
+        // (RFC 8656 §7.3): the request names some other allocation.
+        if let Some(family) = req.get(ATTR_REQUESTED_ADDRESS_FAMILY) {
+            match (family.first(), family.len()) {
+                (Some(1), 4) | (Some(2), 4) => {
+                    if (family[0] == 1) != alloc.relay.is_ipv4() {
+                        return Err(reject(443, key));
+                    }
+                }
+                _ => return Err(reject(400, key)),
+            }
         }
         let lifetime = self.lifetime(req).map_err(|_| reject(400, key))?;
         if lifetime.is_zero() {
@@ -535,7 +569,7 @@ impl Server {
         } else if let Some(alloc) = self.allocations.get_mut(&ft) {
             alloc.expires = now.instant + lifetime;
             self.timers.schedule(Timer::Allocation(ft), alloc.expires);
-            info!(client = %self.redact.show(ft.client), lifetime_s = lifetime.as_secs(), "allocation refreshed");
+            debug!(client = %self.redact.show(ft.client), lifetime_s = lifetime.as_secs(), "allocation refreshed");
         }
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
         m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());
@@ -544,10 +578,10 @@ impl Server {
 
     /// Checks a peer against the allocation's family and the peer policy.
     fn check_peer(&self, relay: SocketAddr, peer: SocketAddr, key: Key) -> Result<IpAddr, Reject> {
-        let ip = canonical(peer.ip());
-        if ip.is_ipv4() != relay.is_ipv4() {
+        if !same_family(relay, peer) {
             return Err(reject(443, key));
         }
+        let ip = canonical(peer.ip());
         // Our own relay address is a peer whatever the policy says: two
         // clients of this server talk relay to relay. Only relay ports of it
         // are reachable (checked on ChannelBind and Send).

@@ -21,6 +21,7 @@ pub mod message;
 pub mod nonce;
 pub mod peer_policy;
 pub mod ports;
+pub mod precis;
 pub mod rate_limit;
 pub mod redact;
 pub mod redirect;
@@ -31,7 +32,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use five_tuple::{FiveTuple, Transport};
-pub use server::{CoreConfig, Server};
+pub use server::{Alternates, CoreConfig, Server};
 
 /// The current time, as both clocks: the monotonic one orders expiries, the
 /// wall clock (seconds since the Unix epoch) checks TURN REST usernames and

@@ -13,7 +13,7 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
 use super::allocation::Allocation;
-use super::auth::{quota_user, Credentials};
+use super::auth::{quota_user, Credentials, RestPolicy, UsernameChars};
 use super::classic::ChangeRequest;
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
@@ -23,7 +23,7 @@ use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
 use super::redact::Redactor;
 use super::redirect::RedirectPolicy;
-use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
+use super::{classic, handlers, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::{Direction, Metrics};
 
 /// Permission lifetime (RFC 8656 §9).
@@ -95,7 +95,16 @@ impl CoreConfig {
             .map(|s| s.expose().to_string())
             .collect();
         CoreConfig {
-            credentials: Credentials::new(cfg.realm.clone(), users, secrets),
+            credentials: Credentials::new(cfg.realm.clone(), users, secrets).with_rest_policy(
+                RestPolicy {
+                    max_ttl_s: cfg.rest.max_ttl_s,
+                    max_username_bytes: cfg.rest.max_username_bytes.into(),
+                    chars: match cfg.rest.username_chars {
+                        crate::config::UsernameChars::Printable => UsernameChars::Printable,
+                        crate::config::UsernameChars::Ascii => UsernameChars::Ascii,
+                    },
+                },
+            ),
             relay_bind: cfg.relay.bind,
             relay_advertised: advertised,
             port_low: cfg.relay.ports.low,
@@ -138,6 +147,42 @@ impl EndReason {
     }
 }
 
+/// Where draining sends new clients (ALTERNATE-SERVER, RFC 8489 §10): at
+/// most one address per family, as a client may only be pointed at an
+/// address of the family it came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Alternates {
+    pub v4: Option<SocketAddr>,
+    pub v6: Option<SocketAddr>,
+}
+
+impl Alternates {
+    /// The alternate of `client`'s family, if one is configured.
+    pub fn for_client(&self, client: SocketAddr) -> Option<SocketAddr> {
+        if canonical(client.ip()).is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
+}
+
+impl From<Option<SocketAddr>> for Alternates {
+    fn from(addr: Option<SocketAddr>) -> Self {
+        match addr {
+            Some(a) if a.is_ipv4() => Alternates {
+                v4: Some(a),
+                v6: None,
+            },
+            Some(a) => Alternates {
+                v4: None,
+                v6: Some(a),
+            },
+            None => Alternates::default(),
+        }
+    }
+}
+
 /// The engine. One per worker; it owns its allocations outright.
 pub struct Server {
     pub(super) cfg: CoreConfig,
@@ -153,7 +198,7 @@ pub struct Server {
     stats: RelayStats,
     /// Refusing new allocations (SIGTERM), pointing at `alternate` if set.
     pub(super) draining: bool,
-    pub(super) alternate: Option<SocketAddr>,
+    pub(super) alternate: Alternates,
     pub(super) redact: Redactor,
 }
 
@@ -203,7 +248,7 @@ impl Server {
             timers: Expiries::default(),
             stats: RelayStats::default(),
             draining: false,
-            alternate: None,
+            alternate: Alternates::default(),
             redact,
         }
     }
@@ -227,10 +272,11 @@ impl Server {
     }
 
     /// Starts draining: every new Allocate gets 508, or 300 Try Alternate
-    /// with ALTERNATE-SERVER when `alternate` is given.
-    pub fn drain(&mut self, alternate: Option<SocketAddr>) {
+    /// with ALTERNATE-SERVER when an alternate of the client's family is
+    /// given.
+    pub fn drain(&mut self, alternate: impl Into<Alternates>) {
         self.draining = true;
-        self.alternate = alternate;
+        self.alternate = alternate.into();
     }
 
     pub fn allocation_count(&self) -> usize {
@@ -299,6 +345,11 @@ impl Server {
                 out.push(Source::Client(five_tuple), five_tuple.client, &payload);
             }
             Inbound::Stun(mut req) => match req.class() {
+                // Requests of methods turnd does not serve (a Send request,
+                // RFC 6062's Connect) are discarded unanswered (RFC 8489 §6.3).
+                CLASS_REQUEST if !handlers::serves(req.msg.typ.method) => {
+                    self.drop_packet("unsupported_method")
+                }
                 CLASS_REQUEST => {
                     if let Some(payload) = self.handle_request(now, five_tuple, &mut req, relays) {
                         out.push(Source::Client(five_tuple), five_tuple.client, &payload);
@@ -369,6 +420,10 @@ impl Server {
         let Some(alloc) = self.allocations.get(&ft) else {
             return self.drop_packet("no_allocation");
         };
+        // What CreatePermission answers with 443 cannot be sent (§11.2).
+        if !handlers::same_family(alloc.relay, peer) {
+            return self.drop_packet("peer_family");
+        }
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }

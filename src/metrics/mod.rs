@@ -49,6 +49,8 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "stale_nonce",
     "unknown_user",
     "expired_credential",
+    "bad_username",
+    "credential_lifetime",
     "bad_integrity",
     "relay_disabled",
 ];
@@ -65,6 +67,8 @@ pub const DROP_REASONS: &[&str] = &[
     "no_permission",
     "no_channel",
     "unknown_indication",
+    "unsupported_method",
+    "peer_family",
     "too_big",
     "send_failed",
     "rate_limited",
