@@ -799,7 +799,7 @@ fn no_free_relay_port_gets_508() {
 fn even_port_with_reservation_then_token() {
     // A reserved port counts against the user's quota like an allocation.
     let mut cfg = config();
-    cfg.allocations_per_user = 4;
+    cfg.static_user_allocations.insert(USER.to_string(), 4);
     let mut h = Harness::with(cfg);
     let ft = client(1);
     let c = login(&mut h, ft, USER, PASSWORD);

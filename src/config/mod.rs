@@ -36,7 +36,7 @@ use types::{
     de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_udp_listeners,
     with_base_dir,
 };
-pub use types::{parse_net, PortRange, PortRangeError, Secret, User, UserCredential};
+pub use types::{parse_net, OffloadMode, PortRange, PortRangeError, Secret, User, UserCredential};
 
 /// Where `turnd` looks for its config file unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/turnd/turnd.toml";
@@ -165,6 +165,8 @@ pub struct Relay {
     #[serde(deserialize_with = "de_relay_external")]
     pub external: Option<IpAddr>,
     pub ports: PortRange,
+    /// Relay channel data in the kernel (XDP); see README "Kernel offload".
+    pub offload: OffloadMode,
 }
 
 impl Default for Relay {
@@ -173,6 +175,7 @@ impl Default for Relay {
             bind: DEFAULT_RELAY_BIND,
             external: None,
             ports: DEFAULT_RELAY_PORTS,
+            offload: OffloadMode::Off,
         }
     }
 }

@@ -314,6 +314,14 @@ fn quotas_and_lifetimes_must_be_positive_and_ordered() {
         e.contains("must be at least 1") && e.contains("allocations_per_user = 0"),
         "{e}"
     );
+    let e = err("[[users]]\nname = \"a\"\npassword = \"p\"\nallocations = 0\n");
+    assert!(
+        e.contains("must be at least 1") && e.contains("line 4"),
+        "{e}"
+    );
+    let c = Config::from_toml_str("[[users]]\nname = \"a\"\npassword = \"p\"\nallocations = 25\n")
+        .unwrap();
+    assert_eq!(c.users[0].allocations, Some(25));
     let e = err("[quota]\nchannels_per_allocation = 20000\n");
     assert!(
         e.contains("quota.channels_per_allocation (20000) must be at most 16384"),

@@ -145,6 +145,11 @@ impl Credentials {
         self.users.is_empty() && self.rest_secrets.is_empty()
     }
 
+    /// Whether `username` is a static user.
+    pub fn is_static(&self, username: &str) -> bool {
+        self.users.contains_key(username)
+    }
+
     /// The keys a request signed as `username` may use at `unix_secs`: one for
     /// a static user, one per secret for a REST username (secrets rotate).
     pub fn keys(&self, username: &str, unix_secs: u64) -> Result<Vec<Key>, Refusal> {
@@ -190,6 +195,19 @@ pub fn quota_user(username: &str) -> &str {
         Some((stamp, user)) if rest_expiry(stamp).is_some() => user,
         None if rest_expiry(username).is_some() => "",
         _ => username,
+    }
+}
+
+/// The key the per-user quota counts `username` under: the REST user part
+/// for REST usernames, the name (marked, so that a static user and a REST
+/// user of the same name are counted apart) for static users.
+pub fn quota_key(username: &str, is_static: bool) -> String {
+    if is_static {
+        // Static names hold no control character: no REST user part can
+        // look like this.
+        format!("\u{1}{username}")
+    } else {
+        quota_user(username).to_string()
     }
 }
 

@@ -13,7 +13,8 @@ use stun::message::{
 use tracing::{debug, info};
 
 use super::allocation::{Allocation, Channel};
-use super::auth::{quota_user, Key};
+use super::audit::{self, AuditKind};
+use super::auth::{quota_key, Key};
 use super::classic::ChangeRequest;
 use super::expiry::Timer;
 use super::global::QuotaExceeded;
@@ -222,6 +223,7 @@ impl Server {
             key: None,
         };
         if req.get(ATTR_MESSAGE_INTEGRITY).is_none() {
+            // Every client's first request: the challenge, not a failure.
             self.auth_failure("missing_integrity");
             return Err(unauthorized);
         }
@@ -230,7 +232,8 @@ impl Server {
             req.text(ATTR_REALM),
             req.text(ATTR_NONCE),
         ) else {
-            self.auth_failure("bad_request");
+            let user = req.text(ATTR_USERNAME).map(str::to_string);
+            self.refuse_auth(now, ft, "bad_request", user.as_deref());
             return Err(Reject {
                 code: 400,
                 key: None,
@@ -241,18 +244,18 @@ impl Server {
             self.nonce_key
                 .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s);
         if self.cfg.credentials.is_empty() {
-            self.auth_failure("relay_disabled");
+            self.refuse_auth(now, ft, "relay_disabled", Some(&username));
             return Err(unauthorized);
         }
         let keys = match self.cfg.credentials.keys(&username, now.unix_secs) {
             Ok(keys) => keys,
             Err(refusal) => {
-                self.auth_failure(refusal.reason());
+                self.refuse_auth(now, ft, refusal.reason(), Some(&username));
                 return Err(unauthorized);
             }
         };
         let Some(key) = keys.into_iter().find(|k| req.integrity_ok(k)) else {
-            self.auth_failure("bad_integrity");
+            self.refuse_auth(now, ft, "bad_integrity", Some(&username));
             return Err(unauthorized);
         };
         // RFC 8489 §9.2.4 checks the nonce last: a client whose password is
@@ -272,6 +275,31 @@ impl Server {
             }
         }
         Ok(Authed { key, username })
+    }
+
+    /// Counts an authentication failure and writes its audit line.
+    fn refuse_auth(&self, now: Now, ft: FiveTuple, reason: &str, user: Option<&str>) {
+        self.auth_failure(reason);
+        if let Some(suppressed) = self.audit(now, ft, AuditKind::AuthFailure) {
+            let user = user.map(|u| self.redact.show(u).to_string());
+            info!(target: audit::TARGET, reason, user = ?user.as_deref().unwrap_or(""), client = %self.redact.show(ft.client), suppressed, "authentication failed");
+        }
+    }
+
+    /// Writes the audit line of a quota rejection.
+    fn audit_quota(&self, now: Now, ft: FiveTuple, user: &str, kind: &str, code: u16) {
+        if let Some(suppressed) = self.audit(now, ft, AuditKind::Quota) {
+            let user = self.redact.show(user).to_string();
+            info!(target: audit::TARGET, kind, code, user = ?user, client = %self.redact.show(ft.client), suppressed, "quota reached: request refused");
+        }
+    }
+
+    /// Writes the audit line of a peer refused by the policy.
+    fn audit_peer(&self, now: Now, ft: FiveTuple, user: &str, peer: SocketAddr, reason: &str) {
+        if let Some(suppressed) = self.audit(now, ft, AuditKind::PeerDenied) {
+            let user = self.redact.show(user).to_string();
+            info!(target: audit::TARGET, reason, user = ?user, client = %self.redact.show(ft.client), peer = %self.redact.show(peer), suppressed, "peer denied");
+        }
     }
 
     /// The lifetime a client gets (RFC 8656 §7.2 step 7, §7.3).
@@ -346,7 +374,8 @@ impl Server {
         };
         // Quotas (§7.2 step 8): per user 486, in total 508. A claimed
         // reservation brings its own slot, so it is not admitted again.
-        let user = quota_user(&authed.username).to_string();
+        let is_static = self.cfg.credentials.is_static(&authed.username);
+        let user = quota_key(&authed.username, is_static);
         let ip = self.cfg.relay_bind;
         let (port, reserved_token) = match token {
             Some(t) => (
@@ -354,8 +383,9 @@ impl Server {
                 None,
             ),
             None => {
-                self.admit(&user).map_err(|code| reject(code, key))?;
-                match self.relay_port(now, even, &user, relays) {
+                self.admit(now, ft, &user, &authed.username)
+                    .map_err(|code| reject(code, key))?;
+                match self.relay_port(now, ft, even, &user, relays) {
                     Ok(p) => p,
                     Err(code) => {
                         self.global.release(&user);
@@ -394,6 +424,7 @@ impl Server {
                 relay,
                 advertised,
                 username: authed.username,
+                quota_key: user,
                 key,
                 expires,
                 permissions: Default::default(),
@@ -450,10 +481,26 @@ impl Server {
         Some(message::finish(m, Some(key), req.has_fingerprint))
     }
 
+    /// The per-user limit of quota key `user` ([`quota_key`]): a static
+    /// user's own `allocations`, else none for static users (one name is
+    /// commonly shared by every client of an app), else
+    /// `allocations_per_user` for REST users.
+    fn user_limit(&self, user: &str) -> usize {
+        match user.strip_prefix('\u{1}') {
+            Some(name) => self
+                .cfg
+                .static_user_allocations
+                .get(name)
+                .copied()
+                .unwrap_or(usize::MAX),
+            None => self.cfg.allocations_per_user,
+        }
+    }
+
     /// Counts one more allocation (or reservation) of `user` against the
     /// quotas (RFC 8656 §7.2 step 8): per user 486, in total 508.
-    fn admit(&self, user: &str) -> Result<(), u16> {
-        let (per_user, total) = (self.cfg.allocations_per_user, self.cfg.allocations_total);
+    fn admit(&self, now: Now, ft: FiveTuple, user: &str, username: &str) -> Result<(), u16> {
+        let (per_user, total) = (self.user_limit(user), self.cfg.allocations_total);
         self.global
             .admit(user, per_user, total)
             .map_err(|exceeded| {
@@ -461,11 +508,7 @@ impl Server {
                     QuotaExceeded::User => ("user", 486),
                     QuotaExceeded::Total => ("total", 508),
                 };
-                self.metrics
-                    .quota_rejections
-                    .with_label_values(&[kind])
-                    .inc();
-                code
+                self.quota_rejected(now, ft, username, kind, code)
             })
     }
 
@@ -493,12 +536,35 @@ impl Server {
         Ok(addr.port())
     }
 
+    /// The username a quota key was taken for (for logs).
+    fn quota_owner(&self, user: &str) -> String {
+        user.strip_prefix('\u{1}').unwrap_or(user).to_string()
+    }
+
+    /// Counts and logs a quota rejection; returns its error code.
+    fn quota_rejected(
+        &self,
+        now: Now,
+        ft: FiveTuple,
+        username: &str,
+        kind: &str,
+        code: u16,
+    ) -> u16 {
+        self.metrics
+            .quota_rejections
+            .with_label_values(&[kind])
+            .inc();
+        self.audit_quota(now, ft, username, kind, code);
+        code
+    }
+
     /// The relay port of a new allocation: an even one (EVEN-PORT,
     /// reserving the next when asked), or any. Returns the port and the
     /// token of a new reservation; errors are codes.
     fn relay_port(
         &mut self,
         now: Now,
+        ft: FiveTuple,
         even: Option<&[u8]>,
         user: &str,
         relays: &mut dyn RelaySockets,
@@ -513,18 +579,16 @@ impl Server {
         // A reserved port counts against the quotas like an allocation: a
         // credential cannot hold the port range through reservations.
         if pair {
-            self.admit(user)?;
+            let username = self.quota_owner(user);
+            self.admit(now, ft, user, &username)?;
         }
         let ip = self.cfg.relay_bind;
         let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays) else {
             if pair {
                 self.global.release(user);
             }
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["relay_ports"])
-                .inc();
-            return Err(508);
+            let username = self.quota_owner(user);
+            return Err(self.quota_rejected(now, ft, &username, "relay_ports", 508));
         };
         self.global.hold(port);
         if !pair {
@@ -577,7 +641,15 @@ impl Server {
     }
 
     /// Checks a peer against the allocation's family and the peer policy.
-    fn check_peer(&self, relay: SocketAddr, peer: SocketAddr, key: Key) -> Result<IpAddr, Reject> {
+    fn check_peer(
+        &self,
+        now: Now,
+        ft: FiveTuple,
+        user: &str,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        key: Key,
+    ) -> Result<IpAddr, Reject> {
         if !same_family(relay, peer) {
             return Err(reject(443, key));
         }
@@ -593,7 +665,7 @@ impl Server {
                 .peer_denied
                 .with_label_values(&[reason.as_str()])
                 .inc();
-            debug!(peer = %self.redact.show(peer), reason = reason.as_str(), "peer denied");
+            self.audit_peer(now, ft, user, peer, reason.as_str());
             return Err(reject(403, key));
         }
         Ok(ip)
@@ -614,7 +686,7 @@ impl Server {
         let mut ips = Vec::new();
         for value in req.get_all(ATTR_XOR_PEER_ADDRESS) {
             let peer = req.xor_address(value).ok_or_else(|| reject(400, key))?;
-            ips.push(self.check_peer(alloc.relay, peer, key)?);
+            ips.push(self.check_peer(now, ft, &authed.username, alloc.relay, peer, key)?);
         }
         if ips.is_empty() {
             return Err(reject(400, key));
@@ -624,15 +696,13 @@ impl Server {
             .filter(|ip| !alloc.permissions.contains_key(ip))
             .count();
         if alloc.permissions.len() + fresh > self.cfg.permissions_per_allocation {
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["permissions"])
-                .inc();
-            return Err(reject(508, key));
+            let code = self.quota_rejected(now, ft, &authed.username, "permissions", 508);
+            return Err(reject(code, key));
         }
         let expires = now.instant + PERMISSION_LIFETIME;
         for ip in ips {
             self.install_permission(ft, ip, expires);
+            self.sync_peer_ip(ft, ip, now.instant);
         }
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))
@@ -669,12 +739,13 @@ impl Server {
         if !CHANNEL_NUMBERS.contains(&number) {
             return Err(reject(400, key));
         }
-        let ip = self.check_peer(alloc.relay, peer, key)?;
+        let ip = self.check_peer(now, ft, &authed.username, alloc.relay, peer, key)?;
         if self.is_own_listener(peer) || !self.own_relay_port_ok(peer) {
             self.metrics
                 .peer_denied
                 .with_label_values(&["own_address"])
                 .inc();
+            self.audit_peer(now, ft, &authed.username, peer, "own_address");
             return Err(reject(403, key));
         }
         let peer = SocketAddr::new(ip, peer.port());
@@ -691,20 +762,14 @@ impl Server {
         if !alloc.channels.contains_key(&number)
             && alloc.channels.len() >= self.cfg.channels_per_allocation
         {
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["channels"])
-                .inc();
-            return Err(reject(508, key));
+            let code = self.quota_rejected(now, ft, &authed.username, "channels", 508);
+            return Err(reject(code, key));
         }
         if !alloc.permissions.contains_key(&ip)
             && alloc.permissions.len() >= self.cfg.permissions_per_allocation
         {
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["permissions"])
-                .inc();
-            return Err(reject(508, key));
+            let code = self.quota_rejected(now, ft, &authed.username, "permissions", 508);
+            return Err(reject(code, key));
         }
         let expires = now.instant + CHANNEL_LIFETIME;
         if let Some(alloc) = self.allocations.get_mut(&ft) {
@@ -715,7 +780,12 @@ impl Server {
             Timer::ChannelRelease(ft, number),
             expires + CHANNEL_QUARANTINE,
         );
+        self.timers
+            .schedule(Timer::ChannelLapse(ft, number), expires);
         self.install_permission(ft, ip, now.instant + PERMISSION_LIFETIME);
+        // The permission is the peer IP's: other channels to it may be
+        // relayable again too.
+        self.sync_peer_ip(ft, ip, now.instant);
         debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), channel = number, "channel bound");
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))

@@ -9,8 +9,11 @@
 //! with exact expected bytes.
 
 pub mod allocation;
+pub mod audit;
 pub mod auth;
+mod binding_sync;
 pub mod classic;
+pub mod command;
 pub mod expiry;
 pub mod five_tuple;
 pub mod framing;
@@ -31,6 +34,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+pub use command::{ChannelBinding, Command};
 pub use five_tuple::{FiveTuple, Transport};
 pub use server::{Alternates, CoreConfig, Server};
 

@@ -2,7 +2,7 @@
 //! clients and peers send, relays data, and expires state on time.
 //! Requests are handled in [`super::handlers`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +13,10 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
 use super::allocation::Allocation;
-use super::auth::{quota_user, Credentials, RestPolicy, UsernameChars};
+use super::audit::{AuditKind, AuditLimit};
+use super::auth::{Credentials, RestPolicy, UsernameChars};
 use super::classic::ChangeRequest;
+use super::command::{ChannelBinding, Command};
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
@@ -49,7 +51,11 @@ pub struct CoreConfig {
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
     pub nonce_lifetime_s: u64,
+    /// Concurrent allocations per REST user (the user part of `EXPIRY:USER`).
     pub allocations_per_user: usize,
+    /// Static users with their own allocation limit; a static user not in
+    /// here has none (only `allocations_total`).
+    pub static_user_allocations: HashMap<String, usize>,
     pub allocations_total: usize,
     pub permissions_per_allocation: usize,
     pub channels_per_allocation: usize,
@@ -113,6 +119,11 @@ impl CoreConfig {
             max_lifetime: Duration::from_secs(cfg.allocation.max_lifetime_s.into()),
             nonce_lifetime_s: cfg.allocation.nonce_lifetime_s.into(),
             allocations_per_user: cfg.quota.allocations_per_user as usize,
+            static_user_allocations: cfg
+                .users
+                .iter()
+                .filter_map(|u| Some((u.name.clone(), u.allocations? as usize)))
+                .collect(),
             allocations_total: cfg.quota.allocations_total as usize,
             permissions_per_allocation: cfg.quota.permissions_per_allocation as usize,
             channels_per_allocation: cfg.quota.channels_per_allocation as usize,
@@ -200,6 +211,12 @@ pub struct Server {
     pub(super) draining: bool,
     pub(super) alternate: Alternates,
     pub(super) redact: Redactor,
+    /// Per-source limit on audit lines (interior: logged from `&self`).
+    audit: std::cell::RefCell<AuditLimit>,
+    /// Channels announced to the shell as relayable ([`super::command`]).
+    pub(super) installed: BTreeMap<(FiveTuple, u16), ChannelBinding>,
+    /// Commands not yet taken by the shell.
+    pub(super) commands: Vec<Command>,
 }
 
 /// Relayed packets and bytes one way, not yet in the metrics.
@@ -250,6 +267,9 @@ impl Server {
             draining: false,
             alternate: Alternates::default(),
             redact,
+            audit: Default::default(),
+            installed: BTreeMap::new(),
+            commands: Vec::new(),
         }
     }
 
@@ -271,6 +291,13 @@ impl Server {
         self.cfg = cfg;
     }
 
+    /// [`Server::reconfigure`], then withdraws what the new peer policy
+    /// denies from live allocations (their channels leave the kernel path).
+    pub fn reconfigure_at(&mut self, now: Now, cfg: CoreConfig) {
+        self.reconfigure(cfg);
+        self.withdraw_denied_peers(now.instant);
+    }
+
     /// Starts draining: every new Allocate gets 508, or 300 Try Alternate
     /// with ALTERNATE-SERVER when an alternate of the client's family is
     /// given.
@@ -290,6 +317,19 @@ impl Server {
     /// When [`Server::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    /// Whether an audit line about `ft`'s source may be written now:
+    /// `Some(lines suppressed before it)`, or `None` (counted).
+    pub(super) fn audit(&self, now: Now, ft: FiveTuple, kind: AuditKind) -> Option<u64> {
+        let admitted = self.audit.borrow_mut().admit(ft.client.ip(), now.instant);
+        if admitted.is_none() {
+            self.metrics
+                .log_lines_suppressed
+                .with_label_values(&[kind.as_str()])
+                .inc();
+        }
+        admitted
     }
 
     pub(super) fn drop_packet(&self, reason: &str) {
@@ -532,7 +572,10 @@ impl Server {
         let Some(alloc) = self.allocations.get(ft) else {
             return self.drop_packet("no_allocation");
         };
-        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+        // The same own-address rule as towards the peer: a port of our
+        // relay address that no allocation holds is not a peer.
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) || !self.own_relay_port_ok(peer)
+        {
             return self.drop_packet("no_permission");
         }
         let client = alloc.five_tuple;
@@ -607,11 +650,14 @@ impl Server {
                             debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(ip), "permission expired");
                         }
                     }
+                    self.sync_peer_ip(ft, ip, now.instant);
                 }
+                Timer::ChannelLapse(ft, number) => self.sync_channel(ft, number, now.instant),
                 Timer::ChannelRelease(ft, number) => {
                     if let Some(a) = self.allocations.get_mut(&ft) {
                         a.remove_channel(number);
                     }
+                    self.sync_channel(ft, number, now.instant);
                 }
                 Timer::Reservation(token) => {
                     if let Some((addr, owner)) = self.global.take_reservation(token) {
@@ -646,6 +692,11 @@ impl Server {
         reason: EndReason,
         relays: &mut dyn RelaySockets,
     ) {
+        if !self.allocations.contains_key(&ft) {
+            return;
+        }
+        // Out of the kernel path first, then forgotten.
+        self.remove_channels_of(ft);
         let Some(alloc) = self.allocations.remove(&ft) else {
             return;
         };
@@ -653,13 +704,14 @@ impl Server {
         self.ports
             .release(alloc.relay.ip(), alloc.relay.port(), relays);
         self.global.unhold(alloc.relay.port());
-        self.global.release(quota_user(&alloc.username));
+        self.global.release(&alloc.quota_key);
         self.timers.cancel(Timer::Allocation(ft));
         for ip in alloc.permissions.keys() {
             self.timers.cancel(Timer::Permission(ft, *ip));
         }
         for number in alloc.channels.keys() {
             self.timers.cancel(Timer::ChannelRelease(ft, *number));
+            self.timers.cancel(Timer::ChannelLapse(ft, *number));
         }
         let transport = ft.transport.as_str();
         self.metrics

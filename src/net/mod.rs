@@ -6,6 +6,7 @@ pub mod batch;
 pub mod clock;
 pub mod control;
 mod holders;
+pub mod offload;
 pub mod stream;
 pub mod tls;
 mod udp;
@@ -38,6 +39,8 @@ pub struct Process {
     /// TCP/TLS limits, replaced on reload.
     limits: std::sync::RwLock<Connections>,
     pub heartbeats: control::Heartbeats,
+    /// The kernel fast path, when attached.
+    pub offload: Option<Arc<offload::Offload>>,
 }
 
 impl Process {
@@ -158,6 +161,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         connection_counts: Arc::default(),
         limits: std::sync::RwLock::new(cfg.connections.clone()),
         heartbeats: control::Heartbeats::new(workers),
+        offload: offload::Offload::start(&cfg, advertised, &metrics),
     });
     let global = Arc::new(Global::default());
     let (config_tx, config_rx) = watch::channel(Arc::new(core_cfg.clone()));
@@ -187,6 +191,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(true));
     let result = runtime.block_on(async {
         let signals = control::Signals::new()?;
+        if let Some(offload) = process.offload.clone() {
+            // The kernel's counters into turnd_relayed_*, once a second.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    offload.publish();
+                }
+            });
+        }
         let mut http_addr = None;
         if let Some(listener) = http_listener {
             let listener = tokio::net::TcpListener::from_std(listener)?;

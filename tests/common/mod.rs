@@ -175,6 +175,11 @@ impl Daemon {
         }
     }
 
+    /// The config file turnd was started on (rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("turnd.toml")
+    }
+
     pub fn bound(&self) -> &Bound {
         self.bound.as_ref().expect("daemon is ready")
     }

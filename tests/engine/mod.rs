@@ -95,6 +95,7 @@ pub fn config() -> CoreConfig {
         max_lifetime: Duration::from_secs(3600),
         nonce_lifetime_s: 600,
         allocations_per_user: 3,
+        static_user_allocations: [(USER.to_string(), 3), ("bob".to_string(), 3)].into(),
         allocations_total: 5,
         permissions_per_allocation: 4,
         channels_per_allocation: 2,
