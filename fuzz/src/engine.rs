@@ -164,6 +164,7 @@ pub fn config() -> CoreConfig {
         unauthenticated_per_s: 50,
         unauthenticated_burst: 10,
         redact_logs: false,
+        redirect: Default::default(),
     }
 }
 

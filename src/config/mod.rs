@@ -16,6 +16,7 @@ use serde::Deserialize;
 mod drain;
 mod env;
 mod rate_limit;
+mod redirect;
 mod rest;
 mod stream;
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use env::{
     Override as EnvOverride, Provenance, Source, CLI_VARIABLES, OVERRIDES as ENV_OVERRIDES,
 };
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
+pub use redirect::Redirect;
 pub use rest::{Rest, UsernameChars, DEFAULT_REST_MAX_TTL_S, DEFAULT_REST_MAX_USERNAME_BYTES};
 pub use stream::*;
 use types::{
@@ -128,6 +130,8 @@ pub struct Config {
     pub workers: u32,
     #[serde(default)]
     pub drain: Drain,
+    #[serde(default)]
+    pub redirect: Redirect,
 }
 
 fn check_workers(n: u32) -> Result<(), String> {
@@ -346,6 +350,7 @@ impl Default for Config {
             rate_limit: RateLimit::default(),
             workers: 0,
             drain: Drain::default(),
+            redirect: Redirect::default(),
         }
     }
 }
@@ -536,6 +541,9 @@ impl Config {
         check_log_level(&self.log.level)?;
         check_workers(self.workers)?;
 
+        if self.redirect.allocations_threshold > 0 && self.redirect.alternates.is_empty() {
+            return Err("redirect.allocations_threshold is set but redirect.alternates is empty: name the nodes to send clients to (e.g. alternates = [\"203.0.113.8:3478\"])".into());
+        }
         let l = &self.listen;
         if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {
             return Err(

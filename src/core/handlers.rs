@@ -21,6 +21,7 @@ use super::global::QuotaExceeded;
 use super::message::{self, Request};
 use super::peer_policy::{canonical, Verdict};
 use super::ports::{NoPort, Parity};
+use super::redirect::Alternate;
 use super::server::{
     Server, CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
 };
@@ -121,6 +122,12 @@ impl Server {
                     message::add_unknown_attributes(&mut m, &unknown);
                     return Some(message::finish(m, Some(&authed.key), req.has_fingerprint));
                 }
+                if method == METHOD_ALLOCATE {
+                    if let Some(redirect) = self.redirect(ft, req, &authed.key) {
+                        self.count(label, "300");
+                        return Some(redirect);
+                    }
+                }
                 match method {
                     METHOD_ALLOCATE => self.allocate(now, ft, req, authed, relays),
                     METHOD_REFRESH => self.refresh(now, ft, req, authed, relays),
@@ -152,9 +159,6 @@ impl Server {
                 // The one 420 a handler gives: DONT-FRAGMENT it cannot honour.
                 if r.code == 420 {
                     message::add_unknown_attributes(&mut m, &[ATTR_DONT_FRAGMENT]);
-                }
-                if let (300, Some(alternate)) = (r.code, self.alternate.for_client(ft.client)) {
-                    message::add_plain_address(&mut m, ATTR_ALTERNATE_SERVER, alternate);
                 }
                 Some(message::finish(m, r.key.as_ref(), req.has_fingerprint))
             }
@@ -331,11 +335,10 @@ impl Server {
             }
             return Err(reject(437, key));
         }
-        // Draining (SIGTERM): no new allocations; send clients elsewhere if
-        // a sibling is configured (RFC 8489 §10).
+        // Draining (SIGTERM) with no alternate for this client (see
+        // `redirect`): no new allocations.
         if self.draining {
-            let alternate = self.alternate.for_client(ft.client);
-            return Err(reject(if alternate.is_some() { 300 } else { 508 }, key));
+            return Err(reject(508, key));
         }
         match req.get(ATTR_REQUESTED_TRANSPORT) {
             None => return Err(reject(400, key)),
@@ -442,6 +445,40 @@ impl Server {
             .inc();
         info!(client = %self.redact.show(ft.client), user = %self.redact.show(&self.allocations[&ft].username), %transport, relay = %advertised, lifetime_s = lifetime.as_secs(), "allocation created");
         Ok(response)
+    }
+
+    /// 300 Try Alternate for a new Allocate (RFC 8489 §10) while draining
+    /// (the drain alternate first) or while this node is over its
+    /// `[redirect]` threshold (the alternates in turn); `None` when the
+    /// Allocate is handled here: no redirect due, or no alternate fits.
+    fn redirect(&mut self, ft: FiveTuple, req: &Request, key: &Key) -> Option<Vec<u8>> {
+        if self.allocations.contains_key(&ft) {
+            return None; // a retransmission or 437, answered by allocate
+        }
+        let policy = &self.cfg.redirect;
+        if !self.draining && !policy.over(self.global.total()) {
+            return None;
+        }
+        let drain = self
+            .draining
+            .then(|| self.alternate.for_client(ft.client))
+            .flatten();
+        let drain = drain.map(|address| Alternate {
+            address,
+            domain: None,
+        });
+        let alternate = match drain.filter(|a| a.fits(&ft)) {
+            Some(a) => a,
+            None => self
+                .global
+                .redirect_turn
+                .pick(&policy.alternates, &ft)?
+                .clone(),
+        };
+        let mut m = message::error_response(req, 300);
+        alternate.add_to(&mut m, &ft);
+        debug!(client = %self.redact.show(ft.client), alternate = %alternate.address, draining = self.draining, "allocation redirected");
+        Some(message::finish(m, Some(key), req.has_fingerprint))
     }
 
     /// The per-user limit of quota key `user` ([`quota_key`]): a static

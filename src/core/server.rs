@@ -24,6 +24,7 @@ use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
 use super::redact::Redactor;
+use super::redirect::RedirectPolicy;
 use super::{classic, handlers, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::{Direction, Metrics};
 
@@ -67,6 +68,8 @@ pub struct CoreConfig {
     pub unauthenticated_burst: u32,
     /// Hide client and peer addresses and usernames in logs.
     pub redact_logs: bool,
+    /// Redirects of new allocations for load (`[redirect]`).
+    pub redirect: RedirectPolicy,
 }
 
 impl CoreConfig {
@@ -129,6 +132,7 @@ impl CoreConfig {
             unauthenticated_per_s: cfg.rate_limit.unauthenticated_per_s,
             unauthenticated_burst: cfg.rate_limit.unauthenticated_burst,
             redact_logs: cfg.log.redact,
+            redirect: cfg.redirect.policy(),
         }
     }
 }

@@ -106,6 +106,7 @@ pub fn config() -> CoreConfig {
         unauthenticated_per_s: 100,
         unauthenticated_burst: 20,
         redact_logs: false,
+        redirect: Default::default(),
     }
 }
 
