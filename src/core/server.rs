@@ -32,8 +32,11 @@ pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 pub const CHANNEL_QUARANTINE: Duration = Duration::from_secs(300);
 /// How long the odd port of an EVEN-PORT pair is held (RFC 8656 §14.9).
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
-/// Largest UDP payload: what the relay can send in one datagram.
+/// Largest UDP payload: what the relay can send in one IPv4 datagram
+/// (65 535 minus the IPv4 and UDP headers).
 const MAX_UDP_PAYLOAD: usize = 65_507;
+/// The same over IPv6 (the payload length excludes the fixed header).
+const MAX_UDP6_PAYLOAD: usize = 65_527;
 
 /// Everything the engine needs to know about its configuration.
 #[derive(Debug, Clone)]
@@ -381,6 +384,16 @@ impl Server {
         data: &[u8],
         out: &mut Outbox,
     ) {
+        // Over TCP or TLS a client may send up to 65 535 bytes of ChannelData
+        // or DATA; one UDP datagram to the peer holds less.
+        let max = if canonical(peer.ip()).is_ipv4() {
+            MAX_UDP_PAYLOAD
+        } else {
+            MAX_UDP6_PAYLOAD
+        };
+        if data.len() > max {
+            return self.drop_packet("too_big");
+        }
         self.stats.client_to_peer.count(data.len());
         out.push(Source::Relay(relay), self.hairpin(peer), data);
     }
