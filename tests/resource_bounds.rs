@@ -431,3 +431,43 @@ fn an_unclaimed_reservation_expires_after_30_s() {
     let resp = late.allocate(&[(0x0022, token)]);
     assert_eq!(error_code(&resp), Some(508), "an expired token: {resp}");
 }
+
+/// With two workers sharing an 80-port range, every port is handed out
+/// before a 508: a worker skips the ports the other one holds instead of
+/// spending its bind attempts on them (issue 16 item 6).
+#[test]
+fn two_workers_fill_the_whole_port_range() {
+    let mut cfg = TestConfig::default().allow_loopback();
+    cfg.extra = "[quota]\nallocations_per_user = 200\n".into();
+    let (low, high) = (60_100, 60_179);
+    let toml = format!("workers = 2\n{}", cfg.toml()).replacen(
+        &format!(
+            "ports = \"{}-{}\"",
+            common::RELAY_PORTS.0,
+            common::RELAY_PORTS.1
+        ),
+        &format!("ports = \"{low}-{high}\""),
+        1,
+    );
+    let d = Daemon::start(&toml);
+    let before = Snapshot::take(&d);
+    let mut clients = Vec::new();
+    for i in 0..80 {
+        let c = Client::new(d.udp_addr());
+        let resp = c.allocate(&[]);
+        // A port another process holds is a fair refusal; none of ours is.
+        assert_eq!(error_code(&resp), None, "allocation {i} of 80: {resp}");
+        clients.push(c);
+    }
+    assert_eq!(ports_in_use(&d), 80.0);
+    let c = Client::new(d.udp_addr());
+    assert_eq!(error_code(&c.allocate(&[])), Some(508));
+    expect_changes(
+        &d,
+        &before,
+        &[
+            (quota("relay_ports"), 1.0),
+            (hostile_support::auth_failure("missing_integrity"), 81.0),
+        ],
+    );
+}

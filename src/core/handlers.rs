@@ -433,7 +433,9 @@ impl Server {
             self.admit(user)?;
         }
         let ip = self.cfg.relay_bind;
-        let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays) else {
+        let global = &self.global;
+        let held = |p: u16| global.holds(p);
+        let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays, &held) else {
             if pair {
                 self.global.release(user);
             }

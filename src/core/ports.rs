@@ -50,12 +50,16 @@ impl Ports {
     }
 
     /// Binds a port (or an even/odd pair) on `ip`, returning the port.
+    /// Ports `held_elsewhere` (by another worker's engine) are skipped
+    /// without a bind attempt: only failures of ports turnd does not know
+    /// to be taken count toward [`MAX_BIND_ATTEMPTS`].
     pub fn acquire(
         &mut self,
         rng: &mut impl Rng,
         ip: IpAddr,
         parity: Parity,
         relays: &mut dyn RelaySockets,
+        held_elsewhere: &dyn Fn(u16) -> bool,
     ) -> Option<u16> {
         let total = self.total();
         let start = rng.gen_range(0..total);
@@ -65,11 +69,12 @@ impl Ports {
             if parity != Parity::Any && port % 2 == 1 {
                 continue;
             }
-            if self.in_use.contains(&port) {
+            let taken = |p: u16| self.in_use.contains(&p) || held_elsewhere(p);
+            if taken(port) {
                 continue;
             }
             let pair = parity == Parity::EvenReserveNext;
-            if pair && (port == self.high || self.in_use.contains(&(port + 1))) {
+            if pair && (port == self.high || taken(port + 1)) {
                 continue;
             }
             attempts += 1;
@@ -148,18 +153,39 @@ mod tests {
         let mut got: Vec<u16> = (0..3)
             .map(|_| {
                 ports
-                    .acquire(&mut rng, IP, Parity::Any, &mut relays)
+                    .acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false)
                     .unwrap()
             })
             .collect();
         got.sort();
         assert_eq!(got, vec![50000, 50002, 50003]);
-        assert_eq!(ports.acquire(&mut rng, IP, Parity::Any, &mut relays), None);
+        assert_eq!(
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
+            None
+        );
         ports.release(IP, 50002, &mut relays);
         assert_eq!(
-            ports.acquire(&mut rng, IP, Parity::Any, &mut relays),
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
             Some(50002)
         );
+    }
+
+    #[test]
+    fn ports_of_other_workers_do_not_use_up_the_bind_attempts() {
+        // 80 ports, 79 held by another worker (their binds would fail): the
+        // last free one is found whatever the start (issue 16: a 508 while
+        // a port was free).
+        for seed in 0..20 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut relays = FakeRelays::default();
+            relays.taken.extend((50000..50080).filter(|p| *p != 50041));
+            let held = |p: u16| p != 50041;
+            let mut ports = Ports::new(50000, 50079);
+            assert_eq!(
+                ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &held),
+                Some(50041)
+            );
+        }
     }
 
     #[test]
@@ -168,7 +194,9 @@ mod tests {
         let mut relays = FakeRelays::default();
         let mut ports = Ports::new(50000, 50005);
         let p = ports
-            .acquire(&mut rng, IP, Parity::EvenReserveNext, &mut relays)
+            .acquire(&mut rng, IP, Parity::EvenReserveNext, &mut relays, &|_| {
+                false
+            })
             .unwrap();
         assert_eq!(p % 2, 0);
         assert!(relays.open.contains(&(p + 1)), "the odd port is held");
@@ -178,7 +206,7 @@ mod tests {
             "the reserved port is not counted as in use"
         );
         let q = ports
-            .acquire(&mut rng, IP, Parity::Even, &mut relays)
+            .acquire(&mut rng, IP, Parity::Even, &mut relays, &|_| false)
             .unwrap();
         assert_eq!(q % 2, 0);
         assert_ne!(p, q);
