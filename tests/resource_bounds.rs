@@ -471,3 +471,45 @@ fn two_workers_fill_the_whole_port_range() {
         ],
     );
 }
+
+/// Issue 16 item 8: ChannelBind to turnd's own relay address answers 200
+/// only on ports turnd holds, so refusals are an oracle of other tenants'
+/// relay ports. Past `[quota] peer_refusals_burst` refusals an allocation's
+/// peer requests are all refused, held port or not, and counted.
+#[test]
+fn refused_peer_requests_are_limited_per_allocation() {
+    // Loopback (the relay address) is not allowed.
+    let d = TestConfig {
+        extra: "[quota]\npeer_refusals_burst = 5\npeer_refusal_interval_s = 3600\n".into(),
+        ..TestConfig::default()
+    }
+    .start();
+    let mallory = Client::new(d.udp_addr());
+    let own = mallory.allocate_family(false);
+    let victim = Client::new(d.udp_addr());
+    let held = victim.allocate_family(false);
+    let before = Snapshot::take(&d);
+    let probes = (common::RELAY_PORTS.0..)
+        .filter(|p| *p != own.port() && *p != held.port())
+        .take(5);
+    for (i, port) in probes.enumerate() {
+        let resp = mallory.channel_bind(0x4000 + i as u16, SocketAddr::new(own.ip(), port));
+        assert_eq!(error_code(&resp), Some(403), "port {port}: {resp}");
+    }
+    // The budget is spent: the victim's held port no longer answers 200.
+    let resp = mallory.channel_bind(0x4010, held);
+    assert_eq!(error_code(&resp), Some(403), "{resp}");
+    let resp = mallory.create_permission(&[held]);
+    assert_eq!(error_code(&resp), Some(403), "{resp}");
+    expect_changes(
+        &d,
+        &before,
+        &[
+            (hostile_support::denied("own_address"), 5.0),
+            (hostile_support::denied("refusal_limit"), 2.0),
+        ],
+    );
+    // Another allocation has its own budget: relay to relay still works.
+    let resp = victim.channel_bind(0x4000, own);
+    assert_eq!(error_code(&resp), None, "{resp}");
+}

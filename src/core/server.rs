@@ -20,6 +20,7 @@ use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
+use super::rate_limit::{Limits, PrefixLimit};
 use super::redact::Redactor;
 use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::{Direction, Metrics};
@@ -61,6 +62,13 @@ pub struct CoreConfig {
     /// Unauthenticated UDP responses per source IP per second (0: no limit).
     pub unauthenticated_per_s: u32,
     pub unauthenticated_burst: u32,
+    /// The same answers per source prefix (/24, /64 by default).
+    pub prefix_rate_limit: PrefixLimit,
+    /// Refused ChannelBind/CreatePermission requests an allocation may make
+    /// at once (then one per `peer_refusal_interval`), so that probing which
+    /// relay ports turnd holds takes hours (0: no limit).
+    pub peer_refusal_burst: u32,
+    pub peer_refusal_interval: Duration,
     /// Hide client and peer addresses and usernames in logs.
     pub redact_logs: bool,
 }
@@ -119,7 +127,26 @@ impl CoreConfig {
             own_listeners: listeners.to_vec(),
             unauthenticated_per_s: cfg.rate_limit.unauthenticated_per_s,
             unauthenticated_burst: cfg.rate_limit.unauthenticated_burst,
+            prefix_rate_limit: PrefixLimit {
+                per_second: cfg.rate_limit.prefix_per_s,
+                burst: cfg.rate_limit.prefix_burst,
+                ipv4_prefix: cfg.rate_limit.ipv4_prefix,
+                ipv6_prefix: cfg.rate_limit.ipv6_prefix,
+            },
+            peer_refusal_burst: cfg.quota.peer_refusals_burst,
+            peer_refusal_interval: Duration::from_secs(cfg.quota.peer_refusal_interval_s.into()),
             redact_logs: cfg.log.redact,
+        }
+    }
+}
+
+impl CoreConfig {
+    /// The limits of unauthenticated answers, per source and per prefix.
+    pub fn rate_limits(&self) -> Limits {
+        Limits {
+            per_second: self.unauthenticated_per_s,
+            burst: self.unauthenticated_burst,
+            prefix: self.prefix_rate_limit,
         }
     }
 }
@@ -196,7 +223,7 @@ impl Server {
         let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
         let redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut rng)));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
-        global.set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        global.set_rate_limit(cfg.rate_limits());
         metrics.relay_ports_total.set(ports.total() as i64);
         Server {
             cfg,
@@ -225,8 +252,7 @@ impl Server {
         cfg.port_low = self.cfg.port_low;
         cfg.port_high = self.cfg.port_high;
         cfg.own_listeners = std::mem::take(&mut self.cfg.own_listeners);
-        self.global
-            .set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        self.global.set_rate_limit(cfg.rate_limits());
         if cfg.redact_logs != self.cfg.redact_logs {
             self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }

@@ -55,7 +55,12 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "relay_disabled",
 ];
 /// `reason` label values of `turnd_peer_denied_total`.
-pub const PEER_DENIED_REASONS: &[&str] = &["special_range", "configured", "own_address"];
+pub const PEER_DENIED_REASONS: &[&str] = &[
+    "special_range",
+    "configured",
+    "own_address",
+    "refusal_limit",
+];
 /// `kind` label values of `turnd_quota_rejections_total`.
 pub const QUOTA_KINDS: &[&str] = &["user", "total", "permissions", "channels", "relay_ports"];
 /// `reason` label values of `turnd_dropped_packets_total`.
