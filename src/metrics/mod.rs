@@ -81,7 +81,9 @@ pub const DROP_REASONS: &[&str] = &[
 /// or TLS connection was refused or cut.
 pub const CONNECTION_REJECT_REASONS: &[&str] = &[
     "per_ip_limit",
+    "per_prefix_limit",
     "total_limit",
+    "memory_limit",
     "handshake_timeout",
     "tls_handshake",
     "idle_timeout",
