@@ -68,6 +68,11 @@ pub const DEFAULT_CHANNELS_PER_ALLOCATION: u32 = 64;
 /// Channel numbers 0x4000..=0x7FFF (RFC 8656 §12): the most channels one
 /// allocation can have.
 pub const MAX_CHANNELS_PER_ALLOCATION: u32 = 0x4000;
+/// `quota.peer_refusals_burst`: refused peer requests per allocation at once.
+pub const DEFAULT_PEER_REFUSALS_BURST: u32 = 16;
+/// `quota.peer_refusal_interval_s`: then one per 6 s, so mapping a 16 384-port
+/// relay range through one allocation takes about 27 hours.
+pub const DEFAULT_PEER_REFUSAL_INTERVAL_S: u32 = 6;
 /// `allocation.default_lifetime_s`: RFC 8656 §7.2's default lifetime.
 pub const DEFAULT_LIFETIME_S: u32 = 600;
 /// `allocation.max_lifetime_s`: RFC 8656 §7.2's recommended maximum.
@@ -223,6 +228,12 @@ pub struct Quota {
     pub permissions_per_allocation: u32,
     #[serde(deserialize_with = "de_at_least_1")]
     pub channels_per_allocation: u32,
+    /// Refused ChannelBind/CreatePermission requests (403) one allocation
+    /// may make at once; 0 turns the limit off.
+    pub peer_refusals_burst: u32,
+    /// Then one more per this many seconds.
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub peer_refusal_interval_s: u32,
 }
 
 impl Default for Quota {
@@ -232,6 +243,8 @@ impl Default for Quota {
             allocations_total: DEFAULT_ALLOCATIONS_TOTAL,
             permissions_per_allocation: DEFAULT_PERMISSIONS_PER_ALLOCATION,
             channels_per_allocation: DEFAULT_CHANNELS_PER_ALLOCATION,
+            peer_refusals_burst: DEFAULT_PEER_REFUSALS_BURST,
+            peer_refusal_interval_s: DEFAULT_PEER_REFUSAL_INTERVAL_S,
         }
     }
 }

@@ -12,7 +12,7 @@ use stun::message::{
 };
 use tracing::{debug, info};
 
-use super::allocation::{Allocation, Channel};
+use super::allocation::{Allocation, Channel, RefusalBudget};
 use super::audit::{self, AuditKind};
 use super::auth::{quota_key, Key};
 use super::classic::ChangeRequest;
@@ -131,9 +131,9 @@ impl Server {
                 match method {
                     METHOD_ALLOCATE => self.allocate(now, ft, req, authed, relays),
                     METHOD_REFRESH => self.refresh(now, ft, req, authed, relays),
-                    METHOD_CREATE_PERMISSION => self.create_permission(now, ft, req, authed),
-                    METHOD_CHANNEL_BIND => self.channel_bind(now, ft, req, authed),
-                    // Only methods that `serves` reach here.
+                    METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
+                        self.peer_request(now, ft, req, authed, method)
+                    }
                     _ => Err(reject(400, authed.key)),
                 }
             }
@@ -432,6 +432,7 @@ impl Server {
                 channel_by_peer: Default::default(),
                 allocate_transaction: req.transaction_id(),
                 allocate_response: response.clone(),
+                refusals: RefusalBudget::new(self.cfg.peer_refusal_burst, now.instant),
             },
         );
         let transport = ft.transport.as_str();
@@ -583,7 +584,9 @@ impl Server {
             self.admit(now, ft, user, &username)?;
         }
         let ip = self.cfg.relay_bind;
-        let port = match self.ports.acquire(&mut self.rng, ip, parity, relays) {
+        let global = &self.global;
+        let held = |p: u16| global.holds(p);
+        let port = match self.ports.acquire(&mut self.rng, ip, parity, relays, &held) {
             Ok(port) => port,
             Err(no_port) => {
                 if pair {
@@ -678,6 +681,51 @@ impl Server {
             return Err(reject(403, key));
         }
         Ok(ip)
+    }
+
+    /// CreatePermission or ChannelBind. One aimed at turnd's own relay
+    /// address is refused when the port is not one turnd holds, so its
+    /// answer tells which relay ports other tenants have: each allocation
+    /// gets a budget of such refusals, and past it every request of the
+    /// allocation aimed at the relay address is refused unread (403,
+    /// `turnd_peer_denied_total{reason="refusal_limit"}`). Requests to other
+    /// peers are not affected (their refusals reveal only the policy).
+    fn peer_request(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &Request,
+        authed: Authed,
+        method: Method,
+    ) -> Result<Vec<u8>, Reject> {
+        let (burst, interval) = (self.cfg.peer_refusal_burst, self.cfg.peer_refusal_interval);
+        let key = authed.key;
+        let at_relay = req
+            .get_all(ATTR_XOR_PEER_ADDRESS)
+            .filter_map(|v| req.xor_address(v))
+            .any(|p| self.is_own_relay_ip(canonical(p.ip())));
+        if at_relay {
+            if let Some(alloc) = self.allocations.get_mut(&ft) {
+                if !alloc.refusals.has_left(now.instant, burst, interval) {
+                    self.metrics
+                        .peer_denied
+                        .with_label_values(&["refusal_limit"])
+                        .inc();
+                    return Err(reject(403, key));
+                }
+            }
+        }
+        let result = if method == METHOD_CREATE_PERMISSION {
+            self.create_permission(now, ft, req, authed)
+        } else {
+            self.channel_bind(now, ft, req, authed)
+        };
+        if at_relay && matches!(result, Err(Reject { code: 403, .. })) {
+            if let Some(alloc) = self.allocations.get_mut(&ft) {
+                alloc.refusals.spend();
+            }
+        }
+        result
     }
 
     /// CreatePermission (RFC 8656 §9.2): every XOR-PEER-ADDRESS, all or none.

@@ -56,7 +56,12 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "revoked",
 ];
 /// `reason` label values of `turnd_peer_denied_total`.
-pub const PEER_DENIED_REASONS: &[&str] = &["special_range", "configured", "own_address"];
+pub const PEER_DENIED_REASONS: &[&str] = &[
+    "special_range",
+    "configured",
+    "own_address",
+    "refusal_limit",
+];
 /// `kind` label values of `turnd_quota_rejections_total`.
 pub const QUOTA_KINDS: &[&str] = &["user", "total", "permissions", "channels", "relay_ports"];
 /// `kind` label values of `turnd_log_lines_suppressed_total`.
@@ -82,7 +87,9 @@ pub const DROP_REASONS: &[&str] = &[
 /// or TLS connection was refused or cut.
 pub const CONNECTION_REJECT_REASONS: &[&str] = &[
     "per_ip_limit",
+    "per_prefix_limit",
     "total_limit",
+    "memory_limit",
     "handshake_timeout",
     "tls_handshake",
     "idle_timeout",
