@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
-use super::allocation::Allocation;
+use super::allocation::{Allocation, Flow, Usage};
 use super::audit::{AuditKind, AuditLimit};
 use super::auth::Credentials;
 use super::expiry::{Expiries, Timer};
@@ -164,24 +164,24 @@ pub struct Server {
     audit: std::cell::RefCell<AuditLimit>,
 }
 
-/// Relayed packets and bytes one way, not yet in the metrics.
-#[derive(Debug, Default, Clone, Copy)]
-struct Flow {
-    packets: u64,
-    bytes: u64,
-}
-
-impl Flow {
-    fn count(&mut self, bytes: usize) {
-        self.packets += 1;
-        self.bytes += bytes as u64;
-    }
-}
-
+/// Relayed packets and bytes, not yet in the metrics.
 #[derive(Debug, Default)]
 struct RelayStats {
     client_to_peer: Flow,
     peer_to_client: Flow,
+}
+
+/// The log target of usage records.
+pub const USAGE_TARGET: &str = "turnd::usage";
+
+/// False when `peer` is on our relay address on a port turnd does not
+/// hold, and the operator's `[peers] allow` does not name that address
+/// (see [`Server::own_relay_port_ok`]). A free function so the packet path
+/// can ask while it holds an allocation mutably.
+fn relay_port_ok(cfg: &CoreConfig, global: &Global, peer: SocketAddr) -> bool {
+    let ip = canonical(peer.ip());
+    let own = ip == cfg.relay_advertised || (ip == cfg.relay_bind && !ip.is_unspecified());
+    !own || global.holds(peer.port()) || cfg.peer_policy.explicitly_allowed(ip)
 }
 
 impl Server {
@@ -343,7 +343,7 @@ impl Server {
         data: &[u8],
         out: &mut Outbox,
     ) {
-        let Some(alloc) = self.allocations.get(&ft) else {
+        let Some(alloc) = self.allocations.get_mut(&ft) else {
             return self.drop_packet("no_allocation");
         };
         let Some(peer) = alloc.channel_peer(number, now.instant) else {
@@ -352,16 +352,17 @@ impl Server {
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }
-        let relay = alloc.relay;
         // A channel to another allocation outlives that allocation: once its
         // port is released, whatever binds the port next must not be reached.
-        if !self.own_relay_port_ok(peer) {
+        if !relay_port_ok(&self.cfg, &self.global, peer) {
             self.metrics
                 .peer_denied
                 .with_label_values(&["own_address"])
                 .inc();
             return self.drop_packet("no_permission");
         }
+        alloc.usage.sent.count(data.len());
+        let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
     }
 
@@ -387,6 +388,10 @@ impl Server {
                 .inc();
             return self.drop_packet("no_permission");
         }
+        let Some(alloc) = self.allocations.get_mut(&ft) else {
+            return;
+        };
+        alloc.usage.sent.count(data.len());
         let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
     }
@@ -449,10 +454,7 @@ impl Server {
     /// if the operator said so. A public relay address passes the built-in
     /// list, so the built-in verdict is not enough here.
     pub(super) fn own_relay_port_ok(&self, peer: SocketAddr) -> bool {
-        let ip = canonical(peer.ip());
-        !self.is_own_relay_ip(ip)
-            || self.global.holds(peer.port())
-            || self.cfg.peer_policy.explicitly_allowed(ip)
+        relay_port_ok(&self.cfg, &self.global, peer)
     }
 
     /// True when `peer` is one of our own listeners.
@@ -482,7 +484,7 @@ impl Server {
         let Some(ft) = self.by_relay_port.get(&relay.port()) else {
             return self.drop_packet("no_allocation");
         };
-        let Some(alloc) = self.allocations.get(ft) else {
+        let Some(alloc) = self.allocations.get_mut(ft) else {
             return self.drop_packet("no_allocation");
         };
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
@@ -519,6 +521,7 @@ impl Server {
                 });
             }
         }
+        alloc.usage.received.count(data.len());
         self.stats.peer_to_client.count(data.len());
     }
 
@@ -547,7 +550,7 @@ impl Server {
                         .get(&ft)
                         .is_some_and(|a| a.expires <= now.instant)
                     {
-                        self.delete_allocation(ft, EndReason::Expired, relays);
+                        self.delete_allocation(now, ft, EndReason::Expired, relays);
                     }
                 }
                 Timer::Permission(ft, ip) => {
@@ -579,22 +582,28 @@ impl Server {
 
     /// The client's connection (TCP/TLS) is gone: so is its allocation
     /// (RFC 8656 §3.1).
-    pub fn close_connection(&mut self, five_tuple: FiveTuple, relays: &mut dyn RelaySockets) {
+    pub fn close_connection(
+        &mut self,
+        now: Now,
+        five_tuple: FiveTuple,
+        relays: &mut dyn RelaySockets,
+    ) {
         if self.allocations.contains_key(&five_tuple) {
-            self.delete_allocation(five_tuple, EndReason::Closed, relays);
+            self.delete_allocation(now, five_tuple, EndReason::Closed, relays);
         }
     }
 
     /// Ends every allocation (process shutdown).
-    pub fn shutdown(&mut self, relays: &mut dyn RelaySockets) {
+    pub fn shutdown(&mut self, now: Now, relays: &mut dyn RelaySockets) {
         let all: Vec<FiveTuple> = self.allocations.keys().copied().collect();
         for ft in all {
-            self.delete_allocation(ft, EndReason::Shutdown, relays);
+            self.delete_allocation(now, ft, EndReason::Shutdown, relays);
         }
     }
 
     pub(super) fn delete_allocation(
         &mut self,
+        now: Now,
         ft: FiveTuple,
         reason: EndReason,
         relays: &mut dyn RelaySockets,
@@ -624,5 +633,30 @@ impl Server {
             .with_label_values(&[transport, reason.as_str()])
             .inc();
         info!(client = %self.redact.show(ft.client), %transport, relay = %alloc.advertised, reason = reason.as_str(), "allocation deleted");
+        self.usage_record(now, &alloc, reason);
+    }
+
+    /// The usage record of an ended allocation (target `turnd::usage`): who,
+    /// where, how long, and what it relayed each way, for billing and abuse
+    /// handling (coturn's `usage:` line).
+    fn usage_record(&self, now: Now, alloc: &Allocation, reason: EndReason) {
+        let duration = now.instant.saturating_duration_since(alloc.created);
+        let Usage { sent, received } = alloc.usage;
+        info!(
+            target: USAGE_TARGET,
+            id = %format_args!("{:016x}", alloc.id),
+            user = self.redact.show(&alloc.username).to_string().as_str(),
+            transport = alloc.five_tuple.transport.as_str(),
+            client = %self.redact.show(alloc.five_tuple.client),
+            relay = %alloc.advertised,
+            start = alloc.created_unix,
+            duration_s = duration.as_secs_f64(),
+            sent_packets = sent.packets,
+            sent_bytes = sent.bytes,
+            received_packets = received.packets,
+            received_bytes = received.bytes,
+            reason = reason.as_str(),
+            "usage"
+        );
     }
 }

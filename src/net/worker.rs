@@ -286,7 +286,7 @@ pub async fn expire(
         }
     }
     worker.with_server(|server, relays, _| {
-        server.shutdown(relays);
+        server.shutdown(clock::now(), relays);
         server.flush_metrics();
     });
 }
