@@ -130,6 +130,12 @@ pub enum EndReason {
     Deleted,
     Closed,
     Shutdown,
+    /// Its credential or secret was removed or changed by a reload.
+    Reload,
+    /// Ended through the admin API.
+    Admin,
+    /// Its user was revoked.
+    Revoked,
 }
 
 impl EndReason {
@@ -139,6 +145,9 @@ impl EndReason {
             EndReason::Deleted => "deleted",
             EndReason::Closed => "closed",
             EndReason::Shutdown => "shutdown",
+            EndReason::Reload => "reload",
+            EndReason::Admin => "admin",
+            EndReason::Revoked => "revoked",
         }
     }
 }
@@ -217,10 +226,13 @@ impl Server {
     }
 
     /// Takes a reloaded configuration (SIGHUP). Credentials, peer policy,
-    /// quotas, lifetimes and rate limits change at once; live allocations
-    /// stay. The relay address and port range need a restart, so the old
-    /// ones are kept.
-    pub fn reconfigure(&mut self, mut cfg: CoreConfig) {
+    /// quotas, lifetimes and rate limits change at once. What depended on
+    /// something removed ends now: an allocation whose key the new
+    /// credentials no longer give (static user removed or with a new
+    /// password, REST secret removed), a permission or channel to a peer
+    /// the new policy denies. The relay address and port range need a
+    /// restart, so the old ones are kept.
+    pub fn reconfigure(&mut self, now: Now, mut cfg: CoreConfig, relays: &mut dyn RelaySockets) {
         cfg.relay_bind = self.cfg.relay_bind;
         cfg.relay_advertised = self.cfg.relay_advertised;
         cfg.port_low = self.cfg.port_low;
@@ -232,6 +244,58 @@ impl Server {
             self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }
         self.cfg = cfg;
+        self.end_what_reload_removed(now, relays);
+    }
+
+    fn end_what_reload_removed(&mut self, now: Now, relays: &mut dyn RelaySockets) {
+        let creds = &self.cfg.credentials;
+        // Expiry is not re-checked (0): a REST allocation outlives its
+        // credential's expiry until it lapses, as without a reload.
+        let orphaned: Vec<FiveTuple> = self
+            .allocations
+            .values()
+            .filter(|a| !creds.keys(&a.username, 0).is_ok_and(|k| k.contains(&a.key)))
+            .map(|a| a.five_tuple)
+            .collect();
+        for ft in orphaned {
+            if let Some(a) = self.allocations.get(&ft) {
+                info!(client = %self.redact.show(ft.client), user = %self.redact.show(&a.username), "reload: credential removed or changed, ending its allocation");
+            }
+            self.delete_allocation(now, ft, EndReason::Reload, relays);
+        }
+        let cfg = &self.cfg;
+        let denied = |ip: IpAddr| {
+            let own = ip == cfg.relay_advertised || (ip == cfg.relay_bind && !ip.is_unspecified());
+            !own && matches!(
+                cfg.peer_policy.check(ip),
+                super::peer_policy::Verdict::Denied(_)
+            )
+        };
+        for a in self.allocations.values_mut() {
+            let gone: Vec<IpAddr> = a
+                .permissions
+                .keys()
+                .copied()
+                .filter(|ip| denied(*ip))
+                .collect();
+            for ip in gone {
+                a.permissions.remove(&ip);
+                let channels: Vec<u16> = a
+                    .channels
+                    .iter()
+                    .filter(|(_, c)| canonical(c.peer.ip()) == ip)
+                    .map(|(n, _)| *n)
+                    .collect();
+                for n in channels {
+                    a.remove_channel(n);
+                }
+                self.metrics
+                    .peer_denied
+                    .with_label_values(&["configured"])
+                    .inc();
+                info!(client = %self.redact.show(a.five_tuple.client), user = %self.redact.show(&a.username), peer = %self.redact.show(ip), "reload: peer now denied, permission and channels removed");
+            }
+        }
     }
 
     /// Starts draining: every new Allocate gets 508, or 300 Try Alternate

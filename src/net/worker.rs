@@ -268,7 +268,7 @@ pub async fn expire(
             _ = tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))) => {}
             Ok(()) = config.changed() => {
                 let cfg = (**config.borrow_and_update()).clone();
-                worker.with_server(|server, _, _| server.reconfigure(cfg));
+                worker.with_server(|server, relays, _| server.reconfigure(clock::now(), cfg, relays));
             }
             changed = phase.changed() => {
                 // The supervisor gone (it failed before or while starting):
