@@ -163,7 +163,11 @@ pub fn config() -> CoreConfig {
         own_listeners: listeners(),
         unauthenticated_per_s: 50,
         unauthenticated_burst: 10,
+        prefix_rate_limit: Default::default(),
+        peer_refusal_burst: 0,
+        peer_refusal_interval: Duration::from_secs(6),
         redact_logs: false,
+        redirect: Default::default(),
     }
 }
 

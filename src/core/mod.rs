@@ -27,6 +27,7 @@ pub mod ports;
 pub mod precis;
 pub mod rate_limit;
 pub mod redact;
+pub mod redirect;
 pub mod server;
 
 use std::io;

@@ -23,7 +23,9 @@ use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
+use super::rate_limit::{Limits, PrefixLimit};
 use super::redact::Redactor;
+use super::redirect::RedirectPolicy;
 use super::{classic, handlers, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::{Direction, Metrics};
 
@@ -35,8 +37,11 @@ pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 pub const CHANNEL_QUARANTINE: Duration = Duration::from_secs(300);
 /// How long the odd port of an EVEN-PORT pair is held (RFC 8656 §14.9).
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
-/// Largest UDP payload: what the relay can send in one datagram.
+/// Largest UDP payload: what the relay can send in one IPv4 datagram
+/// (65 535 minus the IPv4 and UDP headers).
 const MAX_UDP_PAYLOAD: usize = 65_507;
+/// The same over IPv6 (the payload length excludes the fixed header).
+const MAX_UDP6_PAYLOAD: usize = 65_527;
 
 /// Everything the engine needs to know about its configuration.
 #[derive(Debug, Clone)]
@@ -65,8 +70,17 @@ pub struct CoreConfig {
     /// Unauthenticated UDP responses per source IP per second (0: no limit).
     pub unauthenticated_per_s: u32,
     pub unauthenticated_burst: u32,
+    /// The same answers per source prefix (/24, /64 by default).
+    pub prefix_rate_limit: PrefixLimit,
+    /// Refused ChannelBind/CreatePermission requests an allocation may make
+    /// at once (then one per `peer_refusal_interval`), so that probing which
+    /// relay ports turnd holds takes hours (0: no limit).
+    pub peer_refusal_burst: u32,
+    pub peer_refusal_interval: Duration,
     /// Hide client and peer addresses and usernames in logs.
     pub redact_logs: bool,
+    /// Redirects of new allocations for load (`[redirect]`).
+    pub redirect: RedirectPolicy,
 }
 
 impl CoreConfig {
@@ -128,7 +142,27 @@ impl CoreConfig {
             own_listeners: listeners.to_vec(),
             unauthenticated_per_s: cfg.rate_limit.unauthenticated_per_s,
             unauthenticated_burst: cfg.rate_limit.unauthenticated_burst,
+            prefix_rate_limit: PrefixLimit {
+                per_second: cfg.rate_limit.prefix_per_s,
+                burst: cfg.rate_limit.prefix_burst,
+                ipv4_prefix: cfg.rate_limit.ipv4_prefix,
+                ipv6_prefix: cfg.rate_limit.ipv6_prefix,
+            },
+            peer_refusal_burst: cfg.quota.peer_refusals_burst,
+            peer_refusal_interval: Duration::from_secs(cfg.quota.peer_refusal_interval_s.into()),
             redact_logs: cfg.log.redact,
+            redirect: cfg.redirect.policy(),
+        }
+    }
+}
+
+impl CoreConfig {
+    /// The limits of unauthenticated answers, per source and per prefix.
+    pub fn rate_limits(&self) -> Limits {
+        Limits {
+            per_second: self.unauthenticated_per_s,
+            burst: self.unauthenticated_burst,
+            prefix: self.prefix_rate_limit,
         }
     }
 }
@@ -247,7 +281,7 @@ impl Server {
         let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
         let redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut rng)));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
-        global.set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        global.set_rate_limit(cfg.rate_limits());
         metrics.relay_ports_total.set(ports.total() as i64);
         Server {
             cfg,
@@ -279,8 +313,7 @@ impl Server {
         cfg.port_low = self.cfg.port_low;
         cfg.port_high = self.cfg.port_high;
         cfg.own_listeners = std::mem::take(&mut self.cfg.own_listeners);
-        self.global
-            .set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        self.global.set_rate_limit(cfg.rate_limits());
         if cfg.redact_logs != self.cfg.redact_logs {
             self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }
@@ -481,6 +514,16 @@ impl Server {
         data: &[u8],
         out: &mut Outbox,
     ) {
+        // Over TCP or TLS a client may send up to 65 535 bytes of ChannelData
+        // or DATA; one UDP datagram to the peer holds less.
+        let max = if canonical(peer.ip()).is_ipv4() {
+            MAX_UDP_PAYLOAD
+        } else {
+            MAX_UDP6_PAYLOAD
+        };
+        if data.len() > max {
+            return self.drop_packet("too_big");
+        }
         self.stats.client_to_peer.count(data.len());
         out.push_relayed(Source::Relay(relay), self.hairpin(peer), |buf| {
             buf.extend_from_slice(data)

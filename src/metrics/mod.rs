@@ -56,7 +56,12 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "revoked",
 ];
 /// `reason` label values of `turnd_peer_denied_total`.
-pub const PEER_DENIED_REASONS: &[&str] = &["special_range", "configured", "own_address"];
+pub const PEER_DENIED_REASONS: &[&str] = &[
+    "special_range",
+    "configured",
+    "own_address",
+    "refusal_limit",
+];
 /// `kind` label values of `turnd_quota_rejections_total`.
 pub const QUOTA_KINDS: &[&str] = &["user", "total", "permissions", "channels", "relay_ports"];
 /// `kind` label values of `turnd_log_lines_suppressed_total`.
@@ -82,7 +87,9 @@ pub const DROP_REASONS: &[&str] = &[
 /// or TLS connection was refused or cut.
 pub const CONNECTION_REJECT_REASONS: &[&str] = &[
     "per_ip_limit",
+    "per_prefix_limit",
     "total_limit",
+    "memory_limit",
     "handshake_timeout",
     "tls_handshake",
     "idle_timeout",
@@ -93,6 +100,9 @@ pub const CONNECTION_REJECT_REASONS: &[&str] = &[
 ];
 /// `result` label values of `turnd_tls_reloads_total`.
 pub const RELOAD_RESULTS: &[&str] = &["success", "failure"];
+/// `operation` of `turnd_fd_exhausted_total`: an Allocate answered 508, a
+/// TCP/TLS connection closed on accept.
+pub const FD_EXHAUSTED_OPERATIONS: &[&str] = &["allocate", "accept"];
 
 /// Which way relayed data flows, for the `direction` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,6 +175,9 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// `turnd_ready`: what /readyz says, 1 or 0.
     pub ready: IntGauge,
+    /// `turnd_fd_exhausted_total{operation}`, operation in
+    /// [`FD_EXHAUSTED_OPERATIONS`].
+    pub fd_exhausted: IntCounterVec,
     /// The kernel fast path's series.
     pub offload: offload::OffloadMetrics,
     /// The series the packet path counts, resolved once.
@@ -355,7 +368,13 @@ impl Metrics {
         let ready = gauge(
             r,
             "turnd_ready",
-            "1 when /readyz answers ready: not draining, relay ports and allocation quota left.",
+            "1 when /readyz answers ready: not draining, relay ports, allocation quota and file descriptors left.",
+        );
+        let fd_exhausted = counter_vec(
+            r,
+            "turnd_fd_exhausted_total",
+            "Allocations answered 508 and connections closed on accept because no file descriptor was left (RLIMIT_NOFILE), by operation.",
+            &["operation"],
         );
 
         let offload = offload::OffloadMetrics::new(r);
@@ -398,6 +417,7 @@ impl Metrics {
             (&peer_denied, PEER_DENIED_REASONS),
             (&quota_rejections, QUOTA_KINDS),
             (&dropped_packets, DROP_REASONS),
+            (&fd_exhausted, FD_EXHAUSTED_OPERATIONS),
             (&log_lines_suppressed, AUDIT_KINDS),
         ] {
             for v in values {
@@ -442,6 +462,7 @@ impl Metrics {
             config_reloads,
             draining,
             ready,
+            fd_exhausted,
             offload,
             hot,
         }

@@ -44,7 +44,7 @@ struct Relays<'a>(&'a Rc<Worker>);
 
 impl RelaySockets for Relays<'_> {
     fn open(&mut self, addr: SocketAddr) -> io::Result<()> {
-        let socket = super::udp::bind_relay(addr)?;
+        let socket = super::descriptors::bind_relay(&self.0.process.metrics, addr)?;
         self.0.start_relay(addr, socket)?;
         self.0.process.metrics.relay_ports_in_use.inc();
         Ok(())
@@ -58,7 +58,7 @@ impl RelaySockets for Relays<'_> {
     }
 
     fn reserve(&mut self, addr: SocketAddr) -> io::Result<()> {
-        let socket = super::udp::bind_relay(addr)?;
+        let socket = super::descriptors::bind_relay(&self.0.process.metrics, addr)?;
         self.0.process.reserved().insert(addr, socket);
         self.0.process.metrics.relay_ports_in_use.inc();
         Ok(())

@@ -105,7 +105,11 @@ pub fn config() -> CoreConfig {
         own_listeners: vec![SERVER.parse().unwrap()],
         unauthenticated_per_s: 100,
         unauthenticated_burst: 20,
+        prefix_rate_limit: Default::default(),
+        peer_refusal_burst: 0,
+        peer_refusal_interval: Duration::from_secs(6),
         redact_logs: false,
+        redirect: Default::default(),
     }
 }
 
