@@ -600,6 +600,7 @@ mod tests {
         "turnd_config_reloads_total",
         "turnd_draining",
         "turnd_ready",
+        "turnd_fd_exhausted_total",
         "turnd_offload_active",
         "turnd_offload_channels",
         "turnd_offload_relayed_packets_total",
