@@ -7,7 +7,7 @@ use engine::*;
 use stun::agent::TransactionId;
 use stun::attributes::*;
 use stun::message::*;
-use turnd::core::Source;
+use turnd::core::{FiveTuple, Source, Transport};
 
 #[test]
 fn binding_maps_the_source_and_echoes_fingerprint_only_when_asked() {
@@ -1067,11 +1067,122 @@ fn draining_refuses_new_allocations_and_keeps_old_ones() {
     assert_eq!(std::net::SocketAddr::new(alt.ip, alt.port), alternate);
 }
 
+fn alternate_server(m: &Message) -> Option<std::net::SocketAddr> {
+    let mut alt = stun::addr::MappedAddress::default();
+    alt.get_from_as(m, ATTR_ALTERNATE_SERVER).ok()?;
+    Some(std::net::SocketAddr::new(alt.ip, alt.port))
+}
+
+/// `[redirect]`: once the node holds `allocations_threshold` allocations,
+/// new Allocates get 300 with the alternates in turn (RFC 8489 §10), of the
+/// client's family only, with ALTERNATE-DOMAIN for TLS clients; existing
+/// allocations are unaffected and a client no alternate fits is served.
 #[test]
-fn reconfigure_swaps_credentials_and_keeps_allocations() {
+fn allocations_over_the_threshold_are_redirected_round_robin() {
+    use turnd::core::redirect::{Alternate, RedirectPolicy};
+    let alt = |a: &str, d: Option<&str>| Alternate {
+        address: a.parse().unwrap(),
+        domain: d.map(str::to_owned),
+    };
+    let mut cfg = config();
+    cfg.redirect = RedirectPolicy {
+        allocations_threshold: 1,
+        alternates: vec![
+            alt("203.0.113.1:3478", None),
+            alt("[2001:db8::1]:3478", Some("v6.example.com")),
+            alt("203.0.113.2:5349", Some("b.example.com")),
+        ],
+    };
+    let mut h = Harness::with(cfg);
+    let (c1, _) = allocate(&mut h, client(1));
+    assert_eq!(
+        error_code(&signed(&mut h, client(1), METHOD_REFRESH, 9, &[], &c1)),
+        None,
+        "an existing allocation refreshes"
+    );
+    let mut seen = Vec::new();
+    for port in 2..5 {
+        let ft = client(port);
+        let c = login(&mut h, ft, USER, PASSWORD);
+        let r = h.request(
+            ft,
+            &build(
+                METHOD_ALLOCATE,
+                CLASS_REQUEST,
+                tid(2),
+                &[transport_udp()],
+                Some(&c),
+                true,
+            ),
+        );
+        assert_eq!(error_code(&r), Some(300), "{r}");
+        assert!(r.contains(ATTR_MESSAGE_INTEGRITY), "signed");
+        assert!(!r.contains(ATTR_ALTERNATE_DOMAIN), "not for UDP");
+        seen.push(alternate_server(&r).unwrap().to_string());
+    }
+    assert_eq!(
+        seen,
+        ["203.0.113.1:3478", "203.0.113.2:5349", "203.0.113.1:3478"],
+        "IPv4 alternates in turn"
+    );
+    let tls = FiveTuple {
+        transport: Transport::Tls,
+        ..client(5)
+    };
+    let c = login(&mut h, tls, USER, PASSWORD);
+    let r = h.request(
+        tls,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(3),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), Some(300));
+    assert_eq!(
+        alternate_server(&r).unwrap().to_string(),
+        "203.0.113.2:5349"
+    );
+    assert_eq!(
+        text(&r, ATTR_ALTERNATE_DOMAIN).as_deref(),
+        Some("b.example.com")
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_requests_total",
+            &[("method", "allocate"), ("result", "300")]
+        ),
+        4.0
+    );
+    // Below the threshold again, clients are served here.
+    assert_eq!(
+        error_code(&signed(
+            &mut h,
+            client(1),
+            METHOD_REFRESH,
+            10,
+            &[lifetime(0)],
+            &c1
+        )),
+        None
+    );
+    allocate(&mut h, client(6));
+}
+
+#[test]
+fn reconfigure_keeps_what_still_holds_and_ends_what_it_removed() {
     let mut h = Harness::new();
     let ft = client(1);
     let (c, _) = allocate(&mut h, ft);
+    let ft_bob = client(3);
+    let (_, bob_port) = allocate_as(&mut h, ft_bob, "bob");
+    // The same credentials again: nothing ends.
+    let now = h.now;
+    h.server.reconfigure(now, config(), &mut h.relays);
+    assert_eq!(h.server.allocation_count(), 2);
     let mut cfg = config();
     let mut users = std::collections::HashMap::new();
     users.insert(
@@ -1080,9 +1191,19 @@ fn reconfigure_swaps_credentials_and_keeps_allocations() {
     );
     cfg.credentials = turnd::core::auth::Credentials::new(REALM.into(), users, vec![]);
     cfg.relay_advertised = "192.0.2.200".parse().unwrap(); // needs a restart: ignored
-    h.server.reconfigure(cfg);
-    assert_eq!(h.server.allocation_count(), 1);
-    // alice is gone: her next request fails, carol's works.
+    let now = h.now;
+    h.server.reconfigure(now, cfg, &mut h.relays);
+    // alice and bob are gone, and so are their allocations and relay ports.
+    assert_eq!(h.server.allocation_count(), 0);
+    assert!(h.relays.open.iter().all(|a| a.port() != bob_port));
+    assert_eq!(
+        h.metrics
+            .allocations_ended
+            .with_label_values(&["udp", "reload"])
+            .get(),
+        2
+    );
+    // alice's next request fails, carol's works.
     assert_eq!(
         error_code(&signed(&mut h, ft, METHOD_REFRESH, 9, &[], &c)),
         Some(401)

@@ -163,7 +163,11 @@ pub fn config() -> CoreConfig {
         own_listeners: listeners(),
         unauthenticated_per_s: 50,
         unauthenticated_burst: 10,
+        prefix_rate_limit: Default::default(),
+        peer_refusal_burst: 0,
+        peer_refusal_interval: Duration::from_secs(6),
         redact_logs: false,
+        redirect: Default::default(),
     }
 }
 
@@ -602,7 +606,7 @@ impl Harness {
                         kernel: &mut self.kernel,
                         worker: i % 2,
                     };
-                    self.workers[i % 2].close_connection(ft, &mut relays);
+                    self.workers[i % 2].close_connection(self.now, ft, &mut relays);
                     assert!(
                         self.workers[i % 2].allocation(&ft).is_none(),
                         "allocation outlived its connection"

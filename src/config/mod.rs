@@ -16,6 +16,7 @@ use serde::Deserialize;
 mod drain;
 mod env;
 mod rate_limit;
+mod redirect;
 mod rest;
 mod stream;
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use env::{
     Override as EnvOverride, Provenance, Source, CLI_VARIABLES, OVERRIDES as ENV_OVERRIDES,
 };
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
+pub use redirect::Redirect;
 pub use rest::{Rest, UsernameChars, DEFAULT_REST_MAX_TTL_S, DEFAULT_REST_MAX_USERNAME_BYTES};
 pub use stream::*;
 use types::{
@@ -66,6 +68,11 @@ pub const DEFAULT_CHANNELS_PER_ALLOCATION: u32 = 64;
 /// Channel numbers 0x4000..=0x7FFF (RFC 8656 §12): the most channels one
 /// allocation can have.
 pub const MAX_CHANNELS_PER_ALLOCATION: u32 = 0x4000;
+/// `quota.peer_refusals_burst`: refused peer requests per allocation at once.
+pub const DEFAULT_PEER_REFUSALS_BURST: u32 = 16;
+/// `quota.peer_refusal_interval_s`: then one per 6 s, so mapping a 16 384-port
+/// relay range through one allocation takes about 27 hours.
+pub const DEFAULT_PEER_REFUSAL_INTERVAL_S: u32 = 6;
 /// `allocation.default_lifetime_s`: RFC 8656 §7.2's default lifetime.
 pub const DEFAULT_LIFETIME_S: u32 = 600;
 /// `allocation.max_lifetime_s`: RFC 8656 §7.2's recommended maximum.
@@ -128,6 +135,8 @@ pub struct Config {
     pub workers: u32,
     #[serde(default)]
     pub drain: Drain,
+    #[serde(default)]
+    pub redirect: Redirect,
 }
 
 fn check_workers(n: u32) -> Result<(), String> {
@@ -219,6 +228,12 @@ pub struct Quota {
     pub permissions_per_allocation: u32,
     #[serde(deserialize_with = "de_at_least_1")]
     pub channels_per_allocation: u32,
+    /// Refused ChannelBind/CreatePermission requests (403) one allocation
+    /// may make at once; 0 turns the limit off.
+    pub peer_refusals_burst: u32,
+    /// Then one more per this many seconds.
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub peer_refusal_interval_s: u32,
 }
 
 impl Default for Quota {
@@ -228,6 +243,8 @@ impl Default for Quota {
             allocations_total: DEFAULT_ALLOCATIONS_TOTAL,
             permissions_per_allocation: DEFAULT_PERMISSIONS_PER_ALLOCATION,
             channels_per_allocation: DEFAULT_CHANNELS_PER_ALLOCATION,
+            peer_refusals_burst: DEFAULT_PEER_REFUSALS_BURST,
+            peer_refusal_interval_s: DEFAULT_PEER_REFUSAL_INTERVAL_S,
         }
     }
 }
@@ -346,6 +363,7 @@ impl Default for Config {
             rate_limit: RateLimit::default(),
             workers: 0,
             drain: Drain::default(),
+            redirect: Redirect::default(),
         }
     }
 }
@@ -486,7 +504,7 @@ impl Config {
         vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
         dir: &Path,
         path: Option<&Path>,
-    ) -> Result<Vec<&'static str>, ConfigError> {
+    ) -> Result<Vec<String>, ConfigError> {
         let applied = env::apply(self, vars, dir).map_err(|message| ConfigError::Invalid {
             path: None,
             message,
@@ -536,6 +554,9 @@ impl Config {
         check_log_level(&self.log.level)?;
         check_workers(self.workers)?;
 
+        if self.redirect.allocations_threshold > 0 && self.redirect.alternates.is_empty() {
+            return Err("redirect.allocations_threshold is set but redirect.alternates is empty: name the nodes to send clients to (e.g. alternates = [\"203.0.113.8:3478\"])".into());
+        }
         let l = &self.listen;
         if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {
             return Err(

@@ -412,6 +412,32 @@ fn a_toml_error_fits_one_log_line() {
 }
 
 #[test]
+fn redirect_alternates_as_strings_or_tables() {
+    let c = parse(
+        "[redirect]\nallocations_threshold = 100\nalternates = [\"203.0.113.8:3478\", { address = \"[2001:db8::8]:5349\", domain = \"turn2.example.com\" }]\n",
+    );
+    let p = c.redirect.policy();
+    assert_eq!(p.allocations_threshold, 100);
+    assert_eq!(p.alternates.len(), 2);
+    assert_eq!(p.alternates[0].domain, None);
+    assert_eq!(
+        p.alternates[1].address,
+        "[2001:db8::8]:5349".parse().unwrap()
+    );
+    assert_eq!(p.alternates[1].domain.as_deref(), Some("turn2.example.com"));
+    assert!(c.validate().is_ok());
+    let e = err("[redirect]\nalternates = [\"turn2:3478\"]\n");
+    assert!(
+        e.contains("\"turn2:3478\" is not an IP:PORT") && e.contains("line 2"),
+        "{e}"
+    );
+    let e = err("[redirect]\nalternates = [{ address = \"203.0.113.8:3478\", domian = \"x\" }]\n");
+    assert!(e.contains("line 2"), "{e}");
+    let e = err("[redirect]\nallocations_threshold = 5\n");
+    assert!(e.contains("redirect.alternates is empty"), "{e}");
+}
+
+#[test]
 fn lifetimes_above_an_hour_are_accepted_with_a_warning() {
     assert!(
         parse("").warnings().is_empty(),

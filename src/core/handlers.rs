@@ -12,7 +12,7 @@ use stun::message::{
 };
 use tracing::{debug, info};
 
-use super::allocation::{Allocation, Channel};
+use super::allocation::{Allocation, Channel, RefusalBudget};
 use super::audit::{self, AuditKind};
 use super::auth::{quota_key, Key};
 use super::classic::ChangeRequest;
@@ -21,6 +21,7 @@ use super::global::QuotaExceeded;
 use super::message::{self, Request};
 use super::peer_policy::{canonical, Verdict};
 use super::ports::{NoPort, Parity};
+use super::redirect::Alternate;
 use super::server::{
     Server, CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
 };
@@ -121,12 +122,18 @@ impl Server {
                     message::add_unknown_attributes(&mut m, &unknown);
                     return Some(message::finish(m, Some(&authed.key), req.has_fingerprint));
                 }
+                if method == METHOD_ALLOCATE {
+                    if let Some(redirect) = self.redirect(ft, req, &authed.key) {
+                        self.count(label, "300");
+                        return Some(redirect);
+                    }
+                }
                 match method {
                     METHOD_ALLOCATE => self.allocate(now, ft, req, authed, relays),
                     METHOD_REFRESH => self.refresh(now, ft, req, authed, relays),
-                    METHOD_CREATE_PERMISSION => self.create_permission(now, ft, req, authed),
-                    METHOD_CHANNEL_BIND => self.channel_bind(now, ft, req, authed),
-                    // Only methods that `serves` reach here.
+                    METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
+                        self.peer_request(now, ft, req, authed, method)
+                    }
                     _ => Err(reject(400, authed.key)),
                 }
             }
@@ -152,9 +159,6 @@ impl Server {
                 // The one 420 a handler gives: DONT-FRAGMENT it cannot honour.
                 if r.code == 420 {
                     message::add_unknown_attributes(&mut m, &[ATTR_DONT_FRAGMENT]);
-                }
-                if let (300, Some(alternate)) = (r.code, self.alternate.for_client(ft.client)) {
-                    message::add_plain_address(&mut m, ATTR_ALTERNATE_SERVER, alternate);
                 }
                 Some(message::finish(m, r.key.as_ref(), req.has_fingerprint))
             }
@@ -278,7 +282,7 @@ impl Server {
         self.auth_failure(reason);
         if let Some(suppressed) = self.audit(now, ft, AuditKind::AuthFailure) {
             let user = user.map(|u| self.redact.show(u).to_string());
-            info!(target: audit::TARGET, reason, user = ?user.as_deref().unwrap_or(""), client = %self.redact.show(ft.client), suppressed, "authentication failed");
+            info!(target: audit::TARGET, reason, user = user.as_deref().unwrap_or(""), client = %self.redact.show(ft.client), suppressed, "authentication failed");
         }
     }
 
@@ -286,7 +290,7 @@ impl Server {
     fn audit_quota(&self, now: Now, ft: FiveTuple, user: &str, kind: &str, code: u16) {
         if let Some(suppressed) = self.audit(now, ft, AuditKind::Quota) {
             let user = self.redact.show(user).to_string();
-            info!(target: audit::TARGET, kind, code, user = ?user, client = %self.redact.show(ft.client), suppressed, "quota reached: request refused");
+            info!(target: audit::TARGET, kind, code, user = user.as_str(), client = %self.redact.show(ft.client), suppressed, "quota reached: request refused");
         }
     }
 
@@ -294,7 +298,7 @@ impl Server {
     fn audit_peer(&self, now: Now, ft: FiveTuple, user: &str, peer: SocketAddr, reason: &str) {
         if let Some(suppressed) = self.audit(now, ft, AuditKind::PeerDenied) {
             let user = self.redact.show(user).to_string();
-            info!(target: audit::TARGET, reason, user = ?user, client = %self.redact.show(ft.client), peer = %self.redact.show(peer), suppressed, "peer denied");
+            info!(target: audit::TARGET, reason, user = user.as_str(), client = %self.redact.show(ft.client), peer = %self.redact.show(peer), suppressed, "peer denied");
         }
     }
 
@@ -331,11 +335,10 @@ impl Server {
             }
             return Err(reject(437, key));
         }
-        // Draining (SIGTERM): no new allocations; send clients elsewhere if
-        // a sibling is configured (RFC 8489 §10).
+        // Draining (SIGTERM) with no alternate for this client (see
+        // `redirect`): no new allocations.
         if self.draining {
-            let alternate = self.alternate.for_client(ft.client);
-            return Err(reject(if alternate.is_some() { 300 } else { 508 }, key));
+            return Err(reject(508, key));
         }
         match req.get(ATTR_REQUESTED_TRANSPORT) {
             None => return Err(reject(400, key)),
@@ -429,6 +432,11 @@ impl Server {
                 channel_by_peer: Default::default(),
                 allocate_transaction: req.transaction_id(),
                 allocate_response: response.clone(),
+                refusals: RefusalBudget::new(self.cfg.peer_refusal_burst, now.instant),
+                id: rand::Rng::gen(&mut self.rng),
+                created: now.instant,
+                created_unix: now.unix_secs,
+                usage: Default::default(),
             },
         );
         let transport = ft.transport.as_str();
@@ -442,6 +450,40 @@ impl Server {
             .inc();
         info!(client = %self.redact.show(ft.client), user = %self.redact.show(&self.allocations[&ft].username), %transport, relay = %advertised, lifetime_s = lifetime.as_secs(), "allocation created");
         Ok(response)
+    }
+
+    /// 300 Try Alternate for a new Allocate (RFC 8489 §10) while draining
+    /// (the drain alternate first) or while this node is over its
+    /// `[redirect]` threshold (the alternates in turn); `None` when the
+    /// Allocate is handled here: no redirect due, or no alternate fits.
+    fn redirect(&mut self, ft: FiveTuple, req: &Request, key: &Key) -> Option<Vec<u8>> {
+        if self.allocations.contains_key(&ft) {
+            return None; // a retransmission or 437, answered by allocate
+        }
+        let policy = &self.cfg.redirect;
+        if !self.draining && !policy.over(self.global.total()) {
+            return None;
+        }
+        let drain = self
+            .draining
+            .then(|| self.alternate.for_client(ft.client))
+            .flatten();
+        let drain = drain.map(|address| Alternate {
+            address,
+            domain: None,
+        });
+        let alternate = match drain.filter(|a| a.fits(&ft)) {
+            Some(a) => a,
+            None => self
+                .global
+                .redirect_turn
+                .pick(&policy.alternates, &ft)?
+                .clone(),
+        };
+        let mut m = message::error_response(req, 300);
+        alternate.add_to(&mut m, &ft);
+        debug!(client = %self.redact.show(ft.client), alternate = %alternate.address, draining = self.draining, "allocation redirected");
+        Some(message::finish(m, Some(key), req.has_fingerprint))
     }
 
     /// The per-user limit of quota key `user` ([`quota_key`]): a static
@@ -546,7 +588,9 @@ impl Server {
             self.admit(now, ft, user, &username)?;
         }
         let ip = self.cfg.relay_bind;
-        let port = match self.ports.acquire(&mut self.rng, ip, parity, relays) {
+        let global = &self.global;
+        let held = |p: u16| global.holds(p);
+        let port = match self.ports.acquire(&mut self.rng, ip, parity, relays, &held) {
             Ok(port) => port,
             Err(no_port) => {
                 if pair {
@@ -600,7 +644,7 @@ impl Server {
         }
         let lifetime = self.lifetime(req).map_err(|_| reject(400, key))?;
         if lifetime.is_zero() {
-            self.delete_allocation(ft, super::server::EndReason::Deleted, relays);
+            self.delete_allocation(now, ft, super::server::EndReason::Deleted, relays);
         } else if let Some(alloc) = self.allocations.get_mut(&ft) {
             alloc.expires = now.instant + lifetime;
             self.timers.schedule(Timer::Allocation(ft), alloc.expires);
@@ -641,6 +685,51 @@ impl Server {
             return Err(reject(403, key));
         }
         Ok(ip)
+    }
+
+    /// CreatePermission or ChannelBind. One aimed at turnd's own relay
+    /// address is refused when the port is not one turnd holds, so its
+    /// answer tells which relay ports other tenants have: each allocation
+    /// gets a budget of such refusals, and past it every request of the
+    /// allocation aimed at the relay address is refused unread (403,
+    /// `turnd_peer_denied_total{reason="refusal_limit"}`). Requests to other
+    /// peers are not affected (their refusals reveal only the policy).
+    fn peer_request(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &Request,
+        authed: Authed,
+        method: Method,
+    ) -> Result<Vec<u8>, Reject> {
+        let (burst, interval) = (self.cfg.peer_refusal_burst, self.cfg.peer_refusal_interval);
+        let key = authed.key;
+        let at_relay = req
+            .get_all(ATTR_XOR_PEER_ADDRESS)
+            .filter_map(|v| req.xor_address(v))
+            .any(|p| self.is_own_relay_ip(canonical(p.ip())));
+        if at_relay {
+            if let Some(alloc) = self.allocations.get_mut(&ft) {
+                if !alloc.refusals.has_left(now.instant, burst, interval) {
+                    self.metrics
+                        .peer_denied
+                        .with_label_values(&["refusal_limit"])
+                        .inc();
+                    return Err(reject(403, key));
+                }
+            }
+        }
+        let result = if method == METHOD_CREATE_PERMISSION {
+            self.create_permission(now, ft, req, authed)
+        } else {
+            self.channel_bind(now, ft, req, authed)
+        };
+        if at_relay && matches!(result, Err(Reject { code: 403, .. })) {
+            if let Some(alloc) = self.allocations.get_mut(&ft) {
+                alloc.refusals.spend();
+            }
+        }
+        result
     }
 
     /// CreatePermission (RFC 8656 §9.2): every XOR-PEER-ADDRESS, all or none.

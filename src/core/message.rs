@@ -161,7 +161,25 @@ fn decode_stun(data: &[u8]) -> Result<Inbound<'_>, Malformed> {
         ..Default::default()
     };
     msg.decode().map_err(|_| Malformed::Malformed)?;
+    restore_attr_types(&mut msg);
     Request::new(msg).map(Inbound::Stun)
+}
+
+/// Puts back each attribute's type as it was on the wire: the `stun` crate
+/// reads 0x8020 (XOR-MAPPED-ADDRESS's pre-RFC 5389 code point, optional) as
+/// 0x0020 (comprehension-required), so a client that sent the former would
+/// get a 420 naming an attribute it never sent. The crate decodes one
+/// attribute per TLV, in order, so the raw walk lines up with the list.
+fn restore_attr_types(msg: &mut Message) {
+    let mut offset = MESSAGE_HEADER_SIZE;
+    for attr in msg.attributes.0.iter_mut() {
+        let Some(h) = msg.raw.get(offset..offset + 4) else {
+            return;
+        };
+        attr.typ = AttrType(u16::from_be_bytes([h[0], h[1]]));
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        offset += 4 + len.div_ceil(4) * 4;
+    }
 }
 
 /// A decoded STUN message with the attributes that count.

@@ -67,13 +67,17 @@ impl Ports {
     }
 
     /// Binds a port (or an even/odd pair) on `ip`, returning the port. Out
-    /// of file descriptors, it stops at the first failure.
+    /// of file descriptors, it stops at the first failure. Ports
+    /// `held_elsewhere` (by another worker's engine) are skipped without a
+    /// bind attempt: only failures of ports turnd does not know to be taken
+    /// count toward [`MAX_BIND_ATTEMPTS`].
     pub fn acquire(
         &mut self,
         rng: &mut impl Rng,
         ip: IpAddr,
         parity: Parity,
         relays: &mut dyn RelaySockets,
+        held_elsewhere: &dyn Fn(u16) -> bool,
     ) -> Result<u16, NoPort> {
         let total = self.total();
         let start = rng.gen_range(0..total);
@@ -83,11 +87,12 @@ impl Ports {
             if parity != Parity::Any && port % 2 == 1 {
                 continue;
             }
-            if self.in_use.contains(&port) {
+            let taken = |p: u16| self.in_use.contains(&p) || held_elsewhere(p);
+            if taken(port) {
                 continue;
             }
             let pair = parity == Parity::EvenReserveNext;
-            if pair && (port == self.high || self.in_use.contains(&(port + 1))) {
+            if pair && (port == self.high || taken(port + 1)) {
                 continue;
             }
             attempts += 1;
@@ -182,19 +187,19 @@ mod tests {
         let mut got: Vec<u16> = (0..3)
             .map(|_| {
                 ports
-                    .acquire(&mut rng, IP, Parity::Any, &mut relays)
+                    .acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false)
                     .unwrap()
             })
             .collect();
         got.sort();
         assert_eq!(got, vec![50000, 50002, 50003]);
         assert_eq!(
-            ports.acquire(&mut rng, IP, Parity::Any, &mut relays),
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
             Err(NoPort::Taken)
         );
         ports.release(IP, 50002, &mut relays);
         assert_eq!(
-            ports.acquire(&mut rng, IP, Parity::Any, &mut relays),
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
             Ok(50002)
         );
     }
@@ -208,10 +213,28 @@ mod tests {
         };
         let mut ports = Ports::new(50000, 50100);
         assert_eq!(
-            ports.acquire(&mut rng, IP, Parity::Any, &mut relays),
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
             Err(NoPort::Descriptors)
         );
         assert_eq!(relays.no_descriptors, Some(1), "one attempt, not 32");
+    }
+
+    #[test]
+    fn ports_of_other_workers_do_not_use_up_the_bind_attempts() {
+        // 80 ports, 79 held by another worker (their binds would fail): the
+        // last free one is found whatever the start (issue 16: a 508 while
+        // a port was free).
+        for seed in 0..20 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut relays = FakeRelays::default();
+            relays.taken.extend((50000..50080).filter(|p| *p != 50041));
+            let held = |p: u16| p != 50041;
+            let mut ports = Ports::new(50000, 50079);
+            assert_eq!(
+                ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &held),
+                Ok(50041)
+            );
+        }
     }
 
     #[test]
@@ -220,7 +243,9 @@ mod tests {
         let mut relays = FakeRelays::default();
         let mut ports = Ports::new(50000, 50005);
         let p = ports
-            .acquire(&mut rng, IP, Parity::EvenReserveNext, &mut relays)
+            .acquire(&mut rng, IP, Parity::EvenReserveNext, &mut relays, &|_| {
+                false
+            })
             .unwrap();
         assert_eq!(p % 2, 0);
         assert!(relays.open.contains(&(p + 1)), "the odd port is held");
@@ -230,7 +255,7 @@ mod tests {
             "the reserved port is not counted as in use"
         );
         let q = ports
-            .acquire(&mut rng, IP, Parity::Even, &mut relays)
+            .acquire(&mut rng, IP, Parity::Even, &mut relays, &|_| false)
             .unwrap();
         assert_eq!(q % 2, 0);
         assert_ne!(p, q);

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
-use super::allocation::Allocation;
+use super::allocation::{Allocation, Flow, Usage};
 use super::audit::{AuditKind, AuditLimit};
 use super::auth::{Credentials, RestPolicy, UsernameChars};
 use super::classic::ChangeRequest;
@@ -23,7 +23,9 @@ use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
+use super::rate_limit::{Limits, PrefixLimit};
 use super::redact::Redactor;
+use super::redirect::RedirectPolicy;
 use super::{classic, handlers, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::{Direction, Metrics};
 
@@ -35,8 +37,11 @@ pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 pub const CHANNEL_QUARANTINE: Duration = Duration::from_secs(300);
 /// How long the odd port of an EVEN-PORT pair is held (RFC 8656 §14.9).
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
-/// Largest UDP payload: what the relay can send in one datagram.
+/// Largest UDP payload: what the relay can send in one IPv4 datagram
+/// (65 535 minus the IPv4 and UDP headers).
 const MAX_UDP_PAYLOAD: usize = 65_507;
+/// The same over IPv6 (the payload length excludes the fixed header).
+const MAX_UDP6_PAYLOAD: usize = 65_527;
 
 /// Everything the engine needs to know about its configuration.
 #[derive(Debug, Clone)]
@@ -65,8 +70,17 @@ pub struct CoreConfig {
     /// Unauthenticated UDP responses per source IP per second (0: no limit).
     pub unauthenticated_per_s: u32,
     pub unauthenticated_burst: u32,
+    /// The same answers per source prefix (/24, /64 by default).
+    pub prefix_rate_limit: PrefixLimit,
+    /// Refused ChannelBind/CreatePermission requests an allocation may make
+    /// at once (then one per `peer_refusal_interval`), so that probing which
+    /// relay ports turnd holds takes hours (0: no limit).
+    pub peer_refusal_burst: u32,
+    pub peer_refusal_interval: Duration,
     /// Hide client and peer addresses and usernames in logs.
     pub redact_logs: bool,
+    /// Redirects of new allocations for load (`[redirect]`).
+    pub redirect: RedirectPolicy,
 }
 
 impl CoreConfig {
@@ -128,7 +142,27 @@ impl CoreConfig {
             own_listeners: listeners.to_vec(),
             unauthenticated_per_s: cfg.rate_limit.unauthenticated_per_s,
             unauthenticated_burst: cfg.rate_limit.unauthenticated_burst,
+            prefix_rate_limit: PrefixLimit {
+                per_second: cfg.rate_limit.prefix_per_s,
+                burst: cfg.rate_limit.prefix_burst,
+                ipv4_prefix: cfg.rate_limit.ipv4_prefix,
+                ipv6_prefix: cfg.rate_limit.ipv6_prefix,
+            },
+            peer_refusal_burst: cfg.quota.peer_refusals_burst,
+            peer_refusal_interval: Duration::from_secs(cfg.quota.peer_refusal_interval_s.into()),
             redact_logs: cfg.log.redact,
+            redirect: cfg.redirect.policy(),
+        }
+    }
+}
+
+impl CoreConfig {
+    /// The limits of unauthenticated answers, per source and per prefix.
+    pub fn rate_limits(&self) -> Limits {
+        Limits {
+            per_second: self.unauthenticated_per_s,
+            burst: self.unauthenticated_burst,
+            prefix: self.prefix_rate_limit,
         }
     }
 }
@@ -141,6 +175,12 @@ pub enum EndReason {
     Deleted,
     Closed,
     Shutdown,
+    /// Its credential or secret was removed or changed by a reload.
+    Reload,
+    /// Ended through the admin API.
+    Admin,
+    /// Its user was revoked.
+    Revoked,
 }
 
 impl EndReason {
@@ -150,6 +190,9 @@ impl EndReason {
             EndReason::Deleted => "deleted",
             EndReason::Closed => "closed",
             EndReason::Shutdown => "shutdown",
+            EndReason::Reload => "reload",
+            EndReason::Admin => "admin",
+            EndReason::Revoked => "revoked",
         }
     }
 }
@@ -215,24 +258,24 @@ pub struct Server {
     pub(super) commands: Vec<Command>,
 }
 
-/// Relayed packets and bytes one way, not yet in the metrics.
-#[derive(Debug, Default, Clone, Copy)]
-struct Flow {
-    packets: u64,
-    bytes: u64,
-}
-
-impl Flow {
-    fn count(&mut self, bytes: usize) {
-        self.packets += 1;
-        self.bytes += bytes as u64;
-    }
-}
-
+/// Relayed packets and bytes, not yet in the metrics.
 #[derive(Debug, Default)]
 struct RelayStats {
     client_to_peer: Flow,
     peer_to_client: Flow,
+}
+
+/// The log target of usage records.
+pub const USAGE_TARGET: &str = "turnd::usage";
+
+/// False when `peer` is on our relay address on a port turnd does not
+/// hold, and the operator's `[peers] allow` does not name that address
+/// (see [`Server::own_relay_port_ok`]). A free function so the packet path
+/// can ask while it holds an allocation mutably.
+fn relay_port_ok(cfg: &CoreConfig, global: &Global, peer: SocketAddr) -> bool {
+    let ip = canonical(peer.ip());
+    let own = ip == cfg.relay_advertised || (ip == cfg.relay_bind && !ip.is_unspecified());
+    !own || global.holds(peer.port()) || cfg.peer_policy.explicitly_allowed(ip)
 }
 
 impl Server {
@@ -247,7 +290,7 @@ impl Server {
         let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
         let redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut rng)));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
-        global.set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        global.set_rate_limit(cfg.rate_limits());
         metrics.relay_ports_total.set(ports.total() as i64);
         Server {
             cfg,
@@ -270,27 +313,44 @@ impl Server {
     }
 
     /// Takes a reloaded configuration (SIGHUP). Credentials, peer policy,
-    /// quotas, lifetimes and rate limits change at once; live allocations
-    /// stay. The relay address and port range need a restart, so the old
-    /// ones are kept.
-    pub fn reconfigure(&mut self, mut cfg: CoreConfig) {
+    /// quotas, lifetimes and rate limits change at once. What depended on
+    /// something removed ends now: an allocation whose key the new
+    /// credentials no longer give (static user removed or with a new
+    /// password, REST secret removed), a permission or channel to a peer
+    /// the new policy denies. The relay address and port range need a
+    /// restart, so the old ones are kept.
+    pub fn reconfigure(&mut self, now: Now, mut cfg: CoreConfig, relays: &mut dyn RelaySockets) {
         cfg.relay_bind = self.cfg.relay_bind;
         cfg.relay_advertised = self.cfg.relay_advertised;
         cfg.port_low = self.cfg.port_low;
         cfg.port_high = self.cfg.port_high;
         cfg.own_listeners = std::mem::take(&mut self.cfg.own_listeners);
-        self.global
-            .set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        self.global.set_rate_limit(cfg.rate_limits());
         if cfg.redact_logs != self.cfg.redact_logs {
             self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }
         self.cfg = cfg;
+        self.end_what_reload_removed(now, relays);
     }
 
-    /// [`Server::reconfigure`], then withdraws what the new peer policy
-    /// denies from live allocations (their channels leave the kernel path).
-    pub fn reconfigure_at(&mut self, now: Now, cfg: CoreConfig) {
-        self.reconfigure(cfg);
+    fn end_what_reload_removed(&mut self, now: Now, relays: &mut dyn RelaySockets) {
+        let creds = &self.cfg.credentials;
+        // Expiry is not re-checked (0): a REST allocation outlives its
+        // credential's expiry until it lapses, as without a reload.
+        let orphaned: Vec<FiveTuple> = self
+            .allocations
+            .values()
+            .filter(|a| !creds.keys(&a.username, 0).is_ok_and(|k| k.contains(&a.key)))
+            .map(|a| a.five_tuple)
+            .collect();
+        for ft in orphaned {
+            if let Some(a) = self.allocations.get(&ft) {
+                info!(client = %self.redact.show(ft.client), user = %self.redact.show(&a.username), "reload: credential removed or changed, ending its allocation");
+            }
+            self.delete_allocation(now, ft, EndReason::Reload, relays);
+        }
+        // Peers the new policy denies: out of the kernel path first
+        // (binding_sync), then their permissions and channels end.
         self.withdraw_denied_peers(now.instant);
     }
 
@@ -422,7 +482,7 @@ impl Server {
         data: &[u8],
         out: &mut Outbox,
     ) {
-        let Some(alloc) = self.allocations.get(&ft) else {
+        let Some(alloc) = self.allocations.get_mut(&ft) else {
             return self.drop_packet("no_allocation");
         };
         let Some(peer) = alloc.channel_peer(number, now.instant) else {
@@ -431,16 +491,17 @@ impl Server {
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }
-        let relay = alloc.relay;
         // A channel to another allocation outlives that allocation: once its
         // port is released, whatever binds the port next must not be reached.
-        if !self.own_relay_port_ok(peer) {
+        if !relay_port_ok(&self.cfg, &self.global, peer) {
             self.metrics
                 .peer_denied
                 .with_label_values(&["own_address"])
                 .inc();
             return self.drop_packet("no_permission");
         }
+        alloc.usage.sent.count(data.len());
+        let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
     }
 
@@ -470,6 +531,10 @@ impl Server {
                 .inc();
             return self.drop_packet("no_permission");
         }
+        let Some(alloc) = self.allocations.get_mut(&ft) else {
+            return;
+        };
+        alloc.usage.sent.count(data.len());
         let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
     }
@@ -481,8 +546,20 @@ impl Server {
         data: &[u8],
         out: &mut Outbox,
     ) {
+        // Over TCP or TLS a client may send up to 65 535 bytes of ChannelData
+        // or DATA; one UDP datagram to the peer holds less.
+        let max = if canonical(peer.ip()).is_ipv4() {
+            MAX_UDP_PAYLOAD
+        } else {
+            MAX_UDP6_PAYLOAD
+        };
+        if data.len() > max {
+            return self.drop_packet("too_big");
+        }
         self.stats.client_to_peer.count(data.len());
-        out.push(Source::Relay(relay), self.hairpin(peer), data);
+        out.push_relayed(Source::Relay(relay), self.hairpin(peer), |buf| {
+            buf.extend_from_slice(data)
+        });
     }
 
     /// Behind a 1:1 NAT (`relay.external`), traffic from one of our
@@ -532,10 +609,7 @@ impl Server {
     /// if the operator said so. A public relay address passes the built-in
     /// list, so the built-in verdict is not enough here.
     pub(super) fn own_relay_port_ok(&self, peer: SocketAddr) -> bool {
-        let ip = canonical(peer.ip());
-        !self.is_own_relay_ip(ip)
-            || self.global.holds(peer.port())
-            || self.cfg.peer_policy.explicitly_allowed(ip)
+        relay_port_ok(&self.cfg, &self.global, peer)
     }
 
     /// True when `peer` is one of our own listeners.
@@ -565,13 +639,13 @@ impl Server {
         let Some(ft) = self.by_relay_port.get(&relay.port()) else {
             return self.drop_packet("no_allocation");
         };
-        let Some(alloc) = self.allocations.get(ft) else {
-            return self.drop_packet("no_allocation");
-        };
         // The same own-address rule as towards the peer: a port of our
         // relay address that no allocation holds is not a peer.
-        if !alloc.has_permission(canonical(peer.ip()), now.instant) || !self.own_relay_port_ok(peer)
-        {
+        let own_ok = self.own_relay_port_ok(peer);
+        let Some(alloc) = self.allocations.get_mut(ft) else {
+            return self.drop_packet("no_allocation");
+        };
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) || !own_ok {
             return self.drop_packet("no_permission");
         }
         let client = alloc.five_tuple;
@@ -587,7 +661,7 @@ impl Server {
                 if !stream && CHANNEL_DATA_HEADER + padded > MAX_UDP_PAYLOAD {
                     return self.drop_packet("too_big");
                 }
-                out.push_with(source, client.client, |buf| {
+                out.push_relayed(source, client.client, |buf| {
                     buf.extend_from_slice(&number.to_be_bytes());
                     buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
                     buf.extend_from_slice(data);
@@ -600,12 +674,47 @@ impl Server {
                     return self.drop_packet("too_big");
                 }
                 let tid: [u8; 12] = rand::Rng::gen(&mut self.rng);
-                out.push_with(source, client.client, |buf| {
+                out.push_relayed(source, client.client, |buf| {
                     indication::write_data(buf, &tid, peer, data)
                 });
             }
         }
+        alloc.usage.received.count(data.len());
         self.stats.peer_to_client.count(data.len());
+    }
+
+    /// An ICMP error drawn by a datagram sent from the relay socket at
+    /// `relay` to `peer` (RFC 8656 §11.5): the client hears of it in a Data
+    /// indication with an ICMP attribute if the peer has a permission.
+    pub fn handle_icmp(
+        &mut self,
+        now: Now,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        icmp: indication::Icmp,
+        out: &mut Outbox,
+    ) {
+        if !icmp.relayed() {
+            return self.drop_packet("icmp_ignored");
+        }
+        let peer = self.unhairpin(peer);
+        let Some(alloc) = self
+            .by_relay_port
+            .get(&relay.port())
+            .and_then(|ft| self.allocations.get(ft))
+        else {
+            return self.drop_packet("no_allocation");
+        };
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+            return self.drop_packet("no_permission");
+        }
+        let client = alloc.five_tuple;
+        let tid: [u8; 12] = rand::Rng::gen(&mut self.rng);
+        out.push_with(Source::Client(client), client.client, |buf| {
+            indication::write_icmp(buf, &tid, peer, icmp)
+        });
+        self.metrics.icmp_relayed.inc();
+        debug!(client = %self.redact.show(client.client), peer = %self.redact.show(peer), icmp_type = icmp.typ, icmp_code = icmp.code, "ICMP relayed");
     }
 
     /// Moves the relayed packet and byte counts into the metrics (they are
@@ -633,7 +742,7 @@ impl Server {
                         .get(&ft)
                         .is_some_and(|a| a.expires <= now.instant)
                     {
-                        self.delete_allocation(ft, EndReason::Expired, relays);
+                        self.delete_allocation(now, ft, EndReason::Expired, relays);
                     }
                 }
                 Timer::Permission(ft, ip) => {
@@ -668,22 +777,28 @@ impl Server {
 
     /// The client's connection (TCP/TLS) is gone: so is its allocation
     /// (RFC 8656 §3.1).
-    pub fn close_connection(&mut self, five_tuple: FiveTuple, relays: &mut dyn RelaySockets) {
+    pub fn close_connection(
+        &mut self,
+        now: Now,
+        five_tuple: FiveTuple,
+        relays: &mut dyn RelaySockets,
+    ) {
         if self.allocations.contains_key(&five_tuple) {
-            self.delete_allocation(five_tuple, EndReason::Closed, relays);
+            self.delete_allocation(now, five_tuple, EndReason::Closed, relays);
         }
     }
 
     /// Ends every allocation (process shutdown).
-    pub fn shutdown(&mut self, relays: &mut dyn RelaySockets) {
+    pub fn shutdown(&mut self, now: Now, relays: &mut dyn RelaySockets) {
         let all: Vec<FiveTuple> = self.allocations.keys().copied().collect();
         for ft in all {
-            self.delete_allocation(ft, EndReason::Shutdown, relays);
+            self.delete_allocation(now, ft, EndReason::Shutdown, relays);
         }
     }
 
     pub(super) fn delete_allocation(
         &mut self,
+        now: Now,
         ft: FiveTuple,
         reason: EndReason,
         relays: &mut dyn RelaySockets,
@@ -719,5 +834,30 @@ impl Server {
             .with_label_values(&[transport, reason.as_str()])
             .inc();
         info!(client = %self.redact.show(ft.client), %transport, relay = %alloc.advertised, reason = reason.as_str(), "allocation deleted");
+        self.usage_record(now, &alloc, reason);
+    }
+
+    /// The usage record of an ended allocation (target `turnd::usage`): who,
+    /// where, how long, and what it relayed each way, for billing and abuse
+    /// handling (coturn's `usage:` line).
+    fn usage_record(&self, now: Now, alloc: &Allocation, reason: EndReason) {
+        let duration = now.instant.saturating_duration_since(alloc.created);
+        let Usage { sent, received } = alloc.usage;
+        info!(
+            target: USAGE_TARGET,
+            id = %format_args!("{:016x}", alloc.id),
+            user = self.redact.show(&alloc.username).to_string().as_str(),
+            transport = alloc.five_tuple.transport.as_str(),
+            client = %self.redact.show(alloc.five_tuple.client),
+            relay = %alloc.advertised,
+            start = alloc.created_unix,
+            duration_s = duration.as_secs_f64(),
+            sent_packets = sent.packets,
+            sent_bytes = sent.bytes,
+            received_packets = received.packets,
+            received_bytes = received.bytes,
+            reason = reason.as_str(),
+            "usage"
+        );
     }
 }

@@ -27,7 +27,9 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registr
 /// `transport` label values: how the client reached us.
 pub const TRANSPORTS: &[&str] = &["udp", "tcp", "tls"];
 /// `reason` label values of `turnd_allocations_ended_total`.
-pub const END_REASONS: &[&str] = &["expired", "deleted", "closed", "shutdown"];
+pub const END_REASONS: &[&str] = &[
+    "expired", "deleted", "closed", "shutdown", "reload", "admin", "revoked",
+];
 /// `direction` label values; see [`Direction`].
 pub const DIRECTIONS: &[&str] = &["client_to_peer", "peer_to_client"];
 /// `method` label values of `turnd_requests_total`.
@@ -56,7 +58,12 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "revoked",
 ];
 /// `reason` label values of `turnd_peer_denied_total`.
-pub const PEER_DENIED_REASONS: &[&str] = &["special_range", "configured", "own_address"];
+pub const PEER_DENIED_REASONS: &[&str] = &[
+    "special_range",
+    "configured",
+    "own_address",
+    "refusal_limit",
+];
 /// `kind` label values of `turnd_quota_rejections_total`.
 pub const QUOTA_KINDS: &[&str] = &["user", "total", "permissions", "channels", "relay_ports"];
 /// `kind` label values of `turnd_log_lines_suppressed_total`.
@@ -72,6 +79,7 @@ pub const DROP_REASONS: &[&str] = &[
     "unknown_indication",
     "unsupported_method",
     "peer_family",
+    "icmp_ignored",
     "too_big",
     "send_failed",
     "rate_limited",
@@ -81,7 +89,9 @@ pub const DROP_REASONS: &[&str] = &[
 /// or TLS connection was refused or cut.
 pub const CONNECTION_REJECT_REASONS: &[&str] = &[
     "per_ip_limit",
+    "per_prefix_limit",
     "total_limit",
+    "memory_limit",
     "handshake_timeout",
     "tls_handshake",
     "idle_timeout",
@@ -141,6 +151,9 @@ pub struct Metrics {
     pub quota_rejections: IntCounterVec,
     /// `turnd_dropped_packets_total{reason}`, reason in [`DROP_REASONS`].
     pub dropped_packets: IntCounterVec,
+    /// `turnd_icmp_relayed_total`: ICMP errors told to clients in Data
+    /// indications (RFC 8656 §11.5).
+    pub icmp_relayed: IntCounter,
     /// `turnd_log_lines_suppressed_total{kind}`, kind in [`AUDIT_KINDS`].
     pub log_lines_suppressed: IntCounterVec,
     /// `turnd_relay_ports_in_use`.
@@ -288,6 +301,12 @@ impl Metrics {
             "Packets dropped without a response, by reason.",
             &["reason"],
         );
+        let icmp_relayed = IntCounter::new(
+            "turnd_icmp_relayed_total",
+            "ICMP errors from peers' networks told to clients in Data indications (RFC 8656 §11.5).",
+        )
+        .unwrap_or_else(|e| panic!("invalid metric turnd_icmp_relayed_total: {e}"));
+        register(r, icmp_relayed.clone(), "turnd_icmp_relayed_total");
         let log_lines_suppressed = counter_vec(
             r,
             "turnd_log_lines_suppressed_total",
@@ -433,6 +452,7 @@ impl Metrics {
             peer_denied,
             quota_rejections,
             dropped_packets,
+            icmp_relayed,
             log_lines_suppressed,
             relay_ports_in_use,
             relay_ports_total,
@@ -589,6 +609,7 @@ mod tests {
         "turnd_peer_denied_total",
         "turnd_quota_rejections_total",
         "turnd_dropped_packets_total",
+        "turnd_icmp_relayed_total",
         "turnd_log_lines_suppressed_total",
         "turnd_relay_ports_in_use",
         "turnd_relay_ports_configured",
@@ -606,6 +627,7 @@ mod tests {
         "turnd_offload_relayed_packets_total",
         "turnd_offload_relayed_bytes_total",
         "turnd_offload_packets_total",
+        "turnd_fd_exhausted_total",
     ];
 
     #[test]

@@ -4,9 +4,11 @@
 
 pub mod batch;
 pub mod clock;
+pub mod conn_limits;
 pub mod control;
 mod descriptors;
 mod holders;
+mod icmp;
 pub mod offload;
 pub mod stream;
 pub mod tls;
@@ -36,7 +38,7 @@ pub struct Process {
     pub metrics: Arc<Metrics>,
     /// Sockets held for RESERVATION-TOKEN, until an allocation claims them.
     reserved: Mutex<HashMap<SocketAddr, std::net::UdpSocket>>,
-    pub connection_counts: Arc<stream::ConnectionCounts>,
+    pub connection_counts: Arc<conn_limits::ConnectionCounts>,
     /// TCP/TLS limits, replaced on reload.
     limits: std::sync::RwLock<Connections>,
     pub heartbeats: control::Heartbeats,

@@ -105,7 +105,11 @@ pub fn config() -> CoreConfig {
         own_listeners: vec![SERVER.parse().unwrap()],
         unauthenticated_per_s: 100,
         unauthenticated_burst: 20,
+        prefix_rate_limit: Default::default(),
+        peer_refusal_burst: 0,
+        peer_refusal_interval: Duration::from_secs(6),
         redact_logs: false,
+        redirect: Default::default(),
     }
 }
 
@@ -296,7 +300,12 @@ pub fn login(h: &mut Harness, ft: FiveTuple, user: &str, password: &str) -> Cred
 
 /// Allocates for `ft` as alice; returns the credentials and the relay port.
 pub fn allocate(h: &mut Harness, ft: FiveTuple) -> (Creds, u16) {
-    let creds = login(h, ft, USER, PASSWORD);
+    allocate_as(h, ft, USER)
+}
+
+/// Allocates for `ft` as static user `user` (password [`PASSWORD`]).
+pub fn allocate_as(h: &mut Harness, ft: FiveTuple, user: &str) -> (Creds, u16) {
+    let creds = login(h, ft, user, PASSWORD);
     let resp = h.request(
         ft,
         &build(
