@@ -621,12 +621,12 @@ mod tests {
         "turnd_config_reloads_total",
         "turnd_draining",
         "turnd_ready",
-        "turnd_fd_exhausted_total",
         "turnd_offload_active",
         "turnd_offload_channels",
         "turnd_offload_relayed_packets_total",
         "turnd_offload_relayed_bytes_total",
         "turnd_offload_packets_total",
+        "turnd_fd_exhausted_total",
     ];
 
     #[test]
