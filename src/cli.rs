@@ -1,10 +1,11 @@
 //! Command line (clap): run the daemon (no subcommand), or one of the
 //! operator subcommands: `check`, `credentials`, `hash-key`, `probe`,
-//! `completions`, `man`. The subcommands' work is in [`commands`] and
+//! `health`, `completions`, `man`. The subcommands' work is in [`commands`] and
 //! [`crate::probe`]; this file only declares the interface, so that the
 //! completions and the man page are generated from the same definitions.
 
 pub mod commands;
+pub mod health;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +25,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// /etc/turnd/turnd.toml, it runs on built-in defaults with a REST secret
 /// generated at start, and prints an iceServers snippet with credentials
 /// valid for 24 hours.
+///
+/// Per-node values may come from TURND_* environment variables, each
+/// replacing one config key (TURND_RELAY_EXTERNAL, TURND_REST_SECRET_FILES,
+/// TURND_LISTEN_UDP, TURND_HTTP_LISTEN, …; see the README); an unknown
+/// TURND_ variable is an error. `turnd check` shows each value's source.
 #[derive(Debug, Parser)]
 #[command(
     name = "turnd",
@@ -101,6 +107,10 @@ pub enum Command {
     /// round trip between two allocations.
     #[command(after_help = PROBE_EXAMPLES, long_about = PROBE_ABOUT)]
     Probe(ProbeArgs),
+    /// Ask a running turnd's /healthz (or /readyz) and exit 0 only on 200:
+    /// the container health check (the image has no shell or curl).
+    #[command(after_help = HEALTH_EXAMPLES)]
+    Health(HealthArgs),
     /// Print a shell completion script to stdout.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -355,6 +365,37 @@ Examples:
   turnd probe -s turn.example.org:3478 -t tcp -u alice --password-file alice.pw
   turnd probe -s 127.0.0.1:3478 -u alice --password secret --realm turn.example.org --timeout 5s
   turnd probe -s turn.example.org -c /etc/turnd/turnd.toml --json | jq .ok";
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The HTTP endpoint as IP:PORT [default: [http] listen of the config,
+    /// 0.0.0.0 asked on 127.0.0.1].
+    #[arg(short, long, value_name = "IP:PORT")]
+    pub address: Option<std::net::SocketAddr>,
+
+    /// Read [http] listen from this config file [default:
+    /// /etc/turnd/turnd.toml if it exists]. TURND_HTTP_LISTEN applies.
+    #[arg(short, long, value_name = "PATH", env = "TURND_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Ask /readyz (ready for new allocations, not draining) instead of
+    /// /healthz (alive).
+    #[arg(long)]
+    pub ready: bool,
+
+    /// The longest wait to connect and for the answer: 500ms, 2s.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+const HEALTH_EXAMPLES: &str = "\
+Examples:
+  turnd health                                  /healthz of /etc/turnd/turnd.toml's [http] listen
+  turnd health --address 127.0.0.1:9641 --ready
+  HEALTHCHECK CMD [\"/usr/bin/turnd\", \"health\"]      (the OCI image's health check)
+
+Exit status: 0 and \"URL: 200 ok\" when the endpoint answers 200; 1 with
+the status or the connection error otherwise.";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:

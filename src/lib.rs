@@ -10,6 +10,7 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod ice;
+pub mod log_filter;
 pub mod log_format;
 pub mod metrics;
 pub mod net;

@@ -80,6 +80,83 @@ fn classic_rfc3489_binding_gets_mapped_address() {
     assert_eq!(&p[28..32], &[192, 0, 2, 99]);
 }
 
+/// stuntman's `stunclient` sends CHANGE-REQUEST with no flag set: a plain
+/// Binding. A flag set asks for an address turnd does not have: 420, never
+/// a success from the same address (RFC 5780 §7.2). Both for RFC 5389 and
+/// RFC 3489 requests.
+#[test]
+fn change_request_without_flags_is_a_binding_and_with_flags_420() {
+    let mut h = Harness::new();
+    let ft = client(40002);
+    let change = |flags: u8| (ATTR_CHANGE_REQUEST, vec![0, 0, 0, flags]);
+    let plain = h.request(
+        ft,
+        &build(
+            METHOD_BINDING,
+            CLASS_REQUEST,
+            tid(4),
+            &[change(0)],
+            None,
+            true,
+        ),
+    );
+    assert_eq!(plain.typ, BINDING_SUCCESS);
+    assert_eq!(xor_addr(&plain, ATTR_XORMAPPED_ADDRESS), Some(ft.client));
+    for flags in [0x02, 0x04, 0x06] {
+        let resp = h.request(
+            ft,
+            &build(
+                METHOD_BINDING,
+                CLASS_REQUEST,
+                tid(5),
+                &[change(flags)],
+                None,
+                true,
+            ),
+        );
+        assert_eq!(error_code(&resp), Some(420), "flags {flags:#x}");
+        assert_eq!(resp.get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(), vec![0x00, 0x03]);
+        assert!(!resp.contains(ATTR_XORMAPPED_ADDRESS));
+    }
+    let bad = h.request(
+        ft,
+        &build(
+            METHOD_BINDING,
+            CLASS_REQUEST,
+            tid(6),
+            &[(ATTR_CHANGE_REQUEST, vec![0; 8])],
+            None,
+            false,
+        ),
+    );
+    assert_eq!(error_code(&bad), Some(400));
+
+    // RFC 3489: the same request without the magic cookie.
+    let classic = |flags: u8| {
+        let mut req = vec![0x00, 0x01, 0x00, 0x08];
+        req.extend_from_slice(&[8u8; 16]);
+        req.extend_from_slice(&[0x00, 0x03, 0x00, 0x04, 0, 0, 0, flags]);
+        req
+    };
+    let out = h.feed(ft, &classic(0));
+    assert_eq!(&out[0].payload[..2], &[0x01, 0x01], "success");
+    let out = h.feed(ft, &classic(0x06));
+    let p = &out[0].payload;
+    assert_eq!(&p[..2], &[0x01, 0x11], "Binding error response");
+    assert_eq!(&p[4..20], &[8u8; 16]);
+    assert_eq!(&p[24..28], &[0, 0, 4, 20], "420");
+    assert!(p
+        .windows(8)
+        .any(|w| w == [0x00, 0x0a, 0x00, 0x04, 0, 3, 0, 3]));
+    assert_eq!(
+        h.counter(
+            "turnd_requests_total",
+            &[("method", "binding"), ("result", "420")]
+        ),
+        4.0
+    );
+}
+
 #[test]
 fn garbage_is_dropped_and_counted() {
     let mut h = Harness::new();
@@ -457,6 +534,53 @@ fn allocate_rule_violations() {
     );
 }
 
+/// DONT-FRAGMENT (RFC 8656 §7.2) is honoured per allocation: that relay
+/// socket, and no other, sends with DF; where the platform cannot, 420 with
+/// UNKNOWN-ATTRIBUTES and nothing is left allocated.
+#[test]
+fn dont_fragment_is_set_on_that_allocations_socket_or_420() {
+    let mut h = Harness::new();
+    let df = [transport_udp(), (ATTR_DONT_FRAGMENT, vec![])];
+    let ft = client(40100);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let resp = h.request(
+        ft,
+        &build(METHOD_ALLOCATE, CLASS_REQUEST, tid(1), &df, Some(&c), false),
+    );
+    assert_eq!(error_code(&resp), None, "{resp}");
+    let with_df = xor_addr(&resp, ATTR_XOR_RELAYED_ADDRESS).unwrap();
+    let (_, plain_port) = allocate(&mut h, client(40101));
+    let df_sockets: Vec<u16> = h.relays.dont_fragment.iter().map(|a| a.port()).collect();
+    assert_eq!(df_sockets, vec![with_df.port()], "only the one that asked");
+    assert_ne!(plain_port, with_df.port());
+
+    h.relays.no_dont_fragment = true;
+    let ft = client(40102);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let open_before = h.relays.open.len();
+    let resp = h.request(
+        ft,
+        &build(METHOD_ALLOCATE, CLASS_REQUEST, tid(2), &df, Some(&c), false),
+    );
+    assert_eq!(error_code(&resp), Some(420));
+    assert_eq!(resp.get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(), vec![0x00, 0x1a]);
+    assert!(resp.contains(ATTR_MESSAGE_INTEGRITY), "signed like any 420");
+    assert_eq!(h.relays.open.len(), open_before, "the socket was closed");
+    // The quota slot came back: the same client allocates without DF.
+    let resp = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(3),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&resp), None, "{resp}");
+}
+
 #[test]
 fn attributes_after_message_integrity_are_ignored() {
     let mut h = Harness::new();
@@ -675,7 +799,7 @@ fn no_free_relay_port_gets_508() {
 fn even_port_with_reservation_then_token() {
     // A reserved port counts against the user's quota like an allocation.
     let mut cfg = config();
-    cfg.allocations_per_user = 4;
+    cfg.static_user_allocations.insert(USER.to_string(), 4);
     let mut h = Harness::with(cfg);
     let ft = client(1);
     let c = login(&mut h, ft, USER, PASSWORD);

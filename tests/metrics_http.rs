@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::raw::{build, decode, error_code, recv_from_within, RawClient, Relayed};
-use common::{pattern, Scrape, TestConfig};
+use common::{pattern, Scrape, TestConfig, PASSWORD, USER};
 use stun::agent::TransactionId;
 use stun::message::BINDING_REQUEST;
 
@@ -266,7 +266,8 @@ fn relay_counters_match_the_traffic_and_deletion_ends_the_allocation() {
 #[test]
 fn quota_rejections_are_counted() {
     let d = TestConfig {
-        extra: "[quota]\nallocations_per_user = 1\n".to_string(),
+        users: Vec::new(),
+        extra: format!("[[users]]\nname = {USER:?}\npassword = {PASSWORD:?}\nallocations = 1\n"),
         ..TestConfig::default()
     }
     .start();

@@ -119,9 +119,32 @@ fn static_alice(n: usize) -> Vec<(String, String)> {
     vec![(common::USER.to_string(), common::PASSWORD.to_string()); n]
 }
 
+/// A daemon whose only static user (alice) may hold `limit` allocations.
+fn daemon_with_alice_limited_to(limit: u32, extra: &str) -> Daemon {
+    let mut cfg = TestConfig::default().allow_loopback();
+    cfg.users.clear();
+    cfg.extra = format!(
+        "{extra}\n[[users]]\nname = {:?}\npassword = {:?}\nallocations = {limit}\n",
+        common::USER,
+        common::PASSWORD
+    );
+    cfg.start()
+}
+
+#[test]
+fn a_shared_static_user_is_not_capped_by_default() {
+    // The setup WebRTC tutorials teach: one static user for every client
+    // of an app. allocations_per_user (10) is for REST identities.
+    let d = daemon("");
+    let clients = clients(d.udp_addr(), &static_alice(20));
+    let codes = allocate_all(&clients);
+    assert_eq!(codes, vec![None; 20]);
+    assert_eq!(udp_allocations(&d), 20.0);
+}
+
 #[test]
 fn allocations_per_user_from_one_static_credential() {
-    let d = daemon("[quota]\nallocations_per_user = 3\nallocations_total = 1000\n");
+    let d = daemon_with_alice_limited_to(3, "[quota]\nallocations_total = 1000\n");
     let clients = clients(d.udp_addr(), &static_alice(5));
     let before = Snapshot::take(&d);
     let codes = allocate_all(&clients);
@@ -387,9 +410,9 @@ fn a_reservation_holds_one_port_and_is_claimed_once() {
 #[test]
 
 fn reservations_count_against_the_user_quota() {
-    // allocations_per_user = 1: each Allocate with EVEN-PORT R, then
+    // allocations = 1: each Allocate with EVEN-PORT R, then
     // Refresh 0, leaves a reservation behind for 30 s.
-    let d = daemon("[quota]\nallocations_per_user = 1\n");
+    let d = daemon_with_alice_limited_to(1, "");
     let c = Client::new(d.udp_addr());
     for _ in 0..5 {
         let resp = c.allocate(&[(wire::EVEN_PORT, vec![0x80])]);
@@ -406,7 +429,7 @@ fn reservations_count_against_the_user_quota() {
     let held = ports_in_use(&d);
     assert!(
         held <= 2.0,
-        "one user with allocations_per_user = 1 holds {held} relay ports"
+        "one user with allocations = 1 holds {held} relay ports"
     );
 }
 

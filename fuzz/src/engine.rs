@@ -153,6 +153,9 @@ pub fn config() -> CoreConfig {
         max_lifetime: MAX_LIFETIME,
         nonce_lifetime_s: 600,
         allocations_per_user: PER_USER,
+        static_user_allocations: ["alice", "bob"]
+            .map(|u| (u.to_string(), PER_USER))
+            .into(),
         allocations_total: TOTAL,
         permissions_per_allocation: PERMISSIONS,
         channels_per_allocation: CHANNELS,
@@ -245,6 +248,13 @@ impl RelaySockets for Relays<'_> {
                 "worker {} unreserved {addr}, which is {other:?}",
                 self.worker
             ),
+        }
+    }
+
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()> {
+        match self.kernel.sockets.get(&addr) {
+            Some(s) if s.worker == self.worker && !s.reserved => Ok(()),
+            other => panic!("worker {} set DF on {addr}, which is {other:?}", self.worker),
         }
     }
 }

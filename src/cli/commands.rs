@@ -23,17 +23,31 @@ fn config_path(given: Option<&Path>) -> PathBuf {
     given.map_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH), Path::to_path_buf)
 }
 
-/// `turnd check` / `turnd --check-config`: loads and validates the file,
-/// and the TLS certificate it names.
+/// `turnd check` / `turnd --check-config`: loads and validates the file
+/// with the `TURND_*` environment overrides, and the TLS certificate it
+/// names; then lists the overridable values and the source of each.
 pub fn check(args: &CheckArgs, fallback: Option<&Path>) -> anyhow::Result<()> {
     let path = config_path(args.config.as_deref().or(fallback));
-    let config = Config::load(&path)?;
+    let (config, sources) = Config::load_explained(&path, std::env::vars_os())?;
     // The certificate is part of the config: the unit's ExecStartPre check
     // must fail on a bad one, not the start after it.
     if let (Some(tls), false) = (&config.tls, config.listen.tls.is_empty()) {
         turnd::net::tls::load(tls).with_context(|| path.display().to_string())?;
     }
+    for warning in config.warnings() {
+        eprintln!("turnd: warning: {}: {warning}", path.display());
+    }
     println!("{}: ok", path.display());
+    // The per-node values and where each came from: an operator checking a
+    // container or a fleet node sees what the environment changed.
+    let width = sources.iter().map(|p| p.key.len()).max().unwrap_or(0);
+    let value_width = sources.iter().map(|p| p.value.len()).max().unwrap_or(0);
+    for p in &sources {
+        println!(
+            "  {:<width$}  {:<value_width$}  ({})",
+            p.key, p.value, p.source
+        );
+    }
     Ok(())
 }
 

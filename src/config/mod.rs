@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod drain;
+mod env;
 mod rate_limit;
 mod rest;
 mod stream;
@@ -22,6 +23,9 @@ mod tests;
 mod types;
 
 pub use drain::{Drain, DEFAULT_DRAIN_TIMEOUT_S};
+pub use env::{
+    Override as EnvOverride, Provenance, Source, CLI_VARIABLES, OVERRIDES as ENV_OVERRIDES,
+};
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
 pub use rest::{Rest, UsernameChars, DEFAULT_REST_MAX_TTL_S, DEFAULT_REST_MAX_USERNAME_BYTES};
 pub use stream::*;
@@ -30,7 +34,7 @@ use types::{
     de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_udp_listeners,
     with_base_dir,
 };
-pub use types::{parse_net, PortRange, PortRangeError, Secret, User, UserCredential};
+pub use types::{parse_net, OffloadMode, PortRange, PortRangeError, Secret, User, UserCredential};
 
 /// Where `turnd` looks for its config file unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/turnd/turnd.toml";
@@ -69,6 +73,9 @@ pub const DEFAULT_PEER_REFUSAL_INTERVAL_S: u32 = 6;
 pub const DEFAULT_LIFETIME_S: u32 = 600;
 /// `allocation.max_lifetime_s`: RFC 8656 §7.2's recommended maximum.
 pub const DEFAULT_MAX_LIFETIME_S: u32 = 3600;
+/// The longest allocation and nonce lifetimes RFC 8656 recommends (§7.2,
+/// §5); longer ones are accepted with a warning.
+pub const RECOMMENDED_MAX_S: u32 = 3600;
 /// `allocation.nonce_lifetime_s`: after this a nonce is stale (438).
 pub const DEFAULT_NONCE_LIFETIME_S: u32 = 600;
 /// `http.listen`: `/metrics`, `/healthz`, `/readyz`, on loopback only.
@@ -159,6 +166,8 @@ pub struct Relay {
     #[serde(deserialize_with = "de_relay_external")]
     pub external: Option<IpAddr>,
     pub ports: PortRange,
+    /// Relay channel data in the kernel (XDP); see README "Kernel offload".
+    pub offload: OffloadMode,
 }
 
 impl Default for Relay {
@@ -167,6 +176,7 @@ impl Default for Relay {
             bind: DEFAULT_RELAY_BIND,
             external: None,
             ports: DEFAULT_RELAY_PORTS,
+            offload: OffloadMode::Off,
         }
     }
 }
@@ -369,7 +379,17 @@ impl Config {
     /// Reads, parses and validates the config file at `path`. Relative
     /// `password_file` and `secret_files` paths are resolved against the
     /// directory that holds the config file.
+    /// `TURND_*` environment overrides are applied on top (see [`env`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Ok(Self::load_explained(path, std::env::vars_os())?.0)
+    }
+
+    /// [`Config::load`] with the environment given as `vars`, also saying
+    /// where each overridable value came from (what `turnd check` prints).
+    pub fn load_explained(
+        path: &Path,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<(Config, Vec<Provenance>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
@@ -385,7 +405,44 @@ impl Config {
             tls.cert = dir.join(&tls.cert);
             tls.key = dir.join(&tls.key);
         }
-        Ok(config)
+        let applied = config.apply_env(vars, dir, Some(path))?;
+        let sources = env::sources(&config, Some((&text, path)), &applied);
+        Ok((config, sources))
+    }
+
+    /// Built-in defaults with the `TURND_*` overrides applied (no config
+    /// file: relative secret-file paths are taken from the current directory).
+    pub fn defaults_explained(
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<(Config, Vec<Provenance>), ConfigError> {
+        let mut config = Config::default();
+        let applied = config.apply_env(vars, Path::new("."), None)?;
+        let sources = env::sources(&config, None, &applied);
+        Ok((config, sources))
+    }
+
+    /// Applies the overrides and validates the result again when any was
+    /// applied (an override may break a rule spanning several keys).
+    fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+        dir: &Path,
+        path: Option<&Path>,
+    ) -> Result<Vec<&'static str>, ConfigError> {
+        let applied = env::apply(self, vars, dir).map_err(|message| ConfigError::Invalid {
+            path: None,
+            message,
+        })?;
+        if !applied.is_empty() {
+            self.check().map_err(|message| ConfigError::Invalid {
+                path: path.map(Path::to_path_buf),
+                message: format!(
+                    "{message} (with the environment overrides {})",
+                    applied.join(", ")
+                ),
+            })?;
+        }
+        Ok(applied)
     }
 
     fn parse_and_validate(s: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -482,6 +539,15 @@ impl Config {
             if matches!(&user.credential, UserCredential::Password(p) if p.expose().is_empty()) {
                 return Err(format!("users: user {:?} has an empty password", user.name));
             }
+            if let UserCredential::Password(p) = &user.credential {
+                if let Some(c) = crate::core::precis::disallowed(p.expose()) {
+                    return Err(format!(
+                        "users: the password of user {:?} holds control character {:?}, which \
+                         an OpaqueString may not (RFC 8265 §4.2, RFC 8489 §9.2.2)",
+                        user.name, c
+                    ));
+                }
+            }
         }
         if self.rest.secrets.iter().any(|s| s.expose().is_empty()) {
             return Err("rest.secrets must not hold an empty secret".into());
@@ -523,6 +589,28 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Settings that are valid but go against an RFC recommendation: the
+    /// operator is warned (at start, on reload, by `turnd check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let a = &self.allocation;
+        let mut out = Vec::new();
+        if a.max_lifetime_s > RECOMMENDED_MAX_S {
+            out.push(format!(
+                "allocation.max_lifetime_s ({}) is above {RECOMMENDED_MAX_S}: RFC 8656 §7.2 \
+                 recommends allocations live at most an hour between refreshes",
+                a.max_lifetime_s
+            ));
+        }
+        if a.nonce_lifetime_s > RECOMMENDED_MAX_S {
+            out.push(format!(
+                "allocation.nonce_lifetime_s ({}) is above {RECOMMENDED_MAX_S}: RFC 8656 §5 \
+                 says nonces should expire at least once an hour",
+                a.nonce_lifetime_s
+            ));
+        }
+        out
     }
 
     /// Whether any credential is configured (a static user or a REST

@@ -314,6 +314,14 @@ fn quotas_and_lifetimes_must_be_positive_and_ordered() {
         e.contains("must be at least 1") && e.contains("allocations_per_user = 0"),
         "{e}"
     );
+    let e = err("[[users]]\nname = \"a\"\npassword = \"p\"\nallocations = 0\n");
+    assert!(
+        e.contains("must be at least 1") && e.contains("line 4"),
+        "{e}"
+    );
+    let c = Config::from_toml_str("[[users]]\nname = \"a\"\npassword = \"p\"\nallocations = 25\n")
+        .unwrap();
+    assert_eq!(c.users[0].allocations, Some(25));
     let e = err("[quota]\nchannels_per_allocation = 20000\n");
     assert!(
         e.contains("quota.channels_per_allocation (20000) must be at most 16384"),
@@ -370,4 +378,53 @@ fn secrets_never_show_in_debug_output() {
         debug.contains("Password(***)") && debug.contains("Key(***)"),
         "{debug}"
     );
+}
+
+#[test]
+fn lifetimes_above_an_hour_are_accepted_with_a_warning() {
+    assert!(
+        parse("").warnings().is_empty(),
+        "the defaults follow the RFCs"
+    );
+    let c = parse("[allocation]\nmax_lifetime_s = 3600\nnonce_lifetime_s = 3600\n");
+    assert!(c.warnings().is_empty(), "an hour is fine");
+    let c = parse("[allocation]\nmax_lifetime_s = 7200\nnonce_lifetime_s = 86400\n");
+    let w = c.warnings();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("allocation.max_lifetime_s (7200) is above 3600"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].contains("allocation.nonce_lifetime_s (86400) is above 3600"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn drain_alternates_are_one_per_family() {
+    let c = parse("[drain]\nalternate_server = \"203.0.113.8:3478\"\n");
+    assert_eq!(
+        c.drain.alternate_server.v4,
+        Some("203.0.113.8:3478".parse().unwrap())
+    );
+    assert_eq!(c.drain.alternate_server.v6, None);
+    let c = parse("[drain]\nalternate_server = [\"203.0.113.8:3478\", \"[2001:db8::8]:3478\"]\n");
+    assert_eq!(
+        c.drain.alternate_server.v6,
+        Some("[2001:db8::8]:3478".parse().unwrap())
+    );
+    let c = parse("[drain]\nalternate_server = \"\"\n");
+    assert_eq!(c.drain.alternate_server, crate::core::Alternates::default());
+    let e = err("[drain]\nalternate_server = [\"203.0.113.8:3478\", \"203.0.113.9:3478\"]\n");
+    assert!(e.contains("two addresses of one family"), "{e}");
+    let e = err("[drain]\nalternate_server = [\"nope\"]\n");
+    assert!(e.contains("\"nope\" is not an IP:PORT"), "{e}");
+}
+
+#[test]
+fn a_password_with_a_control_character_is_refused() {
+    let e = err("[[users]]\nname = \"alice\"\npassword = \"pass\\tword\"\n");
+    assert!(e.contains("control character '\\t'"), "{e}");
+    assert!(e.contains("OpaqueString"), "{e}");
 }

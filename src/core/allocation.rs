@@ -67,6 +67,9 @@ pub struct Allocation {
     /// What XOR-RELAYED-ADDRESS says (the external address behind 1:1 NAT).
     pub advertised: SocketAddr,
     pub username: String,
+    /// What the per-user quota counts this allocation under
+    /// ([`super::auth::quota_key`]).
+    pub quota_key: String,
     pub key: Key,
     pub expires: Instant,
     /// Permissions by peer IP (ports are ignored, RFC 8656 §9).

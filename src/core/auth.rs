@@ -10,17 +10,20 @@ use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha1::Sha1;
 
+use super::precis::opaque_string;
+
 /// A long-term credential key: MD5(username ":" realm ":" password).
 pub type Key = [u8; 16];
 
-/// The long-term key for `username` in `realm` with `password`.
+/// The long-term key for `username` in `realm` with `password`, realm and
+/// password prepared with OpaqueString first (RFC 8489 §9.2.2).
 pub fn long_term_key(username: &str, realm: &str, password: &str) -> Key {
     let mut h = Md5::new();
     h.update(username.as_bytes());
     h.update(b":");
-    h.update(realm.as_bytes());
+    h.update(opaque_string(realm).as_bytes());
     h.update(b":");
-    h.update(password.as_bytes());
+    h.update(opaque_string(password).as_bytes());
     h.finalize().into()
 }
 
@@ -142,6 +145,11 @@ impl Credentials {
         self.users.is_empty() && self.rest_secrets.is_empty()
     }
 
+    /// Whether `username` is a static user.
+    pub fn is_static(&self, username: &str) -> bool {
+        self.users.contains_key(username)
+    }
+
     /// The keys a request signed as `username` may use at `unix_secs`: one for
     /// a static user, one per secret for a REST username (secrets rotate).
     pub fn keys(&self, username: &str, unix_secs: u64) -> Result<Vec<Key>, Refusal> {
@@ -190,6 +198,19 @@ pub fn quota_user(username: &str) -> &str {
     }
 }
 
+/// The key the per-user quota counts `username` under: the REST user part
+/// for REST usernames, the name (marked, so that a static user and a REST
+/// user of the same name are counted apart) for static users.
+pub fn quota_key(username: &str, is_static: bool) -> String {
+    if is_static {
+        // Static names hold no control character: no REST user part can
+        // look like this.
+        format!("\u{1}{username}")
+    } else {
+        quota_user(username).to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +222,23 @@ mod tests {
         assert_eq!(
             hex::encode(long_term_key("user", "realm", "pass")),
             "8493fbc53ba582fb4c044c456bdc40eb"
+        );
+    }
+
+    #[test]
+    fn realm_and_password_are_prepared_with_opaque_string() {
+        // A password typed decomposed (e + U+0301) and one typed composed
+        // derive the same key, the one an RFC 8489 client derives.
+        let composed = long_term_key("user", "réalm", "pässwörd");
+        assert_eq!(
+            long_term_key("user", "re\u{301}alm", "pa\u{308}sswo\u{308}rd"),
+            composed
+        );
+        // printf 'user:r\xc3\xa9alm:p\xc3\xa4ssw\xc3\xb6rd' | md5sum
+        assert_eq!(hex::encode(composed), "445b099ba6a83a3bfa2694cffaaf6b94");
+        assert_eq!(
+            long_term_key("u", "r", "a\u{A0}b"),
+            long_term_key("u", "r", "a b")
         );
     }
 

@@ -13,7 +13,9 @@ use stun::message::{
 use tracing::{debug, info};
 
 use super::allocation::{Allocation, Channel, RefusalBudget};
-use super::auth::{quota_user, Key};
+use super::audit::{self, AuditKind};
+use super::auth::{quota_key, Key};
+use super::classic::ChangeRequest;
 use super::expiry::Timer;
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
@@ -24,24 +26,6 @@ use super::server::{
 };
 use super::{FiveTuple, Now, RelaySockets};
 use crate::metrics::RESULT_SUCCESS;
-
-/// ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18): comprehension-optional, ignored.
-/// Attributes a TURN request may carry without a 420.
-const KNOWN: &[AttrType] = &[
-    ATTR_USERNAME,
-    ATTR_MESSAGE_INTEGRITY,
-    ATTR_REALM,
-    ATTR_NONCE,
-    ATTR_LIFETIME,
-    ATTR_REQUESTED_TRANSPORT,
-    ATTR_DONT_FRAGMENT,
-    ATTR_EVEN_PORT,
-    ATTR_RESERVATION_TOKEN,
-    ATTR_REQUESTED_ADDRESS_FAMILY,
-    ATTR_XOR_PEER_ADDRESS,
-    ATTR_CHANNEL_NUMBER,
-    ATTR_DATA,
-];
 
 /// Channel numbers a client may bind: RFC 8656 §12 allows 0x4000-0x4FFF;
 /// RFC 5766 clients use up to 0x7FFF, which is accepted too.
@@ -62,6 +46,19 @@ fn method_label(method: Method) -> &'static str {
     }
 }
 
+/// True for the request methods turnd answers; requests of any other
+/// method are discarded (RFC 8489 §6.3).
+pub(super) fn serves(method: Method) -> bool {
+    matches!(
+        method,
+        METHOD_BINDING
+            | METHOD_ALLOCATE
+            | METHOD_REFRESH
+            | METHOD_CREATE_PERMISSION
+            | METHOD_CHANNEL_BIND
+    )
+}
+
 /// A handler's answer: the error code and whether it is sent with integrity.
 struct Reject {
     code: u16,
@@ -79,6 +76,17 @@ fn reject(code: u16, key: Key) -> Reject {
 struct Authed {
     key: Key,
     username: String,
+}
+
+/// Whether `peer` is of the relay address's family (RFC 8656 §9.2, §12.2:
+/// 443 otherwise). An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is of
+/// neither: an IPv4 relay socket cannot send to an IPv6 address, and an
+/// IPv6 one (IPV6_V6ONLY) cannot reach an IPv4 peer.
+pub(super) fn same_family(relay: SocketAddr, peer: SocketAddr) -> bool {
+    match peer.ip() {
+        IpAddr::V4(_) => relay.is_ipv4(),
+        IpAddr::V6(ip) => relay.is_ipv6() && ip.to_ipv4_mapped().is_none(),
+    }
 }
 
 fn u32_attr(value: &[u8]) -> Option<u32> {
@@ -106,7 +114,7 @@ impl Server {
         let result = match self.authenticate(now, ft, req) {
             Err(reply) => Err(reply),
             Ok(authed) => {
-                let unknown = req.unknown_required(KNOWN);
+                let unknown = req.unknown_required(message::KNOWN_REQUIRED);
                 if !unknown.is_empty() {
                     self.count(label, "420");
                     let mut m = message::error_response(req, 420);
@@ -119,6 +127,7 @@ impl Server {
                     METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
                         self.peer_request(now, ft, req, authed, method)
                     }
+                    // Only methods that `serves` reach here.
                     _ => Err(reject(400, authed.key)),
                 }
             }
@@ -141,7 +150,11 @@ impl Server {
                         self.nonce_key.issue(now.unix_secs, ft.client).as_bytes(),
                     );
                 }
-                if let (300, Some(alternate)) = (r.code, self.alternate) {
+                // The one 420 a handler gives: DONT-FRAGMENT it cannot honour.
+                if r.code == 420 {
+                    message::add_unknown_attributes(&mut m, &[ATTR_DONT_FRAGMENT]);
+                }
+                if let (300, Some(alternate)) = (r.code, self.alternate.for_client(ft.client)) {
                     message::add_plain_address(&mut m, ATTR_ALTERNATE_SERVER, alternate);
                 }
                 Some(message::finish(m, r.key.as_ref(), req.has_fingerprint))
@@ -170,14 +183,19 @@ impl Server {
     /// source, FINGERPRINT when the request had one.
     fn binding(&mut self, ft: FiveTuple, req: &Request) -> Vec<u8> {
         self.metrics.count_binding(ft.transport.as_str());
-        // ICE connectivity checks (RFC 8445 §7.1) may reach a STUN server.
-        let ice = [
-            ATTR_PRIORITY,
-            ATTR_USE_CANDIDATE,
-            ATTR_USERNAME,
-            ATTR_MESSAGE_INTEGRITY,
-        ];
-        let unknown = req.unknown_required(&ice);
+        let mut unknown = req.unknown_required(message::KNOWN_REQUIRED);
+        // CHANGE-REQUEST with no flag set (stuntman's stunclient sends one)
+        // is a plain Binding; a flag set asks for an address turnd does not
+        // have (RFC 5780 §7.2).
+        match ChangeRequest::parse(req.get(ATTR_CHANGE_REQUEST)) {
+            ChangeRequest::None => unknown.retain(|t| *t != ATTR_CHANGE_REQUEST),
+            ChangeRequest::Change => {}
+            ChangeRequest::Malformed => {
+                self.count("binding", "400");
+                let m = message::error_response(req, 400);
+                return message::finish(m, None, req.has_fingerprint);
+            }
+        }
         if !unknown.is_empty() {
             self.count("binding", "420");
             let mut m = message::error_response(req, 420);
@@ -202,6 +220,7 @@ impl Server {
             key: None,
         };
         if req.get(ATTR_MESSAGE_INTEGRITY).is_none() {
+            // Every client's first request: the challenge, not a failure.
             self.auth_failure("missing_integrity");
             return Err(unauthorized);
         }
@@ -210,45 +229,74 @@ impl Server {
             req.text(ATTR_REALM),
             req.text(ATTR_NONCE),
         ) else {
-            self.auth_failure("bad_request");
+            let user = req.text(ATTR_USERNAME).map(str::to_string);
+            self.refuse_auth(now, ft, "bad_request", user.as_deref());
             return Err(Reject {
                 code: 400,
                 key: None,
             });
         };
         let username = username.to_string();
-        if !self
-            .nonce_key
-            .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s)
-        {
+        let nonce_ok =
+            self.nonce_key
+                .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s);
+        if self.cfg.credentials.is_empty() {
+            self.refuse_auth(now, ft, "relay_disabled", Some(&username));
+            return Err(unauthorized);
+        }
+        let keys = match self.cfg.credentials.keys(&username, now.unix_secs) {
+            Ok(keys) => keys,
+            Err(refusal) => {
+                self.refuse_auth(now, ft, refusal.reason(), Some(&username));
+                return Err(unauthorized);
+            }
+        };
+        let Some(key) = keys.into_iter().find(|k| req.integrity_ok(k)) else {
+            self.refuse_auth(now, ft, "bad_integrity", Some(&username));
+            return Err(unauthorized);
+        };
+        // RFC 8489 §9.2.4 checks the nonce last: a client whose password is
+        // wrong learns it at once, not after a 438 round trip.
+        if !nonce_ok {
             self.auth_failure("stale_nonce");
             return Err(Reject {
                 code: 438,
                 key: None,
             });
         }
-        if self.cfg.credentials.is_empty() {
-            self.auth_failure("relay_disabled");
-            return Err(unauthorized);
-        }
-        let keys = match self.cfg.credentials.keys(&username, now.unix_secs) {
-            Ok(keys) => keys,
-            Err(refusal) => {
-                self.auth_failure(refusal.reason());
-                return Err(unauthorized);
-            }
-        };
-        let Some(key) = keys.into_iter().find(|k| req.integrity_ok(k)) else {
-            self.auth_failure("bad_integrity");
-            return Err(unauthorized);
-        };
-        // Requests on an allocation must come from its owner (RFC 8656 §5).
+        // Requests on an allocation must come from its owner (RFC 8656 §5);
+        // an Allocate on a 5-tuple in use gets 437 whoever sends it (§7.2).
         if let Some(alloc) = self.allocations.get(&ft) {
-            if alloc.username != username {
+            if alloc.username != username && req.msg.typ.method != METHOD_ALLOCATE {
                 return Err(reject(441, key));
             }
         }
         Ok(Authed { key, username })
+    }
+
+    /// Counts an authentication failure and writes its audit line.
+    fn refuse_auth(&self, now: Now, ft: FiveTuple, reason: &str, user: Option<&str>) {
+        self.auth_failure(reason);
+        if let Some(suppressed) = self.audit(now, ft, AuditKind::AuthFailure) {
+            let user = user.map(|u| self.redact.show(u).to_string());
+            info!(target: audit::TARGET, reason, user = ?user.as_deref().unwrap_or(""), client = %self.redact.show(ft.client), suppressed, "authentication failed");
+        }
+    }
+
+    /// Writes the audit line of a quota rejection.
+    fn audit_quota(&self, now: Now, ft: FiveTuple, user: &str, kind: &str, code: u16) {
+        if let Some(suppressed) = self.audit(now, ft, AuditKind::Quota) {
+            let user = self.redact.show(user).to_string();
+            info!(target: audit::TARGET, kind, code, user = ?user, client = %self.redact.show(ft.client), suppressed, "quota reached: request refused");
+        }
+    }
+
+    /// Writes the audit line of a peer refused by the policy.
+    fn audit_peer(&self, now: Now, ft: FiveTuple, user: &str, peer: SocketAddr, reason: &str) {
+        if let Some(suppressed) = self.audit(now, ft, AuditKind::PeerDenied) {
+            let user = self.redact.show(user).to_string();
+            info!(target: audit::TARGET, reason, user = ?user, client = %self.redact.show(ft.client), peer = %self.redact.show(peer), suppressed, "peer denied");
+        }
     }
 
     /// The lifetime a client gets (RFC 8656 §7.2 step 7, §7.3).
@@ -277,7 +325,9 @@ impl Server {
         let key = authed.key;
         if let Some(existing) = self.allocations.get(&ft) {
             // A retransmission gets the same success again (§7.2 step 1).
-            if existing.allocate_transaction == req.transaction_id() {
+            if existing.allocate_transaction == req.transaction_id()
+                && existing.username == authed.username
+            {
                 return Ok(existing.allocate_response.clone());
             }
             return Err(reject(437, key));
@@ -285,10 +335,8 @@ impl Server {
         // Draining (SIGTERM): no new allocations; send clients elsewhere if
         // a sibling is configured (RFC 8489 §10).
         if self.draining {
-            return Err(reject(
-                if self.alternate.is_some() { 300 } else { 508 },
-                key,
-            ));
+            let alternate = self.alternate.for_client(ft.client);
+            return Err(reject(if alternate.is_some() { 300 } else { 508 }, key));
         }
         match req.get(ATTR_REQUESTED_TRANSPORT) {
             None => return Err(reject(400, key)),
@@ -322,18 +370,37 @@ impl Server {
         } else {
             lifetime
         };
-        // Quotas (§7.2 step 8): per user 486, in total 508.
-        let user = quota_user(&authed.username).to_string();
-        self.admit(&user).map_err(|code| reject(code, key))?;
+        // Quotas (§7.2 step 8): per user 486, in total 508. A claimed
+        // reservation brings its own slot, so it is not admitted again.
+        let is_static = self.cfg.credentials.is_static(&authed.username);
+        let user = quota_key(&authed.username, is_static);
         let ip = self.cfg.relay_bind;
-        let (port, reserved_token) = match self.relay_port(now, token, even, &user, relays) {
-            Ok(p) => p,
-            Err(code) => {
-                self.global.release(&user);
-                return Err(reject(code, key));
+        let (port, reserved_token) = match token {
+            Some(t) => (
+                self.claim(t, &user, relays).map_err(|c| reject(c, key))?,
+                None,
+            ),
+            None => {
+                self.admit(now, ft, &user, &authed.username)
+                    .map_err(|code| reject(code, key))?;
+                match self.relay_port(now, ft, even, &user, relays) {
+                    Ok(p) => p,
+                    Err(code) => {
+                        self.global.release(&user);
+                        return Err(reject(code, key));
+                    }
+                }
             }
         };
         let relay = SocketAddr::new(ip, port);
+        // DONT-FRAGMENT (§7.2): DF on this allocation's datagrams, or 420
+        // where the platform cannot set it.
+        if req.get(ATTR_DONT_FRAGMENT).is_some() && relays.dont_fragment(relay).is_err() {
+            self.ports.release(ip, port, relays);
+            self.global.unhold(port);
+            self.global.release(&user);
+            return Err(reject(420, key));
+        }
         let advertised = SocketAddr::new(self.cfg.relay_advertised, port);
 
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
@@ -355,6 +422,7 @@ impl Server {
                 relay,
                 advertised,
                 username: authed.username,
+                quota_key: user,
                 key,
                 expires,
                 permissions: Default::default(),
@@ -378,10 +446,26 @@ impl Server {
         Ok(response)
     }
 
+    /// The per-user limit of quota key `user` ([`quota_key`]): a static
+    /// user's own `allocations`, else none for static users (one name is
+    /// commonly shared by every client of an app), else
+    /// `allocations_per_user` for REST users.
+    fn user_limit(&self, user: &str) -> usize {
+        match user.strip_prefix('\u{1}') {
+            Some(name) => self
+                .cfg
+                .static_user_allocations
+                .get(name)
+                .copied()
+                .unwrap_or(usize::MAX),
+            None => self.cfg.allocations_per_user,
+        }
+    }
+
     /// Counts one more allocation (or reservation) of `user` against the
     /// quotas (RFC 8656 §7.2 step 8): per user 486, in total 508.
-    fn admit(&self, user: &str) -> Result<(), u16> {
-        let (per_user, total) = (self.cfg.allocations_per_user, self.cfg.allocations_total);
+    fn admit(&self, now: Now, ft: FiveTuple, user: &str, username: &str) -> Result<(), u16> {
+        let (per_user, total) = (self.user_limit(user), self.cfg.allocations_total);
         self.global
             .admit(user, per_user, total)
             .map_err(|exceeded| {
@@ -389,39 +473,67 @@ impl Server {
                     QuotaExceeded::User => ("user", 486),
                     QuotaExceeded::Total => ("total", 508),
                 };
-                self.metrics
-                    .quota_rejections
-                    .with_label_values(&[kind])
-                    .inc();
-                code
+                self.quota_rejected(now, ft, username, kind, code)
             })
     }
 
-    /// The relay port of a new allocation: a reserved one (RESERVATION-TOKEN),
-    /// an even one (EVEN-PORT, reserving the next when asked), or any.
-    /// Returns the port and the token of a new reservation; errors are codes.
+    /// The relay port reserved under RESERVATION-TOKEN `token` (RFC 8656
+    /// §7.2), with the quota slot the reservation held, which passes to
+    /// the new allocation. Only `user`, who made the reservation, may
+    /// claim it. Errors are codes.
+    fn claim(
+        &mut self,
+        token: &[u8],
+        user: &str,
+        relays: &mut dyn RelaySockets,
+    ) -> Result<u16, u16> {
+        let t = u64::from_be_bytes(token.try_into().map_err(|_| 400u16)?);
+        // Only the user who made the reservation may claim it; another
+        // user's claim leaves it in place.
+        let addr = self.global.claim_reservation(t, user).ok_or(508u16)?;
+        self.timers.cancel(Timer::Reservation(t));
+        if relays.claim(addr).is_err() {
+            self.global.unhold(addr.port());
+            self.global.release(user);
+            return Err(508);
+        }
+        self.ports.adopt(addr.port());
+        Ok(addr.port())
+    }
+
+    /// The username a quota key was taken for (for logs).
+    fn quota_owner(&self, user: &str) -> String {
+        user.strip_prefix('\u{1}').unwrap_or(user).to_string()
+    }
+
+    /// Counts and logs a quota rejection; returns its error code.
+    fn quota_rejected(
+        &self,
+        now: Now,
+        ft: FiveTuple,
+        username: &str,
+        kind: &str,
+        code: u16,
+    ) -> u16 {
+        self.metrics
+            .quota_rejections
+            .with_label_values(&[kind])
+            .inc();
+        self.audit_quota(now, ft, username, kind, code);
+        code
+    }
+
+    /// The relay port of a new allocation: an even one (EVEN-PORT,
+    /// reserving the next when asked), or any. Returns the port and the
+    /// token of a new reservation; errors are codes.
     fn relay_port(
         &mut self,
         now: Now,
-        token: Option<&[u8]>,
+        ft: FiveTuple,
         even: Option<&[u8]>,
         user: &str,
         relays: &mut dyn RelaySockets,
     ) -> Result<(u16, Option<u64>), u16> {
-        if let Some(t) = token {
-            let t = u64::from_be_bytes(t.try_into().map_err(|_| 400u16)?);
-            let addr = self.global.claim_reservation(t, user).ok_or(508u16)?;
-            // The reservation's quota slot passes to this allocation, which
-            // was admitted on its own already.
-            self.global.release(user);
-            self.timers.cancel(Timer::Reservation(t));
-            if relays.claim(addr).is_err() {
-                self.global.unhold(addr.port());
-                return Err(508);
-            }
-            self.ports.adopt(addr.port());
-            return Ok((addr.port(), None));
-        }
         let parity = match even.map(|v| v.first()) {
             Some(None) => return Err(400),
             None => Parity::Any,
@@ -432,7 +544,8 @@ impl Server {
         // A reserved port counts against the quotas like an allocation: a
         // credential cannot hold the port range through reservations.
         if pair {
-            self.admit(user)?;
+            let username = self.quota_owner(user);
+            self.admit(now, ft, user, &username)?;
         }
         let ip = self.cfg.relay_bind;
         let global = &self.global;
@@ -441,11 +554,8 @@ impl Server {
             if pair {
                 self.global.release(user);
             }
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["relay_ports"])
-                .inc();
-            return Err(508);
+            let username = self.quota_owner(user);
+            return Err(self.quota_rejected(now, ft, &username, "relay_ports", 508));
         };
         self.global.hold(port);
         if !pair {
@@ -469,8 +579,20 @@ impl Server {
         relays: &mut dyn RelaySockets,
     ) -> Result<Vec<u8>, Reject> {
         let key = authed.key;
-        if !self.allocations.contains_key(&ft) {
+        let Some(alloc) = self.allocations.get(&ft) else {
             return Err(reject(437, key));
+        };
+        // A family other than the allocation's is 443, even with LIFETIME 0
+        // (RFC 8656 §7.3): the request names some other allocation.
+        if let Some(family) = req.get(ATTR_REQUESTED_ADDRESS_FAMILY) {
+            match (family.first(), family.len()) {
+                (Some(1), 4) | (Some(2), 4) => {
+                    if (family[0] == 1) != alloc.relay.is_ipv4() {
+                        return Err(reject(443, key));
+                    }
+                }
+                _ => return Err(reject(400, key)),
+            }
         }
         let lifetime = self.lifetime(req).map_err(|_| reject(400, key))?;
         if lifetime.is_zero() {
@@ -486,11 +608,19 @@ impl Server {
     }
 
     /// Checks a peer against the allocation's family and the peer policy.
-    fn check_peer(&self, relay: SocketAddr, peer: SocketAddr, key: Key) -> Result<IpAddr, Reject> {
-        let ip = canonical(peer.ip());
-        if ip.is_ipv4() != relay.is_ipv4() {
+    fn check_peer(
+        &self,
+        now: Now,
+        ft: FiveTuple,
+        user: &str,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        key: Key,
+    ) -> Result<IpAddr, Reject> {
+        if !same_family(relay, peer) {
             return Err(reject(443, key));
         }
+        let ip = canonical(peer.ip());
         // Our own relay address is a peer whatever the policy says: two
         // clients of this server talk relay to relay. Only relay ports of it
         // are reachable (checked on ChannelBind and Send).
@@ -502,7 +632,7 @@ impl Server {
                 .peer_denied
                 .with_label_values(&[reason.as_str()])
                 .inc();
-            debug!(peer = %self.redact.show(peer), reason = reason.as_str(), "peer denied");
+            self.audit_peer(now, ft, user, peer, reason.as_str());
             return Err(reject(403, key));
         }
         Ok(ip)
@@ -568,7 +698,7 @@ impl Server {
         let mut ips = Vec::new();
         for value in req.get_all(ATTR_XOR_PEER_ADDRESS) {
             let peer = req.xor_address(value).ok_or_else(|| reject(400, key))?;
-            ips.push(self.check_peer(alloc.relay, peer, key)?);
+            ips.push(self.check_peer(now, ft, &authed.username, alloc.relay, peer, key)?);
         }
         if ips.is_empty() {
             return Err(reject(400, key));
@@ -578,15 +708,13 @@ impl Server {
             .filter(|ip| !alloc.permissions.contains_key(ip))
             .count();
         if alloc.permissions.len() + fresh > self.cfg.permissions_per_allocation {
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["permissions"])
-                .inc();
-            return Err(reject(508, key));
+            let code = self.quota_rejected(now, ft, &authed.username, "permissions", 508);
+            return Err(reject(code, key));
         }
         let expires = now.instant + PERMISSION_LIFETIME;
         for ip in ips {
             self.install_permission(ft, ip, expires);
+            self.sync_peer_ip(ft, ip, now.instant);
         }
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))
@@ -623,12 +751,13 @@ impl Server {
         if !CHANNEL_NUMBERS.contains(&number) {
             return Err(reject(400, key));
         }
-        let ip = self.check_peer(alloc.relay, peer, key)?;
+        let ip = self.check_peer(now, ft, &authed.username, alloc.relay, peer, key)?;
         if self.is_own_listener(peer) || !self.own_relay_port_ok(peer) {
             self.metrics
                 .peer_denied
                 .with_label_values(&["own_address"])
                 .inc();
+            self.audit_peer(now, ft, &authed.username, peer, "own_address");
             return Err(reject(403, key));
         }
         let peer = SocketAddr::new(ip, peer.port());
@@ -645,20 +774,14 @@ impl Server {
         if !alloc.channels.contains_key(&number)
             && alloc.channels.len() >= self.cfg.channels_per_allocation
         {
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["channels"])
-                .inc();
-            return Err(reject(508, key));
+            let code = self.quota_rejected(now, ft, &authed.username, "channels", 508);
+            return Err(reject(code, key));
         }
         if !alloc.permissions.contains_key(&ip)
             && alloc.permissions.len() >= self.cfg.permissions_per_allocation
         {
-            self.metrics
-                .quota_rejections
-                .with_label_values(&["permissions"])
-                .inc();
-            return Err(reject(508, key));
+            let code = self.quota_rejected(now, ft, &authed.username, "permissions", 508);
+            return Err(reject(code, key));
         }
         let expires = now.instant + CHANNEL_LIFETIME;
         if let Some(alloc) = self.allocations.get_mut(&ft) {
@@ -669,7 +792,12 @@ impl Server {
             Timer::ChannelRelease(ft, number),
             expires + CHANNEL_QUARANTINE,
         );
+        self.timers
+            .schedule(Timer::ChannelLapse(ft, number), expires);
         self.install_permission(ft, ip, now.instant + PERMISSION_LIFETIME);
+        // The permission is the peer IP's: other channels to it may be
+        // relayable again too.
+        self.sync_peer_ip(ft, ip, now.instant);
         debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), channel = number, "channel bound");
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))

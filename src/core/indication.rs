@@ -19,7 +19,6 @@ pub const DATA_INDICATION: u16 = 0x0017;
 
 const ATTR_XOR_PEER_ADDRESS: u16 = 0x0012;
 const ATTR_DATA: u16 = 0x0013;
-const ATTR_DONT_FRAGMENT: u16 = 0x001A;
 const ATTR_MESSAGE_INTEGRITY: u16 = 0x0008;
 const ATTR_FINGERPRINT: u16 = 0x8028;
 
@@ -74,8 +73,8 @@ pub fn parse_send(bytes: &[u8]) -> Result<Send<'_>, Malformed> {
                 }
                 ATTR_DATA if data.is_none() => data = Some(value),
                 ATTR_MESSAGE_INTEGRITY => visible = false,
-                ATTR_XOR_PEER_ADDRESS | ATTR_DATA | ATTR_DONT_FRAGMENT => {}
-                t if t < 0x8000 => return Err(Malformed::Malformed),
+                // Known but unexpected ones are ignored (RFC 8489 §6.3).
+                t if !super::message::understood(t) => return Err(Malformed::Malformed),
                 _ => {}
             }
         }

@@ -9,8 +9,11 @@
 //! with exact expected bytes.
 
 pub mod allocation;
+pub mod audit;
 pub mod auth;
+mod binding_sync;
 pub mod classic;
+pub mod command;
 pub mod expiry;
 pub mod five_tuple;
 pub mod framing;
@@ -21,6 +24,7 @@ pub mod message;
 pub mod nonce;
 pub mod peer_policy;
 pub mod ports;
+pub mod precis;
 pub mod rate_limit;
 pub mod redact;
 pub mod server;
@@ -29,8 +33,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+pub use command::{ChannelBinding, Command};
 pub use five_tuple::{FiveTuple, Transport};
-pub use server::{CoreConfig, Server};
+pub use server::{Alternates, CoreConfig, Server};
 
 /// The current time, as both clocks: the monotonic one orders expiries, the
 /// wall clock (seconds since the Unix epoch) checks TURN REST usernames and
@@ -132,4 +137,8 @@ pub trait RelaySockets {
     fn claim(&mut self, addr: SocketAddr) -> io::Result<()>;
     /// Closes a reserved socket nobody claimed.
     fn unreserve(&mut self, addr: SocketAddr);
+    /// Sets the don't-fragment bit on every datagram the open relay socket
+    /// at `addr` sends (DONT-FRAGMENT, RFC 8656 §7.2); an error means the
+    /// platform cannot, and the Allocate gets 420.
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()>;
 }

@@ -140,6 +140,9 @@ mod tests {
         fn unreserve(&mut self, addr: SocketAddr) {
             self.close(addr)
         }
+        fn dont_fragment(&mut self, _addr: SocketAddr) -> io::Result<()> {
+            Ok(())
+        }
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

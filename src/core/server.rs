@@ -2,7 +2,7 @@
 //! clients and peers send, relays data, and expires state on time.
 //! Requests are handled in [`super::handlers`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +13,10 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
 use super::allocation::Allocation;
-use super::auth::{quota_user, Credentials, RestPolicy, UsernameChars};
+use super::audit::{AuditKind, AuditLimit};
+use super::auth::{Credentials, RestPolicy, UsernameChars};
+use super::classic::ChangeRequest;
+use super::command::{ChannelBinding, Command};
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
@@ -22,7 +25,7 @@ use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
 use super::rate_limit::{Limits, PrefixLimit};
 use super::redact::Redactor;
-use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
+use super::{classic, handlers, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::{Direction, Metrics};
 
 /// Permission lifetime (RFC 8656 §9).
@@ -51,7 +54,11 @@ pub struct CoreConfig {
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
     pub nonce_lifetime_s: u64,
+    /// Concurrent allocations per REST user (the user part of `EXPIRY:USER`).
     pub allocations_per_user: usize,
+    /// Static users with their own allocation limit; a static user not in
+    /// here has none (only `allocations_total`).
+    pub static_user_allocations: HashMap<String, usize>,
     pub allocations_total: usize,
     pub permissions_per_allocation: usize,
     pub channels_per_allocation: usize,
@@ -120,6 +127,11 @@ impl CoreConfig {
             max_lifetime: Duration::from_secs(cfg.allocation.max_lifetime_s.into()),
             nonce_lifetime_s: cfg.allocation.nonce_lifetime_s.into(),
             allocations_per_user: cfg.quota.allocations_per_user as usize,
+            static_user_allocations: cfg
+                .users
+                .iter()
+                .filter_map(|u| Some((u.name.clone(), u.allocations? as usize)))
+                .collect(),
             allocations_total: cfg.quota.allocations_total as usize,
             permissions_per_allocation: cfg.quota.permissions_per_allocation as usize,
             channels_per_allocation: cfg.quota.channels_per_allocation as usize,
@@ -172,6 +184,42 @@ impl EndReason {
     }
 }
 
+/// Where draining sends new clients (ALTERNATE-SERVER, RFC 8489 §10): at
+/// most one address per family, as a client may only be pointed at an
+/// address of the family it came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Alternates {
+    pub v4: Option<SocketAddr>,
+    pub v6: Option<SocketAddr>,
+}
+
+impl Alternates {
+    /// The alternate of `client`'s family, if one is configured.
+    pub fn for_client(&self, client: SocketAddr) -> Option<SocketAddr> {
+        if canonical(client.ip()).is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
+}
+
+impl From<Option<SocketAddr>> for Alternates {
+    fn from(addr: Option<SocketAddr>) -> Self {
+        match addr {
+            Some(a) if a.is_ipv4() => Alternates {
+                v4: Some(a),
+                v6: None,
+            },
+            Some(a) => Alternates {
+                v4: None,
+                v6: Some(a),
+            },
+            None => Alternates::default(),
+        }
+    }
+}
+
 /// The engine. One per worker; it owns its allocations outright.
 pub struct Server {
     pub(super) cfg: CoreConfig,
@@ -187,8 +235,14 @@ pub struct Server {
     stats: RelayStats,
     /// Refusing new allocations (SIGTERM), pointing at `alternate` if set.
     pub(super) draining: bool,
-    pub(super) alternate: Option<SocketAddr>,
+    pub(super) alternate: Alternates,
     pub(super) redact: Redactor,
+    /// Per-source limit on audit lines (interior: logged from `&self`).
+    audit: std::cell::RefCell<AuditLimit>,
+    /// Channels announced to the shell as relayable ([`super::command`]).
+    pub(super) installed: BTreeMap<(FiveTuple, u16), ChannelBinding>,
+    /// Commands not yet taken by the shell.
+    pub(super) commands: Vec<Command>,
 }
 
 /// Relayed packets and bytes one way, not yet in the metrics.
@@ -237,8 +291,11 @@ impl Server {
             timers: Expiries::default(),
             stats: RelayStats::default(),
             draining: false,
-            alternate: None,
+            alternate: Alternates::default(),
             redact,
+            audit: Default::default(),
+            installed: BTreeMap::new(),
+            commands: Vec::new(),
         }
     }
 
@@ -259,11 +316,19 @@ impl Server {
         self.cfg = cfg;
     }
 
+    /// [`Server::reconfigure`], then withdraws what the new peer policy
+    /// denies from live allocations (their channels leave the kernel path).
+    pub fn reconfigure_at(&mut self, now: Now, cfg: CoreConfig) {
+        self.reconfigure(cfg);
+        self.withdraw_denied_peers(now.instant);
+    }
+
     /// Starts draining: every new Allocate gets 508, or 300 Try Alternate
-    /// with ALTERNATE-SERVER when `alternate` is given.
-    pub fn drain(&mut self, alternate: Option<SocketAddr>) {
+    /// with ALTERNATE-SERVER when an alternate of the client's family is
+    /// given.
+    pub fn drain(&mut self, alternate: impl Into<Alternates>) {
         self.draining = true;
-        self.alternate = alternate;
+        self.alternate = alternate.into();
     }
 
     pub fn allocation_count(&self) -> usize {
@@ -277,6 +342,19 @@ impl Server {
     /// When [`Server::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    /// Whether an audit line about `ft`'s source may be written now:
+    /// `Some(lines suppressed before it)`, or `None` (counted).
+    pub(super) fn audit(&self, now: Now, ft: FiveTuple, kind: AuditKind) -> Option<u64> {
+        let admitted = self.audit.borrow_mut().admit(ft.client.ip(), now.instant);
+        if admitted.is_none() {
+            self.metrics
+                .log_lines_suppressed
+                .with_label_values(&[kind.as_str()])
+                .inc();
+        }
+        admitted
     }
 
     pub(super) fn drop_packet(&self, reason: &str) {
@@ -309,16 +387,34 @@ impl Server {
             Inbound::ChannelData { number, data } => {
                 self.channel_data_from_client(now, five_tuple, number, data, out)
             }
-            Inbound::ClassicBinding { transaction_id } => {
+            Inbound::ClassicBinding {
+                transaction_id,
+                change,
+            } => {
                 if !self.unauthenticated_allowed(now, five_tuple) {
                     return;
                 }
                 self.metrics.count_binding(five_tuple.transport.as_str());
-                self.metrics.count_request("binding", None);
-                let payload = classic::binding_response(&transaction_id, five_tuple.client);
+                let payload = if change == ChangeRequest::None {
+                    self.metrics.count_request("binding", None);
+                    classic::binding_response(&transaction_id, five_tuple.client)
+                } else {
+                    let code = if change == ChangeRequest::Malformed {
+                        400
+                    } else {
+                        420
+                    };
+                    self.metrics.count_request("binding", Some(code));
+                    classic::change_refused(&transaction_id, change)
+                };
                 out.push(Source::Client(five_tuple), five_tuple.client, &payload);
             }
             Inbound::Stun(mut req) => match req.class() {
+                // Requests of methods turnd does not serve (a Send request,
+                // RFC 6062's Connect) are discarded unanswered (RFC 8489 §6.3).
+                CLASS_REQUEST if !handlers::serves(req.msg.typ.method) => {
+                    self.drop_packet("unsupported_method")
+                }
                 CLASS_REQUEST => {
                     if let Some(payload) = self.handle_request(now, five_tuple, &mut req, relays) {
                         out.push(Source::Client(five_tuple), five_tuple.client, &payload);
@@ -389,6 +485,10 @@ impl Server {
         let Some(alloc) = self.allocations.get(&ft) else {
             return self.drop_packet("no_allocation");
         };
+        // What CreatePermission answers with 443 cannot be sent (§11.2).
+        if !handlers::same_family(alloc.relay, peer) {
+            return self.drop_packet("peer_family");
+        }
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }
@@ -507,7 +607,10 @@ impl Server {
         let Some(alloc) = self.allocations.get(ft) else {
             return self.drop_packet("no_allocation");
         };
-        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+        // The same own-address rule as towards the peer: a port of our
+        // relay address that no allocation holds is not a peer.
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) || !self.own_relay_port_ok(peer)
+        {
             return self.drop_packet("no_permission");
         }
         let client = alloc.five_tuple;
@@ -582,11 +685,14 @@ impl Server {
                             debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(ip), "permission expired");
                         }
                     }
+                    self.sync_peer_ip(ft, ip, now.instant);
                 }
+                Timer::ChannelLapse(ft, number) => self.sync_channel(ft, number, now.instant),
                 Timer::ChannelRelease(ft, number) => {
                     if let Some(a) = self.allocations.get_mut(&ft) {
                         a.remove_channel(number);
                     }
+                    self.sync_channel(ft, number, now.instant);
                 }
                 Timer::Reservation(token) => {
                     if let Some((addr, owner)) = self.global.take_reservation(token) {
@@ -621,6 +727,11 @@ impl Server {
         reason: EndReason,
         relays: &mut dyn RelaySockets,
     ) {
+        if !self.allocations.contains_key(&ft) {
+            return;
+        }
+        // Out of the kernel path first, then forgotten.
+        self.remove_channels_of(ft);
         let Some(alloc) = self.allocations.remove(&ft) else {
             return;
         };
@@ -628,13 +739,14 @@ impl Server {
         self.ports
             .release(alloc.relay.ip(), alloc.relay.port(), relays);
         self.global.unhold(alloc.relay.port());
-        self.global.release(quota_user(&alloc.username));
+        self.global.release(&alloc.quota_key);
         self.timers.cancel(Timer::Allocation(ft));
         for ip in alloc.permissions.keys() {
             self.timers.cancel(Timer::Permission(ft, *ip));
         }
         for number in alloc.channels.keys() {
             self.timers.cancel(Timer::ChannelRelease(ft, *number));
+            self.timers.cancel(Timer::ChannelLapse(ft, *number));
         }
         let transport = ft.transport.as_str();
         self.metrics

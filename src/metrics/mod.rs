@@ -53,6 +53,7 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "credential_lifetime",
     "bad_integrity",
     "relay_disabled",
+    "revoked",
 ];
 /// `reason` label values of `turnd_peer_denied_total`.
 pub const PEER_DENIED_REASONS: &[&str] = &[
@@ -63,6 +64,8 @@ pub const PEER_DENIED_REASONS: &[&str] = &[
 ];
 /// `kind` label values of `turnd_quota_rejections_total`.
 pub const QUOTA_KINDS: &[&str] = &["user", "total", "permissions", "channels", "relay_ports"];
+/// `kind` label values of `turnd_log_lines_suppressed_total`.
+pub const AUDIT_KINDS: &[&str] = &["auth_failure", "quota", "peer_denied"];
 /// `reason` label values of `turnd_dropped_packets_total`.
 pub const DROP_REASONS: &[&str] = &[
     "malformed",
@@ -72,6 +75,8 @@ pub const DROP_REASONS: &[&str] = &[
     "no_permission",
     "no_channel",
     "unknown_indication",
+    "unsupported_method",
+    "peer_family",
     "too_big",
     "send_failed",
     "rate_limited",
@@ -140,6 +145,8 @@ pub struct Metrics {
     pub quota_rejections: IntCounterVec,
     /// `turnd_dropped_packets_total{reason}`, reason in [`DROP_REASONS`].
     pub dropped_packets: IntCounterVec,
+    /// `turnd_log_lines_suppressed_total{kind}`, kind in [`AUDIT_KINDS`].
+    pub log_lines_suppressed: IntCounterVec,
     /// `turnd_relay_ports_in_use`.
     pub relay_ports_in_use: IntGauge,
     /// `turnd_relay_ports_configured`: size of the configured relay port range.
@@ -161,6 +168,8 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// `turnd_ready`: what /readyz says, 1 or 0.
     pub ready: IntGauge,
+    /// The kernel fast path's series.
+    pub offload: offload::OffloadMetrics,
     /// The series the packet path counts, resolved once.
     hot: Hot,
 }
@@ -280,6 +289,13 @@ impl Metrics {
             "Packets dropped without a response, by reason.",
             &["reason"],
         );
+        let log_lines_suppressed = counter_vec(
+            r,
+            "turnd_log_lines_suppressed_total",
+            "Audit log lines (failed authentication, quota rejections, peer denials) \
+             not written because their source exceeded its log rate, by kind.",
+            &["kind"],
+        );
         let relay_ports_in_use = gauge(
             r,
             "turnd_relay_ports_in_use",
@@ -339,6 +355,8 @@ impl Metrics {
             "1 when /readyz answers ready: not draining, relay ports and allocation quota left.",
         );
 
+        let offload = offload::OffloadMetrics::new(r);
+
         #[cfg(target_os = "linux")]
         register(
             r,
@@ -377,6 +395,7 @@ impl Metrics {
             (&peer_denied, PEER_DENIED_REASONS),
             (&quota_rejections, QUOTA_KINDS),
             (&dropped_packets, DROP_REASONS),
+            (&log_lines_suppressed, AUDIT_KINDS),
         ] {
             for v in values {
                 vec.with_label_values(&[v]);
@@ -408,6 +427,7 @@ impl Metrics {
             peer_denied,
             quota_rejections,
             dropped_packets,
+            log_lines_suppressed,
             relay_ports_in_use,
             relay_ports_total,
             build_info,
@@ -418,6 +438,7 @@ impl Metrics {
             config_reloads,
             draining,
             ready,
+            offload,
             hot,
         }
     }
@@ -542,6 +563,8 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 #[doc(hidden)]
 pub mod text;
 
+pub mod offload;
+
 #[cfg(test)]
 mod tests {
     use super::text::{find, parse_prometheus_text};
@@ -559,6 +582,7 @@ mod tests {
         "turnd_peer_denied_total",
         "turnd_quota_rejections_total",
         "turnd_dropped_packets_total",
+        "turnd_log_lines_suppressed_total",
         "turnd_relay_ports_in_use",
         "turnd_relay_ports_configured",
         "turnd_build_info",
@@ -569,6 +593,11 @@ mod tests {
         "turnd_config_reloads_total",
         "turnd_draining",
         "turnd_ready",
+        "turnd_offload_active",
+        "turnd_offload_channels",
+        "turnd_offload_relayed_packets_total",
+        "turnd_offload_relayed_bytes_total",
+        "turnd_offload_packets_total",
     ];
 
     #[test]

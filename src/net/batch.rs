@@ -148,29 +148,46 @@ impl Readable<'_> {
 
 /// A quinn-udp socket state for `socket`, with fragmentation allowed again:
 /// quinn sets the don't-fragment bit (QUIC probes its path MTU), but a relay
-/// must pass datagrams of any size unless the client asked otherwise.
+/// must pass datagrams of any size unless the client asked otherwise
+/// (DONT-FRAGMENT, then [`set_dont_fragment`]).
 fn socket_state(socket: &std::net::UdpSocket) -> io::Result<UdpSocketState> {
     let state = UdpSocketState::new(socket.into())?;
-    allow_fragmentation(socket);
+    if let Err(error) = set_dont_fragment(socket, false) {
+        tracing::debug!(%error, "cannot clear don't-fragment");
+    }
     Ok(state)
 }
 
-fn allow_fragmentation(socket: &std::net::UdpSocket) {
+/// Sets (`IP_PMTUDISC_DO`) or clears (`IP_PMTUDISC_DONT`) the don't-fragment
+/// bit of what `socket` sends; the IPv6 options of the same name on an IPv6
+/// socket, where "don't fragment" means the host does not fragment either.
+/// With it set, a datagram larger than the path MTU is refused by the
+/// kernel (counted as a send failure) instead of fragmented.
+pub fn set_dont_fragment(socket: &std::net::UdpSocket, on: bool) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
-    let is_v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-    let (level, name, value) = if is_v6 {
-        (
+    let is_v6 = socket.local_addr()?.is_ipv6();
+    let (level, name, value) = match (is_v6, on) {
+        (true, true) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        ),
+        (true, false) => (
             libc::IPPROTO_IPV6,
             libc::IPV6_MTU_DISCOVER,
             libc::IPV6_PMTUDISC_DONT,
-        )
-    } else {
-        (
+        ),
+        (false, true) => (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        ),
+        (false, false) => (
             libc::IPPROTO_IP,
             libc::IP_MTU_DISCOVER,
             libc::IP_PMTUDISC_DONT,
-        )
+        ),
     };
     // SAFETY: a valid fd and a c_int option value of the right size.
     let rc = unsafe {
@@ -183,6 +200,53 @@ fn allow_fragmentation(socket: &std::net::UdpSocket) {
         )
     };
     if rc != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "cannot clear don't-fragment");
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The socket's path-MTU discovery mode (IP_MTU_DISCOVER or its IPv6
+    /// twin).
+    fn mtu_discover(socket: &std::net::UdpSocket) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        let (level, name) = if socket.local_addr().unwrap().is_ipv6() {
+            (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER)
+        };
+        let mut value: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid fd, and a c_int with its size to write into.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        value
+    }
+
+    #[test]
+    fn relay_sockets_fragment_unless_told_not_to() {
+        for (addr, dont, do_) in [
+            ("127.0.0.1:0", libc::IP_PMTUDISC_DONT, libc::IP_PMTUDISC_DO),
+            ("[::1]:0", libc::IPV6_PMTUDISC_DONT, libc::IPV6_PMTUDISC_DO),
+        ] {
+            let Ok(socket) = std::net::UdpSocket::bind(addr) else {
+                continue; // no IPv6 on this host
+            };
+            let _state = socket_state(&socket).unwrap();
+            assert_eq!(mtu_discover(&socket), dont, "{addr}: fragmentation allowed");
+            set_dont_fragment(&socket, true).unwrap();
+            assert_eq!(mtu_discover(&socket), do_, "{addr}: DF set");
+        }
     }
 }

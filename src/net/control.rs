@@ -27,7 +27,7 @@ use crate::core::CoreConfig;
 pub enum Phase {
     Running,
     /// Refuse new allocations (pointing at the alternate server, if any).
-    Draining(Option<SocketAddr>),
+    Draining(crate::core::Alternates),
     /// End every allocation and exit.
     Stop,
 }
@@ -161,6 +161,9 @@ impl Supervisor {
             return self.reload_certificate(None);
         };
         let new = Config::load(path)?;
+        for warning in new.warnings() {
+            warn!("{warning}");
+        }
         let filter = self.log_filter_change(&new);
         if let Some(level) = &filter {
             tracing_subscriber::EnvFilter::try_new(level)

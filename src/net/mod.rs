@@ -6,6 +6,8 @@ pub mod batch;
 pub mod clock;
 pub mod conn_limits;
 pub mod control;
+mod holders;
+pub mod offload;
 pub mod stream;
 pub mod tls;
 mod udp;
@@ -38,6 +40,8 @@ pub struct Process {
     /// TCP/TLS limits, replaced on reload.
     limits: std::sync::RwLock<Connections>,
     pub heartbeats: control::Heartbeats,
+    /// The kernel fast path, when attached.
+    pub offload: Option<Arc<offload::Offload>>,
 }
 
 impl Process {
@@ -105,7 +109,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     for addr in &cfg.listen.udp {
         let (bound, sockets) =
             udp::bind_group(*addr, workers, udp::bind_listener, |s| s.local_addr())
-                .with_context(|| format!("cannot bind UDP listener on {addr}"))?;
+                .map_err(|e| bind_error(holders::Proto::Udp, "UDP", *addr, e))?;
+        refuse_shared(holders::Proto::Udp, "UDP", bound)?;
         udp_addrs.push(bound);
         for (w, socket) in per_worker.iter_mut().zip(sockets) {
             w.udp.push((bound, socket));
@@ -117,9 +122,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         (&cfg.listen.tls, Transport::Tls, &mut tls_addrs),
     ] {
         for addr in addrs {
+            let kind = transport.to_string().to_uppercase();
             let (bound, listeners) =
                 udp::bind_group(*addr, workers, stream::bind, |l| l.local_addr())
-                    .with_context(|| format!("cannot bind {transport} listener on {addr}"))?;
+                    .map_err(|e| bind_error(holders::Proto::Tcp, &kind, *addr, e))?;
+            refuse_shared(holders::Proto::Tcp, &kind, bound)?;
             out.push(bound);
             for (w, listener) in per_worker.iter_mut().zip(listeners) {
                 w.streams.push((listener, transport));
@@ -143,6 +150,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .copied()
         .collect();
     let core_cfg = CoreConfig::from_config(&cfg, advertised, &own);
+    for warning in cfg.warnings() {
+        warn!("{warning}");
+    }
     if core_cfg.credentials.is_empty() {
         warn!("no [[users]] and no [rest] secrets configured: answering STUN Binding only, refusing every allocation");
     }
@@ -152,6 +162,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         connection_counts: Arc::default(),
         limits: std::sync::RwLock::new(cfg.connections.clone()),
         heartbeats: control::Heartbeats::new(workers),
+        offload: offload::Offload::start(&cfg, advertised, &metrics),
     });
     let global = Arc::new(Global::default());
     let (config_tx, config_rx) = watch::channel(Arc::new(core_cfg.clone()));
@@ -181,6 +192,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(true));
     let result = runtime.block_on(async {
         let signals = control::Signals::new()?;
+        if let Some(offload) = process.offload.clone() {
+            // The kernel's counters into turnd_relayed_*, once a second.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    offload.publish();
+                }
+            });
+        }
         let mut http_addr = None;
         if let Some(listener) = http_listener {
             let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -236,6 +257,47 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     // Let the HTTP endpoint finish its last responses.
     runtime.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     result
+}
+
+/// Why a listener could not be bound, naming who holds the port when that
+/// is the reason.
+fn bind_error(
+    proto: holders::Proto,
+    kind: impl std::fmt::Display,
+    addr: SocketAddr,
+    e: std::io::Error,
+) -> anyhow::Error {
+    let held = match e.kind() {
+        std::io::ErrorKind::AddrInUse => holders::others(proto, addr),
+        _ => Vec::new(),
+    };
+    if held.is_empty() {
+        return anyhow::Error::new(e).context(format!("cannot bind {kind} listener on {addr}"));
+    }
+    anyhow::anyhow!(
+        "cannot bind {kind} listener on {addr}: {e}: port {} is held by {}",
+        addr.port(),
+        holders::describe(&held)
+    )
+}
+
+/// Fails when another process has a socket on a listener port (bound with
+/// SO_REUSEPORT like ours): the kernel would hand it part of the clients.
+fn refuse_shared(
+    proto: holders::Proto,
+    kind: impl std::fmt::Display,
+    bound: SocketAddr,
+) -> anyhow::Result<()> {
+    let held = holders::others(proto, bound);
+    if held.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{kind} listener port {} ({bound}) is also held by {}: the kernel would split clients \
+         between that process and this one (SO_REUSEPORT); stop it or choose another port",
+        bound.port(),
+        holders::describe(&held)
+    )
 }
 
 /// One worker thread: a single-threaded runtime serving its sockets.

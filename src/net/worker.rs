@@ -77,6 +77,12 @@ impl RelaySockets for Relays<'_> {
             self.0.process.metrics.relay_ports_in_use.dec();
         }
     }
+
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let relays = self.0.relays.borrow();
+        let relay = relays.get(&addr).ok_or(io::ErrorKind::NotFound)?;
+        super::batch::set_dont_fragment(relay.udp.socket(), true)
+    }
 }
 
 impl Worker {
@@ -116,7 +122,9 @@ impl Worker {
         let mut server = self.server.borrow_mut();
         let mut out = self.out.borrow_mut();
         let r = f(&mut server, &mut Relays(self), &mut out);
+        let commands = server.take_commands();
         drop(server);
+        super::offload::apply_all(self.process.offload.as_deref(), &commands);
         self.flush(&mut out);
         r
     }
@@ -268,7 +276,7 @@ pub async fn expire(
             _ = tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))) => {}
             Ok(()) = config.changed() => {
                 let cfg = (**config.borrow_and_update()).clone();
-                worker.with_server(|server, _, _| server.reconfigure(cfg));
+                worker.with_server(|server, _, _| server.reconfigure_at(clock::now(), cfg));
             }
             changed = phase.changed() => {
                 // The supervisor gone (it failed before or while starting):
