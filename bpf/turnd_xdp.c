@@ -262,8 +262,9 @@ int turnd_xdp(struct xdp_md *ctx)
     __u16 payload = udp_len - UDP_LEN;
 
     __u8 *first = (__u8 *)(udp + 1);
-    if (payload >= CHANNEL_HEADER && (void *)(first + 2) <= end && first[0] >= 0x40 &&
-        first[0] <= 0x4f) {
+    // Channel numbers 0x4000-0x7FFF (RFC 8656 §12; 0x5000-0x7FFF as turnd
+    // accepts them from RFC 5766 clients): the top two bits are 01.
+    if (payload >= CHANNEL_HEADER && (void *)(first + 2) <= end && (first[0] >> 6) == 1) {
         struct chan_key key = {
             .client_ip = ip->saddr,
             .listener_ip = ip->daddr,

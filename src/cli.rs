@@ -190,22 +190,47 @@ pub struct CredentialsArgs {
 
     /// Port for the stun: and turn:?transport=udp URLs [default: the
     /// config's [listen] udp port, or 3478].
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port)]
     pub udp_port: Option<u16>,
 
     /// Port for the turn:?transport=tcp URL [default: the config's [listen]
     /// tcp port, or 3478].
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port)]
     pub tcp_port: Option<u16>,
 
     /// Port for the turns: URL [default: the config's [listen] tls port;
     /// none without a config].
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port)]
     pub tls_port: Option<u16>,
 
     /// Print the JSON on one line instead of indented.
     #[arg(long)]
     pub compact: bool,
+
+    /// What to print: the iceServers JSON, or shell assignments
+    /// (TURN_USERNAME, TURN_CREDENTIAL, TURN_EXPIRES, TURN_URLS) for
+    /// `eval` in scripts and for backends that want the fields alone (no
+    /// URL needed then).
+    #[arg(long, value_name = "FORMAT", default_value = "json")]
+    pub format: CredentialsFormat,
+}
+
+/// The output of `turnd credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CredentialsFormat {
+    /// `{"iceServers": [{"urls": […], "username": …, "credential": …}]}`
+    Json,
+    /// `TURN_USERNAME='…'` lines, quoted for sh.
+    Shell,
+}
+
+/// A port for a URL: 1-65535.
+fn port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) => Err("port 0 cannot be in a URL: give 1-65535".to_owned()),
+        Ok(p) => Ok(p),
+        Err(_) => Err(format!("{s:?} is not a port number (1-65535)")),
+    }
 }
 
 const CREDENTIALS_ABOUT: &str = "\
@@ -224,6 +249,8 @@ Examples:
       --host turn.example.org --udp-port 3478 --tcp-port 3478 --tls-port 5349
   turnd credentials --secret-file rest.secret --user bob --url turn:203.0.113.7:3478
   turnd credentials -c /etc/turnd/turnd.toml -u alice --compact | jq -r '.iceServers[0].username'
+  eval \"$(turnd credentials --secret-file rest.secret -u alice --format shell)\" \\
+      && echo \"$TURN_USERNAME\"
 
 Output:
   {\"iceServers\": [{\"urls\": [\"stun:turn.example.org:3478\",
@@ -286,17 +313,32 @@ pub enum ProbeTransport {
     Udp,
     /// TURN over TCP (RFC 8656 §3.1; the relay is still UDP).
     Tcp,
+    /// TURN over TLS (`turns:`, RFC 7065; port 5349 by default): the
+    /// certificate is checked against --ca (or the system's CAs) and --sni.
+    Tls,
 }
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The server: HOST, HOST:PORT or [IPV6]:PORT (port 3478 by default).
+    /// The server: HOST, HOST:PORT or [IPV6]:PORT (port 3478 by default,
+    /// 5349 with -t tls).
     #[arg(short, long, value_name = "HOST:PORT")]
     pub server: String,
 
     /// How to reach the server.
     #[arg(short, long, value_name = "TRANSPORT", default_value = "udp")]
     pub transport: ProbeTransport,
+
+    /// With -t tls: trust the CA certificates in this PEM file instead of
+    /// the system's (/etc/ssl/certs/ca-certificates.crt), e.g. for a
+    /// self-signed certificate or a private CA.
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+
+    /// With -t tls: the name sent in SNI and checked in the certificate
+    /// [default: the host of --server].
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
 
     /// Username: a static [[users]] name with --password/--password-file,
     /// or the USER part of minted REST credentials [default with a secret:
@@ -363,6 +405,8 @@ Examples:
   turnd probe --server turn.example.org --config /etc/turnd/turnd.toml
   turnd probe --server 203.0.113.7:3478 --secret-file /etc/turnd/rest.secret
   turnd probe -s turn.example.org:3478 -t tcp -u alice --password-file alice.pw
+  turnd probe -s turn.example.org:5349 -t tls -c /etc/turnd/turnd.toml
+  turnd probe -s 127.0.0.1:5349 -t tls --sni turn.example.org --ca ca.pem -c turnd.toml
   turnd probe -s 127.0.0.1:3478 -u alice --password secret --realm turn.example.org --timeout 5s
   turnd probe -s turn.example.org -c /etc/turnd/turnd.toml --json | jq .ok";
 

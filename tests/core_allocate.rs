@@ -7,7 +7,7 @@ use engine::*;
 use stun::agent::TransactionId;
 use stun::attributes::*;
 use stun::message::*;
-use turnd::core::Source;
+use turnd::core::{FiveTuple, Source, Transport};
 
 #[test]
 fn binding_maps_the_source_and_echoes_fingerprint_only_when_asked() {
@@ -1065,6 +1065,111 @@ fn draining_refuses_new_allocations_and_keeps_old_ones() {
     let mut alt = stun::addr::MappedAddress::default();
     alt.get_from_as(&r, ATTR_ALTERNATE_SERVER).unwrap();
     assert_eq!(std::net::SocketAddr::new(alt.ip, alt.port), alternate);
+}
+
+fn alternate_server(m: &Message) -> Option<std::net::SocketAddr> {
+    let mut alt = stun::addr::MappedAddress::default();
+    alt.get_from_as(m, ATTR_ALTERNATE_SERVER).ok()?;
+    Some(std::net::SocketAddr::new(alt.ip, alt.port))
+}
+
+/// `[redirect]`: once the node holds `allocations_threshold` allocations,
+/// new Allocates get 300 with the alternates in turn (RFC 8489 §10), of the
+/// client's family only, with ALTERNATE-DOMAIN for TLS clients; existing
+/// allocations are unaffected and a client no alternate fits is served.
+#[test]
+fn allocations_over_the_threshold_are_redirected_round_robin() {
+    use turnd::core::redirect::{Alternate, RedirectPolicy};
+    let alt = |a: &str, d: Option<&str>| Alternate {
+        address: a.parse().unwrap(),
+        domain: d.map(str::to_owned),
+    };
+    let mut cfg = config();
+    cfg.redirect = RedirectPolicy {
+        allocations_threshold: 1,
+        alternates: vec![
+            alt("203.0.113.1:3478", None),
+            alt("[2001:db8::1]:3478", Some("v6.example.com")),
+            alt("203.0.113.2:5349", Some("b.example.com")),
+        ],
+    };
+    let mut h = Harness::with(cfg);
+    let (c1, _) = allocate(&mut h, client(1));
+    assert_eq!(
+        error_code(&signed(&mut h, client(1), METHOD_REFRESH, 9, &[], &c1)),
+        None,
+        "an existing allocation refreshes"
+    );
+    let mut seen = Vec::new();
+    for port in 2..5 {
+        let ft = client(port);
+        let c = login(&mut h, ft, USER, PASSWORD);
+        let r = h.request(
+            ft,
+            &build(
+                METHOD_ALLOCATE,
+                CLASS_REQUEST,
+                tid(2),
+                &[transport_udp()],
+                Some(&c),
+                true,
+            ),
+        );
+        assert_eq!(error_code(&r), Some(300), "{r}");
+        assert!(r.contains(ATTR_MESSAGE_INTEGRITY), "signed");
+        assert!(!r.contains(ATTR_ALTERNATE_DOMAIN), "not for UDP");
+        seen.push(alternate_server(&r).unwrap().to_string());
+    }
+    assert_eq!(
+        seen,
+        ["203.0.113.1:3478", "203.0.113.2:5349", "203.0.113.1:3478"],
+        "IPv4 alternates in turn"
+    );
+    let tls = FiveTuple {
+        transport: Transport::Tls,
+        ..client(5)
+    };
+    let c = login(&mut h, tls, USER, PASSWORD);
+    let r = h.request(
+        tls,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(3),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), Some(300));
+    assert_eq!(
+        alternate_server(&r).unwrap().to_string(),
+        "203.0.113.2:5349"
+    );
+    assert_eq!(
+        text(&r, ATTR_ALTERNATE_DOMAIN).as_deref(),
+        Some("b.example.com")
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_requests_total",
+            &[("method", "allocate"), ("result", "300")]
+        ),
+        4.0
+    );
+    // Below the threshold again, clients are served here.
+    assert_eq!(
+        error_code(&signed(
+            &mut h,
+            client(1),
+            METHOD_REFRESH,
+            10,
+            &[lifetime(0)],
+            &c1
+        )),
+        None
+    );
+    allocate(&mut h, client(6));
 }
 
 #[test]

@@ -211,3 +211,52 @@ fn every_override_is_documented_in_the_readme() {
         assert!(readme.contains(&row), "README lists no {} row", o.var);
     }
 }
+
+#[test]
+fn a_file_variable_carries_the_value_an_init_step_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("turnd.toml");
+    fs::write(&path, config().toml()).unwrap();
+    let external = dir.path().join("external");
+    fs::write(&external, "127.0.0.9\n").unwrap();
+    let path = path.to_str().unwrap();
+    let file_var = [("TURND_RELAY_EXTERNAL_FILE", external.to_str().unwrap())];
+
+    let run = turnd(&["check", "--config", path], &file_var);
+    assert!(run.status.success(), "{}", run.output);
+    let line = run
+        .output
+        .lines()
+        .find(|l| l.trim_start().starts_with("relay.external"))
+        .unwrap();
+    assert!(line.contains("127.0.0.9"), "{line}");
+    assert!(
+        line.contains("environment TURND_RELAY_EXTERNAL_FILE"),
+        "{line}"
+    );
+
+    // The daemon advertises it.
+    let daemon = Daemon::start_with_env(&config().toml(), &file_var);
+    let (user, pass) = rest_credential(FILE_SECRET, "dave", unix_now() + 600);
+    let mut client = RawClient::with_credentials(daemon.udp_addr(), &user, &pass);
+    assert_eq!(client.allocate().ip().to_string(), "127.0.0.9");
+
+    // Both forms at once is ambiguous, a missing file an error.
+    let both = [file_var[0], ("TURND_RELAY_EXTERNAL", "127.0.0.8")];
+    let run = turnd(&["check", "--config", path], &both);
+    assert!(!run.status.success(), "{}", run.output);
+    assert!(
+        run.output.contains("both set relay.external"),
+        "{}",
+        run.output
+    );
+    let missing = [("TURND_RELAY_EXTERNAL_FILE", "/nonexistent/external")];
+    let run = turnd(&["check", "--config", path], &missing);
+    assert!(!run.status.success(), "{}", run.output);
+    assert!(
+        run.output
+            .contains("TURND_RELAY_EXTERNAL_FILE: cannot read"),
+        "{}",
+        run.output
+    );
+}

@@ -115,6 +115,99 @@ fn plain_logs_name_the_client() {
     assert!(log.contains(&format!("user={USER}")), "{log}");
 }
 
+/// Ctrl-C at a terminal: turnd says it drains and that a second Ctrl-C
+/// exits at once; the second one does. Run under `script` for a terminal.
+#[test]
+fn interactive_stop_says_a_second_ctrl_c_exits() {
+    if !common::require_tool("script") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("turnd.toml");
+    let ready = dir.path().join("ready.json");
+    let typescript = dir.path().join("typescript");
+    std::fs::write(&config, TestConfig::default().toml()).unwrap();
+    let command = format!(
+        "exec {} --config {} --ready-file {}",
+        env!("CARGO_BIN_EXE_turnd"),
+        config.display(),
+        ready.display()
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&typescript)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn script");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let bound = wait_for(|| {
+            let text = std::fs::read_to_string(&ready).ok()?;
+            serde_json::from_str::<serde_json::Value>(&text).ok()
+        });
+        let udp: std::net::SocketAddr = bound["udp"][0].as_str().unwrap().parse().unwrap();
+        let mut client = RawClient::with_credentials(udp, USER, PASSWORD);
+        client.allocate();
+        let pid = wait_for(|| turnd_below(script.id()));
+        signal(pid, "INT");
+        wait_for(|| {
+            let text = std::fs::read_to_string(&typescript).ok()?;
+            text.contains("press Ctrl-C again to exit now")
+                .then_some(())
+        });
+        signal(pid, "INT");
+        wait_for(|| script.try_wait().ok().flatten());
+    }));
+    if let Ok(None) = script.try_wait() {
+        let _ = script.kill();
+        let _ = script.wait();
+    }
+    if let Err(e) = result {
+        eprintln!(
+            "terminal output:\n{}",
+            std::fs::read_to_string(&typescript).unwrap_or_default()
+        );
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// Polls `f` every 20 ms for at most 10 s.
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..500 {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("timed out after 10 s");
+}
+
+/// The pid of the turnd process among `parent`'s children (script runs
+/// the command through a shell, which `exec`s turnd).
+fn turnd_below(parent: u32) -> Option<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    children.split_whitespace().find_map(|c| {
+        let pid: u32 = c.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        if comm.trim() == "turnd" {
+            Some(pid)
+        } else {
+            turnd_below(pid)
+        }
+    })
+}
+
+fn signal(pid: u32, name: &str) {
+    let sent = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -{name} {pid}")])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
 /// Routine per-allocation events are debug lines (issue 16 item 4): one
 /// client refreshing in a loop must not write a line per request at the
 /// default level (journald's rate limit would then drop everyone's lines).

@@ -446,3 +446,76 @@ fn a_second_turnd_falls_back_and_a_killed_one_leaves_nothing_attached() {
         third.stderr()
     );
 }
+
+/// coturn's `turnutils_peer` echoing on 127.0.0.1 (killed when dropped).
+struct CoturnPeer(std::process::Child, u16);
+
+impl Drop for CoturnPeer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn coturn_peer() -> CoturnPeer {
+    for _ in 0..5 {
+        let port = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn turnutils_peer");
+        let peer = CoturnPeer(child, port);
+        let probe = peer_socket();
+        for _ in 0..50 {
+            probe.send_to(b"probe", ("127.0.0.1", port)).unwrap();
+            if peer_recv(&probe, Duration::from_millis(100)).is_some() {
+                return peer;
+            }
+        }
+    }
+    panic!("turnutils_peer did not come up");
+}
+
+#[test]
+fn a_turnutils_uclient_session_goes_through_the_kernel() {
+    if !common::require_tool("turnutils_uclient") || !common::require_tool("turnutils_peer") {
+        return;
+    }
+    let Some((d, _lo)) = start_offloaded(TestConfig::default().allow_loopback(), "") else {
+        return;
+    };
+    let peer = coturn_peer();
+    // -c: one allocation per client (no RTCP); ChannelBind, then ChannelData.
+    let (clients, messages, length) = (2u64, 10u64, 120u64);
+    let mut cmd = std::process::Command::new("turnutils_uclient");
+    cmd.args([
+        "-u",
+        USER,
+        "-w",
+        PASSWORD,
+        "-p",
+        &d.udp_addr().port().to_string(),
+    ])
+    .args(["-e", "127.0.0.1", "-r", &peer.1.to_string(), "-c"])
+    .args(["-m", &clients.to_string(), "-n", &messages.to_string()])
+    .args(["-l", &length.to_string(), "127.0.0.1"]);
+    let run = common::run_with_timeout(&mut cmd, Duration::from_secs(90));
+    assert!(run.status.success(), "uclient failed:\n{}", run.output);
+    assert!(
+        run.output.contains("Total lost packets 0 (0.000000%)"),
+        "packets lost:\n{}",
+        run.output
+    );
+    let n = clients * messages;
+    let bytes = n * length;
+    let m = d.wait_for_relayed((n, bytes), (n, bytes));
+    // All of it in the kernel: user space's share is zero.
+    assert_eq!(flows(&m, "offload_relayed_"), [(n, bytes), (n, bytes)]);
+    assert_eq!(user_space(&m), [(0, 0), (0, 0)]);
+}

@@ -167,6 +167,7 @@ pub fn config() -> CoreConfig {
         peer_refusal_burst: 0,
         peer_refusal_interval: Duration::from_secs(6),
         redact_logs: false,
+        redirect: Default::default(),
     }
 }
 

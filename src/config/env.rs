@@ -138,6 +138,7 @@ pub const OVERRIDES: &[Override] = &[
             Ok(())
         },
         show: |c| match c.rest.secrets.len() {
+            0 => "(none)".into(),
             1 => "1 secret".into(),
             n => format!("{n} secrets"),
         },
@@ -248,36 +249,66 @@ fn show_addrs(addrs: &[SocketAddr]) -> String {
         .join(",")
 }
 
+/// The suffix of a variable that names a file holding the value
+/// (`TURND_RELAY_EXTERNAL_FILE=/run/turnd/external`), as Docker and
+/// Kubernetes secrets and init containers hand values over.
+pub const FILE_SUFFIX: &str = "_FILE";
+
 /// Applies every `TURND_*` override found in `vars` to `config`; relative
-/// secret-file paths are taken from `base_dir` (the config file's
-/// directory). Returns the variables applied, in [`OVERRIDES`] order. An
-/// unknown `TURND_` variable, a value that is not UTF-8 or that does not
-/// parse is an error naming the variable.
+/// paths (secret files, `_FILE` variables) are taken from `base_dir` (the
+/// config file's directory). Returns the variables applied, in
+/// [`OVERRIDES`] order. An unknown `TURND_` variable, both `X` and `X_FILE`,
+/// a value that is not UTF-8 or that does not parse is an error naming the
+/// variable.
 pub fn apply(
     config: &mut Config,
     vars: impl IntoIterator<Item = (OsString, OsString)>,
     base_dir: &Path,
-) -> Result<Vec<&'static str>, String> {
-    let mut found: Vec<(&'static Override, OsString)> = Vec::new();
+) -> Result<Vec<String>, String> {
+    let mut found: Vec<(usize, String, OsString)> = Vec::new();
     for (name, value) in vars {
         let Some(name) = name.to_str() else { continue };
         if !name.starts_with(PREFIX) || CLI_VARIABLES.contains(&name) {
             continue;
         }
-        match OVERRIDES.iter().find(|o| o.var == name) {
-            Some(o) => found.push((o, value)),
-            None => return Err(unknown(name)),
+        let base = name.strip_suffix(FILE_SUFFIX).unwrap_or(name);
+        let index = OVERRIDES
+            .iter()
+            .position(|o| o.var == name)
+            .or_else(|| OVERRIDES.iter().position(|o| o.var == base))
+            .ok_or_else(|| unknown(name))?;
+        if let Some((_, other, _)) = found.iter().find(|(i, _, _)| *i == index) {
+            return Err(format!(
+                "environment variables {other} and {name} both set {}: keep one",
+                OVERRIDES[index].key
+            ));
         }
+        found.push((index, name.to_owned(), value));
     }
-    found.sort_by_key(|(o, _)| OVERRIDES.iter().position(|x| std::ptr::eq(x, *o)));
+    found.sort_by_key(|(index, _, _)| *index);
     let mut applied = Vec::with_capacity(found.len());
-    for (o, value) in found {
+    for (index, name, value) in found {
+        let o = &OVERRIDES[index];
         let value = value
             .to_str()
-            .ok_or_else(|| format!("environment variable {}: the value is not UTF-8", o.var))?;
-        (o.apply)(config, value.trim(), base_dir)
-            .map_err(|e| format!("environment variable {}={value:?}: {e}", o.var))?;
-        applied.push(o.var);
+            .ok_or_else(|| format!("environment variable {name}: the value is not UTF-8"))?;
+        let value = if name == o.var {
+            value.trim().to_owned()
+        } else {
+            let path = base_dir.join(value.trim());
+            std::fs::read_to_string(&path)
+                .map_err(|e| {
+                    format!(
+                        "environment variable {name}: cannot read {}: {e}",
+                        path.display()
+                    )
+                })?
+                .trim()
+                .to_owned()
+        };
+        (o.apply)(config, &value, base_dir)
+            .map_err(|e| format!("environment variable {name} ({value:?}): {e}"))?;
+        applied.push(name);
     }
     Ok(applied)
 }
@@ -289,8 +320,9 @@ fn unknown(name: &str) -> String {
         .chain(OVERRIDES.iter().map(|o| o.var))
         .collect();
     format!(
-        "unknown environment variable {name}: turnd reads only {} (README: Environment \
-         overrides); unset it or fix its name",
+        "unknown environment variable {name}: turnd reads only {} (each also as NAME_FILE, \
+         naming a file that holds the value; README: Environment overrides); unset it or fix \
+         its name",
         known.join(", ")
     )
 }
@@ -303,7 +335,7 @@ pub enum Source {
     /// The config file.
     File(PathBuf),
     /// An environment variable.
-    Environment(&'static str),
+    Environment(String),
 }
 
 impl std::fmt::Display for Source {
@@ -329,7 +361,7 @@ pub struct Provenance {
 pub fn sources(
     config: &Config,
     file: Option<(&str, &Path)>,
-    applied: &[&'static str],
+    applied: &[String],
 ) -> Vec<Provenance> {
     let table = file.and_then(|(text, path)| {
         toml::from_str::<toml::Table>(text)
@@ -339,8 +371,11 @@ pub fn sources(
     OVERRIDES
         .iter()
         .map(|o| {
-            let source = if applied.contains(&o.var) {
-                Source::Environment(o.var)
+            let used = applied
+                .iter()
+                .find(|a| a.as_str() == o.var || a.strip_suffix(FILE_SUFFIX) == Some(o.var));
+            let source = if let Some(var) = used {
+                Source::Environment(var.clone())
             } else {
                 match &table {
                     Some((t, path)) if o.file_keys.iter().any(|k| has_key(t, k)) => {

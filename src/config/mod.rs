@@ -16,17 +16,20 @@ use serde::Deserialize;
 mod drain;
 mod env;
 mod rate_limit;
+mod redirect;
 mod rest;
 mod stream;
 #[cfg(test)]
 mod tests;
 mod types;
+mod warnings;
 
 pub use drain::{Drain, DEFAULT_DRAIN_TIMEOUT_S};
 pub use env::{
     Override as EnvOverride, Provenance, Source, CLI_VARIABLES, OVERRIDES as ENV_OVERRIDES,
 };
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
+pub use redirect::Redirect;
 pub use rest::{Rest, UsernameChars, DEFAULT_REST_MAX_TTL_S, DEFAULT_REST_MAX_USERNAME_BYTES};
 pub use stream::*;
 use types::{
@@ -35,6 +38,7 @@ use types::{
     with_base_dir,
 };
 pub use types::{parse_net, OffloadMode, PortRange, PortRangeError, Secret, User, UserCredential};
+pub use warnings::MIN_SECRET_BYTES;
 
 /// Where `turnd` looks for its config file unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/turnd/turnd.toml";
@@ -81,6 +85,9 @@ pub const DEFAULT_NONCE_LIFETIME_S: u32 = 600;
 /// `http.listen`: `/metrics`, `/healthz`, `/readyz`, on loopback only.
 pub const DEFAULT_HTTP_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9641));
+/// `workers`: the most worker threads (each takes a thread, a runtime and
+/// a socket per listener).
+pub const MAX_WORKERS: u32 = 1024;
 /// `log.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -123,11 +130,28 @@ pub struct Config {
     #[serde(default)]
     pub rate_limit: RateLimit,
     /// Worker threads, each with its own sockets and allocations; 0 means
-    /// one per CPU core.
-    #[serde(default)]
+    /// one per CPU core. At most [`MAX_WORKERS`].
+    #[serde(default, deserialize_with = "de_workers")]
     pub workers: u32,
     #[serde(default)]
     pub drain: Drain,
+    #[serde(default)]
+    pub redirect: Redirect,
+}
+
+fn check_workers(n: u32) -> Result<(), String> {
+    if n > MAX_WORKERS {
+        return Err(format!(
+            "workers ({n}) must be at most {MAX_WORKERS} (0 means one per CPU core)"
+        ));
+    }
+    Ok(())
+}
+
+fn de_workers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    check_workers(n).map_err(serde::de::Error::custom)?;
+    Ok(n)
 }
 
 /// `[listen]`: the addresses clients send STUN/TURN to. A key left out of
@@ -339,6 +363,7 @@ impl Default for Config {
             rate_limit: RateLimit::default(),
             workers: 0,
             drain: Drain::default(),
+            redirect: Redirect::default(),
         }
     }
 }
@@ -359,6 +384,57 @@ pub enum ConfigError {
         path: Option<PathBuf>,
         message: String,
     },
+}
+
+/// serde's type names in a parse error as a person reads them: "expected
+/// u32" becomes "expected a whole number from 0 to 4294967295".
+fn plain_words(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (serde, plain) in [
+        (
+            "expected u8",
+            format!("expected a whole number from 0 to {}", u8::MAX),
+        ),
+        (
+            "expected u16",
+            format!("expected a whole number from 0 to {}", u16::MAX),
+        ),
+        (
+            "expected u32",
+            format!("expected a whole number from 0 to {}", u32::MAX),
+        ),
+        (
+            "expected u64",
+            format!("expected a whole number from 0 to {}", u64::MAX),
+        ),
+        ("expected usize", "expected a whole number".to_owned()),
+        (
+            "expected a sequence",
+            "expected a list, e.g. [\"…\"]".to_owned(),
+        ),
+        ("expected a boolean", "expected true or false".to_owned()),
+        ("expected a borrowed string", "expected a string".to_owned()),
+    ] {
+        out = out.replace(serde, &plain);
+    }
+    out
+}
+
+/// A multi-line error (toml's, with the offending line drawn under it) as
+/// one line for a log: the drawing is left out, the rest joined by ": ".
+pub fn one_line(message: &str) -> String {
+    let drawing = |l: &str| {
+        let l = l.trim_start();
+        l.starts_with('|')
+            || l.split_once(" |")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    };
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !drawing(l))
+        .collect();
+    lines.join(": ")
 }
 
 fn path_prefix(path: Option<&Path>) -> String {
@@ -428,7 +504,7 @@ impl Config {
         vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
         dir: &Path,
         path: Option<&Path>,
-    ) -> Result<Vec<&'static str>, ConfigError> {
+    ) -> Result<Vec<String>, ConfigError> {
         let applied = env::apply(self, vars, dir).map_err(|message| ConfigError::Invalid {
             path: None,
             message,
@@ -448,7 +524,7 @@ impl Config {
     fn parse_and_validate(s: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(s).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_owned(),
+            message: plain_words(e.to_string().trim_end()),
         })?;
         config.validate().map_err(|e| match e {
             ConfigError::Invalid {
@@ -476,7 +552,11 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         check_realm(&self.realm)?;
         check_log_level(&self.log.level)?;
+        check_workers(self.workers)?;
 
+        if self.redirect.allocations_threshold > 0 && self.redirect.alternates.is_empty() {
+            return Err("redirect.allocations_threshold is set but redirect.alternates is empty: name the nodes to send clients to (e.g. alternates = [\"203.0.113.8:3478\"])".into());
+        }
         let l = &self.listen;
         if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {
             return Err(
@@ -610,6 +690,7 @@ impl Config {
                 a.nonce_lifetime_s
             ));
         }
+        out.extend(self.likely_mistakes());
         out
     }
 

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::rate_limit::{Limits, RateLimit};
+use super::redirect::RoundRobin;
 
 /// Which quota refused an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +46,15 @@ pub struct Global {
     /// bit per port (8 KiB): read per ChannelData or Send to a peer on our
     /// own address, which is every packet of a relay-to-relay call.
     held: Box<[AtomicU64]>,
+    /// Whose turn it is among the `[redirect]` alternates, node-wide.
+    pub redirect_turn: RoundRobin,
 }
 
 impl Default for Global {
     fn default() -> Self {
         Global {
             held: (0..1024).map(|_| AtomicU64::new(0)).collect(),
+            redirect_turn: RoundRobin::default(),
             inner: Mutex::default(),
             limiter: Mutex::new(Limiter {
                 params: Limits::default(),

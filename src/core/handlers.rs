@@ -20,7 +20,8 @@ use super::expiry::Timer;
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
 use super::peer_policy::{canonical, Verdict};
-use super::ports::Parity;
+use super::ports::{NoPort, Parity};
+use super::redirect::Alternate;
 use super::server::{
     Server, CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
 };
@@ -121,6 +122,12 @@ impl Server {
                     message::add_unknown_attributes(&mut m, &unknown);
                     return Some(message::finish(m, Some(&authed.key), req.has_fingerprint));
                 }
+                if method == METHOD_ALLOCATE {
+                    if let Some(redirect) = self.redirect(ft, req, &authed.key) {
+                        self.count(label, "300");
+                        return Some(redirect);
+                    }
+                }
                 match method {
                     METHOD_ALLOCATE => self.allocate(now, ft, req, authed, relays),
                     METHOD_REFRESH => self.refresh(now, ft, req, authed, relays),
@@ -153,9 +160,6 @@ impl Server {
                 // The one 420 a handler gives: DONT-FRAGMENT it cannot honour.
                 if r.code == 420 {
                     message::add_unknown_attributes(&mut m, &[ATTR_DONT_FRAGMENT]);
-                }
-                if let (300, Some(alternate)) = (r.code, self.alternate.for_client(ft.client)) {
-                    message::add_plain_address(&mut m, ATTR_ALTERNATE_SERVER, alternate);
                 }
                 Some(message::finish(m, r.key.as_ref(), req.has_fingerprint))
             }
@@ -332,11 +336,10 @@ impl Server {
             }
             return Err(reject(437, key));
         }
-        // Draining (SIGTERM): no new allocations; send clients elsewhere if
-        // a sibling is configured (RFC 8489 §10).
+        // Draining (SIGTERM) with no alternate for this client (see
+        // `redirect`): no new allocations.
         if self.draining {
-            let alternate = self.alternate.for_client(ft.client);
-            return Err(reject(if alternate.is_some() { 300 } else { 508 }, key));
+            return Err(reject(508, key));
         }
         match req.get(ATTR_REQUESTED_TRANSPORT) {
             None => return Err(reject(400, key)),
@@ -446,6 +449,40 @@ impl Server {
         Ok(response)
     }
 
+    /// 300 Try Alternate for a new Allocate (RFC 8489 §10) while draining
+    /// (the drain alternate first) or while this node is over its
+    /// `[redirect]` threshold (the alternates in turn); `None` when the
+    /// Allocate is handled here: no redirect due, or no alternate fits.
+    fn redirect(&mut self, ft: FiveTuple, req: &Request, key: &Key) -> Option<Vec<u8>> {
+        if self.allocations.contains_key(&ft) {
+            return None; // a retransmission or 437, answered by allocate
+        }
+        let policy = &self.cfg.redirect;
+        if !self.draining && !policy.over(self.global.total()) {
+            return None;
+        }
+        let drain = self
+            .draining
+            .then(|| self.alternate.for_client(ft.client))
+            .flatten();
+        let drain = drain.map(|address| Alternate {
+            address,
+            domain: None,
+        });
+        let alternate = match drain.filter(|a| a.fits(&ft)) {
+            Some(a) => a,
+            None => self
+                .global
+                .redirect_turn
+                .pick(&policy.alternates, &ft)?
+                .clone(),
+        };
+        let mut m = message::error_response(req, 300);
+        alternate.add_to(&mut m, &ft);
+        debug!(client = %self.redact.show(ft.client), alternate = %alternate.address, draining = self.draining, "allocation redirected");
+        Some(message::finish(m, Some(key), req.has_fingerprint))
+    }
+
     /// The per-user limit of quota key `user` ([`quota_key`]): a static
     /// user's own `allocations`, else none for static users (one name is
     /// commonly shared by every client of an app), else
@@ -550,12 +587,20 @@ impl Server {
         let ip = self.cfg.relay_bind;
         let global = &self.global;
         let held = |p: u16| global.holds(p);
-        let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays, &held) else {
-            if pair {
-                self.global.release(user);
+        let port = match self.ports.acquire(&mut self.rng, ip, parity, relays, &held) {
+            Ok(port) => port,
+            Err(no_port) => {
+                if pair {
+                    self.global.release(user);
+                }
+                // Out of descriptors is counted by the shell, which knows
+                // the limit (turnd_fd_exhausted_total).
+                if no_port == NoPort::Descriptors {
+                    return Err(508);
+                }
+                let username = self.quota_owner(user);
+                return Err(self.quota_rejected(now, ft, &username, "relay_ports", 508));
             }
-            let username = self.quota_owner(user);
-            return Err(self.quota_rejected(now, ft, &username, "relay_ports", 508));
         };
         self.global.hold(port);
         if !pair {
@@ -621,10 +666,11 @@ impl Server {
             return Err(reject(443, key));
         }
         let ip = canonical(peer.ip());
-        // Our own relay address is a peer whatever the policy says: two
-        // clients of this server talk relay to relay. Only relay ports of it
-        // are reachable (checked on ChannelBind and Send).
-        if self.is_own_relay_ip(ip) {
+        // Our own relay address is a peer whatever the built-in list says:
+        // two clients of this server talk relay to relay. Only relay ports
+        // of it are reachable (checked on ChannelBind and Send). The
+        // operator's `deny` still wins ("deny beats allow").
+        if self.is_own_relay_ip(ip) && !self.cfg.peer_policy.operator_denies(ip) {
             return Ok(ip);
         }
         if let Verdict::Denied(reason) = self.cfg.peer_policy.check(ip) {

@@ -22,6 +22,23 @@ pub enum Parity {
     EvenReserveNext,
 }
 
+/// Why no relay port could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoPort {
+    /// Every port tried is taken (by turnd or another process).
+    Taken,
+    /// The process is out of file descriptors: no socket can be opened,
+    /// whichever the port (EMFILE, ENFILE).
+    Descriptors,
+}
+
+/// Whether a bind failed for want of a file descriptor.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(e.raw_os_error(), Some(ENFILE | EMFILE))
+}
+
 /// The relay port range and which of its ports turnd holds.
 #[derive(Debug)]
 pub struct Ports {
@@ -49,10 +66,11 @@ impl Ports {
         usize::from(self.high - self.low) + 1
     }
 
-    /// Binds a port (or an even/odd pair) on `ip`, returning the port.
-    /// Ports `held_elsewhere` (by another worker's engine) are skipped
-    /// without a bind attempt: only failures of ports turnd does not know
-    /// to be taken count toward [`MAX_BIND_ATTEMPTS`].
+    /// Binds a port (or an even/odd pair) on `ip`, returning the port. Out
+    /// of file descriptors, it stops at the first failure. Ports
+    /// `held_elsewhere` (by another worker's engine) are skipped without a
+    /// bind attempt: only failures of ports turnd does not know to be taken
+    /// count toward [`MAX_BIND_ATTEMPTS`].
     pub fn acquire(
         &mut self,
         rng: &mut impl Rng,
@@ -60,7 +78,7 @@ impl Ports {
         parity: Parity,
         relays: &mut dyn RelaySockets,
         held_elsewhere: &dyn Fn(u16) -> bool,
-    ) -> Option<u16> {
+    ) -> Result<u16, NoPort> {
         let total = self.total();
         let start = rng.gen_range(0..total);
         let mut attempts = 0;
@@ -79,21 +97,28 @@ impl Ports {
             }
             attempts += 1;
             if attempts > MAX_BIND_ATTEMPTS {
-                return None;
+                return Err(NoPort::Taken);
             }
-            if relays.open(SocketAddr::new(ip, port)).is_err() {
-                continue;
+            match relays.open(SocketAddr::new(ip, port)) {
+                Err(e) if out_of_descriptors(&e) => return Err(NoPort::Descriptors),
+                Err(_) => continue,
+                Ok(()) => {}
             }
-            if pair && relays.reserve(SocketAddr::new(ip, port + 1)).is_err() {
-                relays.close(SocketAddr::new(ip, port));
-                continue;
+            if pair {
+                if let Err(e) = relays.reserve(SocketAddr::new(ip, port + 1)) {
+                    relays.close(SocketAddr::new(ip, port));
+                    if out_of_descriptors(&e) {
+                        return Err(NoPort::Descriptors);
+                    }
+                    continue;
+                }
             }
             // A reserved port is held by its socket, not counted here: the
             // allocation that claims it may live on another worker.
             self.in_use.insert(port);
-            return Some(port);
+            return Ok(port);
         }
-        None
+        Err(NoPort::Taken)
     }
 
     /// Counts a port claimed from a reservation as this engine's.
@@ -120,9 +145,15 @@ mod tests {
     struct FakeRelays {
         taken: HashSet<u16>,
         open: HashSet<u16>,
+        /// Every open fails with EMFILE; counts the attempts.
+        no_descriptors: Option<usize>,
     }
     impl RelaySockets for FakeRelays {
         fn open(&mut self, addr: SocketAddr) -> io::Result<()> {
+            if let Some(n) = &mut self.no_descriptors {
+                *n += 1;
+                return Err(io::Error::from_raw_os_error(24));
+            }
             if self.taken.contains(&addr.port()) || !self.open.insert(addr.port()) {
                 return Err(io::ErrorKind::AddrInUse.into());
             }
@@ -164,13 +195,28 @@ mod tests {
         assert_eq!(got, vec![50000, 50002, 50003]);
         assert_eq!(
             ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
-            None
+            Err(NoPort::Taken)
         );
         ports.release(IP, 50002, &mut relays);
         assert_eq!(
             ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
-            Some(50002)
+            Ok(50002)
         );
+    }
+
+    #[test]
+    fn out_of_descriptors_stops_at_once() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut relays = FakeRelays {
+            no_descriptors: Some(0),
+            ..FakeRelays::default()
+        };
+        let mut ports = Ports::new(50000, 50100);
+        assert_eq!(
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
+            Err(NoPort::Descriptors)
+        );
+        assert_eq!(relays.no_descriptors, Some(1), "one attempt, not 32");
     }
 
     #[test]
@@ -186,7 +232,7 @@ mod tests {
             let mut ports = Ports::new(50000, 50079);
             assert_eq!(
                 ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &held),
-                Some(50041)
+                Ok(50041)
             );
         }
     }

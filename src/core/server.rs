@@ -25,6 +25,7 @@ use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
 use super::rate_limit::{Limits, PrefixLimit};
 use super::redact::Redactor;
+use super::redirect::RedirectPolicy;
 use super::{classic, handlers, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::{Direction, Metrics};
 
@@ -78,6 +79,8 @@ pub struct CoreConfig {
     pub peer_refusal_interval: Duration,
     /// Hide client and peer addresses and usernames in logs.
     pub redact_logs: bool,
+    /// Redirects of new allocations for load (`[redirect]`).
+    pub redirect: RedirectPolicy,
 }
 
 impl CoreConfig {
@@ -148,6 +151,7 @@ impl CoreConfig {
             peer_refusal_burst: cfg.quota.peer_refusals_burst,
             peer_refusal_interval: Duration::from_secs(cfg.quota.peer_refusal_interval_s.into()),
             redact_logs: cfg.log.redact,
+            redirect: cfg.redirect.policy(),
         }
     }
 }
@@ -521,7 +525,9 @@ impl Server {
             return self.drop_packet("too_big");
         }
         self.stats.client_to_peer.count(data.len());
-        out.push(Source::Relay(relay), self.hairpin(peer), data);
+        out.push_relayed(Source::Relay(relay), self.hairpin(peer), |buf| {
+            buf.extend_from_slice(data)
+        });
     }
 
     /// Behind a 1:1 NAT (`relay.external`), traffic from one of our
@@ -626,7 +632,7 @@ impl Server {
                 if !stream && CHANNEL_DATA_HEADER + padded > MAX_UDP_PAYLOAD {
                     return self.drop_packet("too_big");
                 }
-                out.push_with(source, client.client, |buf| {
+                out.push_relayed(source, client.client, |buf| {
                     buf.extend_from_slice(&number.to_be_bytes());
                     buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
                     buf.extend_from_slice(data);
@@ -639,12 +645,46 @@ impl Server {
                     return self.drop_packet("too_big");
                 }
                 let tid: [u8; 12] = rand::Rng::gen(&mut self.rng);
-                out.push_with(source, client.client, |buf| {
+                out.push_relayed(source, client.client, |buf| {
                     indication::write_data(buf, &tid, peer, data)
                 });
             }
         }
         self.stats.peer_to_client.count(data.len());
+    }
+
+    /// An ICMP error drawn by a datagram sent from the relay socket at
+    /// `relay` to `peer` (RFC 8656 §11.5): the client hears of it in a Data
+    /// indication with an ICMP attribute if the peer has a permission.
+    pub fn handle_icmp(
+        &mut self,
+        now: Now,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        icmp: indication::Icmp,
+        out: &mut Outbox,
+    ) {
+        if !icmp.relayed() {
+            return self.drop_packet("icmp_ignored");
+        }
+        let peer = self.unhairpin(peer);
+        let Some(alloc) = self
+            .by_relay_port
+            .get(&relay.port())
+            .and_then(|ft| self.allocations.get(ft))
+        else {
+            return self.drop_packet("no_allocation");
+        };
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+            return self.drop_packet("no_permission");
+        }
+        let client = alloc.five_tuple;
+        let tid: [u8; 12] = rand::Rng::gen(&mut self.rng);
+        out.push_with(Source::Client(client), client.client, |buf| {
+            indication::write_icmp(buf, &tid, peer, icmp)
+        });
+        self.metrics.icmp_relayed.inc();
+        debug!(client = %self.redact.show(client.client), peer = %self.redact.show(peer), icmp_type = icmp.typ, icmp_code = icmp.code, "ICMP relayed");
     }
 
     /// Moves the relayed packet and byte counts into the metrics (they are

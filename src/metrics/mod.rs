@@ -77,6 +77,7 @@ pub const DROP_REASONS: &[&str] = &[
     "unknown_indication",
     "unsupported_method",
     "peer_family",
+    "icmp_ignored",
     "too_big",
     "send_failed",
     "rate_limited",
@@ -99,6 +100,9 @@ pub const CONNECTION_REJECT_REASONS: &[&str] = &[
 ];
 /// `result` label values of `turnd_tls_reloads_total`.
 pub const RELOAD_RESULTS: &[&str] = &["success", "failure"];
+/// `operation` of `turnd_fd_exhausted_total`: an Allocate answered 508, a
+/// TCP/TLS connection closed on accept.
+pub const FD_EXHAUSTED_OPERATIONS: &[&str] = &["allocate", "accept"];
 
 /// Which way relayed data flows, for the `direction` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,6 +149,9 @@ pub struct Metrics {
     pub quota_rejections: IntCounterVec,
     /// `turnd_dropped_packets_total{reason}`, reason in [`DROP_REASONS`].
     pub dropped_packets: IntCounterVec,
+    /// `turnd_icmp_relayed_total`: ICMP errors told to clients in Data
+    /// indications (RFC 8656 §11.5).
+    pub icmp_relayed: IntCounter,
     /// `turnd_log_lines_suppressed_total{kind}`, kind in [`AUDIT_KINDS`].
     pub log_lines_suppressed: IntCounterVec,
     /// `turnd_relay_ports_in_use`.
@@ -168,6 +175,9 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// `turnd_ready`: what /readyz says, 1 or 0.
     pub ready: IntGauge,
+    /// `turnd_fd_exhausted_total{operation}`, operation in
+    /// [`FD_EXHAUSTED_OPERATIONS`].
+    pub fd_exhausted: IntCounterVec,
     /// The kernel fast path's series.
     pub offload: offload::OffloadMetrics,
     /// The series the packet path counts, resolved once.
@@ -289,6 +299,12 @@ impl Metrics {
             "Packets dropped without a response, by reason.",
             &["reason"],
         );
+        let icmp_relayed = IntCounter::new(
+            "turnd_icmp_relayed_total",
+            "ICMP errors from peers' networks told to clients in Data indications (RFC 8656 §11.5).",
+        )
+        .unwrap_or_else(|e| panic!("invalid metric turnd_icmp_relayed_total: {e}"));
+        register(r, icmp_relayed.clone(), "turnd_icmp_relayed_total");
         let log_lines_suppressed = counter_vec(
             r,
             "turnd_log_lines_suppressed_total",
@@ -352,7 +368,13 @@ impl Metrics {
         let ready = gauge(
             r,
             "turnd_ready",
-            "1 when /readyz answers ready: not draining, relay ports and allocation quota left.",
+            "1 when /readyz answers ready: not draining, relay ports, allocation quota and file descriptors left.",
+        );
+        let fd_exhausted = counter_vec(
+            r,
+            "turnd_fd_exhausted_total",
+            "Allocations answered 508 and connections closed on accept because no file descriptor was left (RLIMIT_NOFILE), by operation.",
+            &["operation"],
         );
 
         let offload = offload::OffloadMetrics::new(r);
@@ -395,6 +417,7 @@ impl Metrics {
             (&peer_denied, PEER_DENIED_REASONS),
             (&quota_rejections, QUOTA_KINDS),
             (&dropped_packets, DROP_REASONS),
+            (&fd_exhausted, FD_EXHAUSTED_OPERATIONS),
             (&log_lines_suppressed, AUDIT_KINDS),
         ] {
             for v in values {
@@ -427,6 +450,7 @@ impl Metrics {
             peer_denied,
             quota_rejections,
             dropped_packets,
+            icmp_relayed,
             log_lines_suppressed,
             relay_ports_in_use,
             relay_ports_total,
@@ -438,6 +462,7 @@ impl Metrics {
             config_reloads,
             draining,
             ready,
+            fd_exhausted,
             offload,
             hot,
         }
@@ -582,6 +607,7 @@ mod tests {
         "turnd_peer_denied_total",
         "turnd_quota_rejections_total",
         "turnd_dropped_packets_total",
+        "turnd_icmp_relayed_total",
         "turnd_log_lines_suppressed_total",
         "turnd_relay_ports_in_use",
         "turnd_relay_ports_configured",

@@ -9,11 +9,12 @@
 //! datagram, that call was a third of the receive path's system calls).
 //! tokio's readiness is edge-triggered: a datagram that arrives later is a
 //! new edge and wakes the reader again. "Short means empty" is Linux's
-//! `recvmmsg` on a socket without `IP_RECVERR` (turnd sets none): it stops
-//! early only when the queue is empty.
+//! `recvmmsg`: it stops early only when the queue is empty, or on a relay
+//! socket (which sets `IP_RECVERR`) when an ICMP error is pending; that
+//! error is a readiness event of its own, which wakes the reader again.
 
 use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
@@ -66,6 +67,8 @@ impl Batch {
 pub struct BatchSocket {
     fd: AsyncFd<std::net::UdpSocket>,
     state: UdpSocketState,
+    /// ICMP errors are queued on this socket (a relay socket).
+    icmp: bool,
 }
 
 impl BatchSocket {
@@ -77,28 +80,84 @@ impl BatchSocket {
         // SAFETY: a std UdpSocket owns its fd; the AsyncFd owns the socket
         // and never replaces it, so the fd stays open and the same until
         // the AsyncFd is dropped.
-        let fd = unsafe { AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE) }
+        let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
+        let fd = unsafe { AsyncFd::register_with_interest(socket, interest) }
             .map_err(io::Error::from)?;
-        Ok(BatchSocket { fd, state })
+        Ok(BatchSocket {
+            fd,
+            state,
+            icmp: false,
+        })
+    }
+
+    /// A relay socket: like [`BatchSocket::new`], with the ICMP errors its
+    /// datagrams draw queued for [`BatchSocket::icmp_error`] (RFC 8656 §11.5).
+    pub fn relay(socket: std::net::UdpSocket) -> io::Result<Self> {
+        super::icmp::enable(&socket)?;
+        let mut s = Self::new(socket)?;
+        s.icmp = true;
+        Ok(s)
+    }
+
+    /// The next queued ICMP error and the peer it concerns, if any.
+    pub fn icmp_error(&self) -> Option<(SocketAddr, crate::core::Icmp)> {
+        if !self.icmp {
+            return None;
+        }
+        super::icmp::recv(self.socket()).ok().flatten()
     }
 
     pub fn socket(&self) -> &std::net::UdpSocket {
         self.fd.get_ref()
     }
 
-    /// One `sendto`, now; false when the kernel refused it (a full socket
+    /// [`BatchSocket::send`] from the socket's own address, unmarked.
+    pub fn send_to(&self, payload: &[u8], destination: SocketAddr) -> bool {
+        self.send(payload, destination, None, 0)
+    }
+
+    /// One `sendmsg`, now; false when the kernel refused it (a full socket
     /// buffer drops the datagram, as the network would). No readiness gate:
     /// the first datagram of a fresh relay socket goes out at once.
-    pub fn send_to(&self, payload: &[u8], destination: SocketAddr) -> bool {
-        socket2::SockRef::from(self.socket())
-            .send_to(payload, &destination.into())
-            .is_ok()
+    ///
+    /// `src_ip` is the source address for a socket bound to a wildcard
+    /// address (IP_PKTINFO / IPV6_PKTINFO): replies leave from the address
+    /// the request came to (RFC 8489 §6.3.1.2). `ecn` is the ECN field to
+    /// mark the datagram with (RFC 8656 §14).
+    pub fn send(
+        &self,
+        payload: &[u8],
+        destination: SocketAddr,
+        src_ip: Option<IpAddr>,
+        ecn: u8,
+    ) -> bool {
+        let transmit = quinn_udp::Transmit {
+            destination,
+            ecn: quinn_udp::EcnCodepoint::from_bits(ecn),
+            contents: payload,
+            segment_size: None,
+            src_ip,
+        };
+        match self.state.try_send(self.socket().into(), &transmit) {
+            Ok(()) => true,
+            // An ICMP error queued on a relay socket fails the next send
+            // once (the socket's pending error); the datagram is not lost.
+            Err(e) if self.icmp && e.kind() != io::ErrorKind::WouldBlock => {
+                self.state.try_send(self.socket().into(), &transmit).is_ok()
+            }
+            Err(_) => false,
+        }
     }
 
     /// Waits until datagrams may be queued.
     pub async fn readable(&self) -> io::Result<Readable<'_>> {
+        let interest = if self.icmp {
+            tokio::io::Interest::READABLE | tokio::io::Interest::ERROR
+        } else {
+            tokio::io::Interest::READABLE
+        };
         Ok(Readable {
-            guard: self.fd.readable().await?,
+            guard: self.fd.ready(interest).await?,
             state: &self.state,
             drained: false,
         })
@@ -114,6 +173,11 @@ pub struct Readable<'a> {
 }
 
 impl Readable<'_> {
+    /// Whether the socket signalled an error (an ICMP error is queued).
+    pub fn errored(&self) -> bool {
+        self.guard.ready().is_error()
+    }
+
     /// The next batch into `batch` (the number of filled slots), or
     /// `Ok(None)` once the socket's queue is empty; readiness is cleared
     /// then. An error leaves readiness set (the caller backs off and

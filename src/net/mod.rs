@@ -6,7 +6,9 @@ pub mod batch;
 pub mod clock;
 pub mod conn_limits;
 pub mod control;
+mod descriptors;
 mod holders;
+mod icmp;
 pub mod offload;
 pub mod stream;
 pub mod tls;
@@ -102,6 +104,10 @@ fn worker_count(cfg: &Config) -> usize {
 /// Binds everything, then serves until SIGINT or SIGTERM.
 pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let workers = worker_count(&cfg);
+    match descriptors::raise_limit() {
+        Ok(limit) => descriptors::warn_if_short(limit, &cfg, workers),
+        Err(e) => warn!(error = %e, "cannot read the file descriptor limit (RLIMIT_NOFILE)"),
+    }
     let metrics = Arc::new(Metrics::new());
     let mut per_worker: Vec<WorkerSockets> =
         (0..workers).map(|_| WorkerSockets::default()).collect();
@@ -223,7 +229,15 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             relay_address: advertised,
             workers,
         };
-        info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, http = ?bound.http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, workers, "turnd ready");
+        // One event per listener: every field a plain value, in text and
+        // in JSON alike.
+        for (transport, addrs) in [("udp", &bound.udp), ("tcp", &bound.tcp), ("tls", &bound.tls)] {
+            for addr in addrs {
+                info!(transport, %addr, "listening");
+            }
+        }
+        let http = bound.http.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        info!(udp = bound.udp.len(), tcp = bound.tcp.len(), tls = bound.tls.len(), %http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, workers, "turnd ready");
         if let Some(path) = &opts.ready_file {
             let json = serde_json::to_string(&bound)?;
             // Written whole, then renamed: a reader never sees half of it.

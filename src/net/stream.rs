@@ -101,8 +101,16 @@ pub async fn serve(
     };
     let label = transport.as_str();
     loop {
-        let (tcp, client) = match listener.accept().await {
+        let accepted = listener.accept().await.and_then(|(tcp, client)| {
+            super::descriptors::outside_reserve(tcp).map(|tcp| (tcp, client))
+        });
+        let (tcp, client) = match accepted {
             Ok(c) => c,
+            Err(e) if super::descriptors::is_exhaustion(&e) => {
+                super::descriptors::exhausted(&worker.process.metrics, "accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             Err(e) => {
                 // Out of file descriptors, most likely: back off a little.
                 tracing::warn!(listener = %server_addr, error = %e, "accept failed");
