@@ -1173,10 +1173,16 @@ fn allocations_over_the_threshold_are_redirected_round_robin() {
 }
 
 #[test]
-fn reconfigure_swaps_credentials_and_keeps_allocations() {
+fn reconfigure_keeps_what_still_holds_and_ends_what_it_removed() {
     let mut h = Harness::new();
     let ft = client(1);
     let (c, _) = allocate(&mut h, ft);
+    let ft_bob = client(3);
+    let (_, bob_port) = allocate_as(&mut h, ft_bob, "bob");
+    // The same credentials again: nothing ends.
+    let now = h.now;
+    h.server.reconfigure(now, config(), &mut h.relays);
+    assert_eq!(h.server.allocation_count(), 2);
     let mut cfg = config();
     let mut users = std::collections::HashMap::new();
     users.insert(
@@ -1185,9 +1191,19 @@ fn reconfigure_swaps_credentials_and_keeps_allocations() {
     );
     cfg.credentials = turnd::core::auth::Credentials::new(REALM.into(), users, vec![]);
     cfg.relay_advertised = "192.0.2.200".parse().unwrap(); // needs a restart: ignored
-    h.server.reconfigure(cfg);
-    assert_eq!(h.server.allocation_count(), 1);
-    // alice is gone: her next request fails, carol's works.
+    let now = h.now;
+    h.server.reconfigure(now, cfg, &mut h.relays);
+    // alice and bob are gone, and so are their allocations and relay ports.
+    assert_eq!(h.server.allocation_count(), 0);
+    assert!(h.relays.open.iter().all(|a| a.port() != bob_port));
+    assert_eq!(
+        h.metrics
+            .allocations_ended
+            .with_label_values(&["udp", "reload"])
+            .get(),
+        2
+    );
+    // alice's next request fails, carol's works.
     assert_eq!(
         error_code(&signed(&mut h, ft, METHOD_REFRESH, 9, &[], &c)),
         Some(401)

@@ -139,7 +139,7 @@ fn shutdown_and_a_reload_denying_the_peer_remove_bindings() {
     // 198.18.0.0/15 no longer allowed: both peers are denied again.
     let mut cfg = config();
     cfg.peer_policy = turnd::core::peer_policy::PeerPolicy::new(vec![], vec![]);
-    h.server.reconfigure_at(h.now, cfg);
+    h.server.reconfigure(h.now, cfg, &mut h.relays);
     let removed: HashSet<_> = h.server.take_commands().into_iter().collect();
     let want: HashSet<_> = [
         Command::ChannelRemoved(binding(a, pa, 0x4000, PEERS[0])),
@@ -154,13 +154,13 @@ fn shutdown_and_a_reload_denying_the_peer_remove_bindings() {
     assert!(h.peer_sends(pa, PEERS[0], b"x").is_empty());
 
     // Back to allowing them: a new ChannelBind installs again; shutdown removes.
-    h.server.reconfigure_at(h.now, config());
+    h.server.reconfigure(h.now, config(), &mut h.relays);
     assert_eq!(
         error_code(&bind_req(&mut h, a, &mut ca, 0x4000, PEERS[0], 12)),
         None
     );
     assert_eq!(h.server.take_commands().len(), 1);
-    h.server.shutdown(&mut h.relays);
+    h.server.shutdown(h.now, &mut h.relays);
     assert_eq!(
         h.server.take_commands(),
         vec![Command::ChannelRemoved(binding(a, pa, 0x4000, PEERS[0]))]
@@ -249,7 +249,7 @@ fn installed_bindings_always_equal_what_the_engine_relays() {
                     if rng.gen_bool(0.3) {
                         cfg.peer_policy = turnd::core::peer_policy::PeerPolicy::new(vec![], vec![]);
                     }
-                    h.server.reconfigure_at(h.now, cfg);
+                    h.server.reconfigure(h.now, cfg, &mut h.relays);
                 }
                 _ => h.advance(rng.gen_range(1..400)),
             }

@@ -528,3 +528,23 @@ fn an_explicitly_allowed_public_relay_address_is_a_peer_on_any_port() {
     assert_eq!(error_code(&bind(&mut h, a, &ca, 0x4000, &dns, 21)), None);
     assert_eq!(h.feed(a, &channel_data(0x4000, b"query")).len(), 1);
 }
+
+#[test]
+fn a_peer_denied_by_a_reload_is_cut_at_once() {
+    let mut h = Harness::new();
+    let ft = client(1);
+    let (c, port) = allocate(&mut h, ft);
+    assert_eq!(error_code(&bind(&mut h, ft, &c, 0x4000, PEER, 21)), None);
+    assert_eq!(h.feed(ft, &channel_data(0x4000, b"before")).len(), 1);
+    let mut cfg = config();
+    cfg.peer_policy = turnd::core::peer_policy::PeerPolicy::new(
+        vec!["198.18.0.0/15".parse().unwrap()],
+        vec!["198.18.0.0/24".parse().unwrap()],
+    );
+    let now = h.now;
+    h.server.reconfigure(now, cfg, &mut h.relays);
+    assert_eq!(h.server.allocation_count(), 1, "the allocation stays");
+    assert!(h.feed(ft, &channel_data(0x4000, b"after")).is_empty());
+    assert!(h.peer_sends(port, PEER, b"reply").is_empty());
+    assert_eq!(error_code(&permit(&mut h, ft, &c, &[PEER], 22)), Some(403));
+}

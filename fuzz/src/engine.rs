@@ -606,7 +606,7 @@ impl Harness {
                         kernel: &mut self.kernel,
                         worker: i % 2,
                     };
-                    self.workers[i % 2].close_connection(ft, &mut relays);
+                    self.workers[i % 2].close_connection(self.now, ft, &mut relays);
                     assert!(
                         self.workers[i % 2].allocation(&ft).is_none(),
                         "allocation outlived its connection"

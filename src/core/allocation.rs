@@ -81,6 +81,37 @@ pub struct Allocation {
     pub allocate_transaction: [u8; 12],
     pub allocate_response: Vec<u8>,
     pub refusals: RefusalBudget,
+    /// Unique within the process (the admin API names allocations by it).
+    pub id: u64,
+    /// When it was created, on both clocks.
+    pub created: Instant,
+    pub created_unix: u64,
+    /// What it relayed, counted per packet by its worker (and fed by any
+    /// other path that relays for it, such as a kernel offload).
+    pub usage: Usage,
+}
+
+/// Packets and application payload bytes relayed one way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Flow {
+    pub fn count(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// What one allocation relayed: `sent` is what its client sent to peers,
+/// `received` what peers sent to its client (payload bytes, without
+/// STUN/ChannelData framing), both as relayed, not as dropped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub sent: Flow,
+    pub received: Flow,
 }
 
 impl Allocation {

@@ -98,8 +98,30 @@ impl Server {
                 a.permissions.remove(&ip);
             }
             self.timers.cancel(super::expiry::Timer::Permission(ft, ip));
-            tracing::info!(client = %self.redact.show(ft.client), peer = %self.redact.show(ip), "permission withdrawn: the reloaded peer policy denies the peer");
+            // Uninstalled while the channels are still known, then ended.
             self.sync_peer_ip(ft, ip, now);
+            let Some(a) = self.allocations.get_mut(&ft) else {
+                continue;
+            };
+            let channels: Vec<u16> = a
+                .channels
+                .iter()
+                .filter(|(_, c)| canonical(c.peer.ip()) == ip)
+                .map(|(n, _)| *n)
+                .collect();
+            for n in channels {
+                a.remove_channel(n);
+                self.timers
+                    .cancel(super::expiry::Timer::ChannelRelease(ft, n));
+                self.timers
+                    .cancel(super::expiry::Timer::ChannelLapse(ft, n));
+            }
+            self.metrics
+                .peer_denied
+                .with_label_values(&["configured"])
+                .inc();
+            let user = self.redact.show(&a.username).to_string();
+            tracing::info!(client = %self.redact.show(ft.client), user = %user, peer = %self.redact.show(ip), "reload: peer now denied, permission and channels removed");
         }
         // A peer on our relay address is judged per port with the policy's
         // explicit allowances: re-check every installed channel.

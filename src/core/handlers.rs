@@ -283,7 +283,7 @@ impl Server {
         self.auth_failure(reason);
         if let Some(suppressed) = self.audit(now, ft, AuditKind::AuthFailure) {
             let user = user.map(|u| self.redact.show(u).to_string());
-            info!(target: audit::TARGET, reason, user = ?user.as_deref().unwrap_or(""), client = %self.redact.show(ft.client), suppressed, "authentication failed");
+            info!(target: audit::TARGET, reason, user = user.as_deref().unwrap_or(""), client = %self.redact.show(ft.client), suppressed, "authentication failed");
         }
     }
 
@@ -291,7 +291,7 @@ impl Server {
     fn audit_quota(&self, now: Now, ft: FiveTuple, user: &str, kind: &str, code: u16) {
         if let Some(suppressed) = self.audit(now, ft, AuditKind::Quota) {
             let user = self.redact.show(user).to_string();
-            info!(target: audit::TARGET, kind, code, user = ?user, client = %self.redact.show(ft.client), suppressed, "quota reached: request refused");
+            info!(target: audit::TARGET, kind, code, user = user.as_str(), client = %self.redact.show(ft.client), suppressed, "quota reached: request refused");
         }
     }
 
@@ -299,7 +299,7 @@ impl Server {
     fn audit_peer(&self, now: Now, ft: FiveTuple, user: &str, peer: SocketAddr, reason: &str) {
         if let Some(suppressed) = self.audit(now, ft, AuditKind::PeerDenied) {
             let user = self.redact.show(user).to_string();
-            info!(target: audit::TARGET, reason, user = ?user, client = %self.redact.show(ft.client), peer = %self.redact.show(peer), suppressed, "peer denied");
+            info!(target: audit::TARGET, reason, user = user.as_str(), client = %self.redact.show(ft.client), peer = %self.redact.show(peer), suppressed, "peer denied");
         }
     }
 
@@ -434,6 +434,10 @@ impl Server {
                 allocate_transaction: req.transaction_id(),
                 allocate_response: response.clone(),
                 refusals: RefusalBudget::new(self.cfg.peer_refusal_burst, now.instant),
+                id: rand::Rng::gen(&mut self.rng),
+                created: now.instant,
+                created_unix: now.unix_secs,
+                usage: Default::default(),
             },
         );
         let transport = ft.transport.as_str();
@@ -641,7 +645,7 @@ impl Server {
         }
         let lifetime = self.lifetime(req).map_err(|_| reject(400, key))?;
         if lifetime.is_zero() {
-            self.delete_allocation(ft, super::server::EndReason::Deleted, relays);
+            self.delete_allocation(now, ft, super::server::EndReason::Deleted, relays);
         } else if let Some(alloc) = self.allocations.get_mut(&ft) {
             alloc.expires = now.instant + lifetime;
             self.timers.schedule(Timer::Allocation(ft), alloc.expires);

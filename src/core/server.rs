@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use stun::message::{CLASS_INDICATION, CLASS_REQUEST};
 use tracing::{debug, info, trace};
 
-use super::allocation::Allocation;
+use super::allocation::{Allocation, Flow, Usage};
 use super::audit::{AuditKind, AuditLimit};
 use super::auth::{Credentials, RestPolicy, UsernameChars};
 use super::classic::ChangeRequest;
@@ -175,6 +175,12 @@ pub enum EndReason {
     Deleted,
     Closed,
     Shutdown,
+    /// Its credential or secret was removed or changed by a reload.
+    Reload,
+    /// Ended through the admin API.
+    Admin,
+    /// Its user was revoked.
+    Revoked,
 }
 
 impl EndReason {
@@ -184,6 +190,9 @@ impl EndReason {
             EndReason::Deleted => "deleted",
             EndReason::Closed => "closed",
             EndReason::Shutdown => "shutdown",
+            EndReason::Reload => "reload",
+            EndReason::Admin => "admin",
+            EndReason::Revoked => "revoked",
         }
     }
 }
@@ -249,24 +258,24 @@ pub struct Server {
     pub(super) commands: Vec<Command>,
 }
 
-/// Relayed packets and bytes one way, not yet in the metrics.
-#[derive(Debug, Default, Clone, Copy)]
-struct Flow {
-    packets: u64,
-    bytes: u64,
-}
-
-impl Flow {
-    fn count(&mut self, bytes: usize) {
-        self.packets += 1;
-        self.bytes += bytes as u64;
-    }
-}
-
+/// Relayed packets and bytes, not yet in the metrics.
 #[derive(Debug, Default)]
 struct RelayStats {
     client_to_peer: Flow,
     peer_to_client: Flow,
+}
+
+/// The log target of usage records.
+pub const USAGE_TARGET: &str = "turnd::usage";
+
+/// False when `peer` is on our relay address on a port turnd does not
+/// hold, and the operator's `[peers] allow` does not name that address
+/// (see [`Server::own_relay_port_ok`]). A free function so the packet path
+/// can ask while it holds an allocation mutably.
+fn relay_port_ok(cfg: &CoreConfig, global: &Global, peer: SocketAddr) -> bool {
+    let ip = canonical(peer.ip());
+    let own = ip == cfg.relay_advertised || (ip == cfg.relay_bind && !ip.is_unspecified());
+    !own || global.holds(peer.port()) || cfg.peer_policy.explicitly_allowed(ip)
 }
 
 impl Server {
@@ -304,10 +313,13 @@ impl Server {
     }
 
     /// Takes a reloaded configuration (SIGHUP). Credentials, peer policy,
-    /// quotas, lifetimes and rate limits change at once; live allocations
-    /// stay. The relay address and port range need a restart, so the old
-    /// ones are kept.
-    pub fn reconfigure(&mut self, mut cfg: CoreConfig) {
+    /// quotas, lifetimes and rate limits change at once. What depended on
+    /// something removed ends now: an allocation whose key the new
+    /// credentials no longer give (static user removed or with a new
+    /// password, REST secret removed), a permission or channel to a peer
+    /// the new policy denies. The relay address and port range need a
+    /// restart, so the old ones are kept.
+    pub fn reconfigure(&mut self, now: Now, mut cfg: CoreConfig, relays: &mut dyn RelaySockets) {
         cfg.relay_bind = self.cfg.relay_bind;
         cfg.relay_advertised = self.cfg.relay_advertised;
         cfg.port_low = self.cfg.port_low;
@@ -318,12 +330,27 @@ impl Server {
             self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }
         self.cfg = cfg;
+        self.end_what_reload_removed(now, relays);
     }
 
-    /// [`Server::reconfigure`], then withdraws what the new peer policy
-    /// denies from live allocations (their channels leave the kernel path).
-    pub fn reconfigure_at(&mut self, now: Now, cfg: CoreConfig) {
-        self.reconfigure(cfg);
+    fn end_what_reload_removed(&mut self, now: Now, relays: &mut dyn RelaySockets) {
+        let creds = &self.cfg.credentials;
+        // Expiry is not re-checked (0): a REST allocation outlives its
+        // credential's expiry until it lapses, as without a reload.
+        let orphaned: Vec<FiveTuple> = self
+            .allocations
+            .values()
+            .filter(|a| !creds.keys(&a.username, 0).is_ok_and(|k| k.contains(&a.key)))
+            .map(|a| a.five_tuple)
+            .collect();
+        for ft in orphaned {
+            if let Some(a) = self.allocations.get(&ft) {
+                info!(client = %self.redact.show(ft.client), user = %self.redact.show(&a.username), "reload: credential removed or changed, ending its allocation");
+            }
+            self.delete_allocation(now, ft, EndReason::Reload, relays);
+        }
+        // Peers the new policy denies: out of the kernel path first
+        // (binding_sync), then their permissions and channels end.
         self.withdraw_denied_peers(now.instant);
     }
 
@@ -455,7 +482,7 @@ impl Server {
         data: &[u8],
         out: &mut Outbox,
     ) {
-        let Some(alloc) = self.allocations.get(&ft) else {
+        let Some(alloc) = self.allocations.get_mut(&ft) else {
             return self.drop_packet("no_allocation");
         };
         let Some(peer) = alloc.channel_peer(number, now.instant) else {
@@ -464,16 +491,17 @@ impl Server {
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }
-        let relay = alloc.relay;
         // A channel to another allocation outlives that allocation: once its
         // port is released, whatever binds the port next must not be reached.
-        if !self.own_relay_port_ok(peer) {
+        if !relay_port_ok(&self.cfg, &self.global, peer) {
             self.metrics
                 .peer_denied
                 .with_label_values(&["own_address"])
                 .inc();
             return self.drop_packet("no_permission");
         }
+        alloc.usage.sent.count(data.len());
+        let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
     }
 
@@ -503,6 +531,10 @@ impl Server {
                 .inc();
             return self.drop_packet("no_permission");
         }
+        let Some(alloc) = self.allocations.get_mut(&ft) else {
+            return;
+        };
+        alloc.usage.sent.count(data.len());
         let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
     }
@@ -577,10 +609,7 @@ impl Server {
     /// if the operator said so. A public relay address passes the built-in
     /// list, so the built-in verdict is not enough here.
     pub(super) fn own_relay_port_ok(&self, peer: SocketAddr) -> bool {
-        let ip = canonical(peer.ip());
-        !self.is_own_relay_ip(ip)
-            || self.global.holds(peer.port())
-            || self.cfg.peer_policy.explicitly_allowed(ip)
+        relay_port_ok(&self.cfg, &self.global, peer)
     }
 
     /// True when `peer` is one of our own listeners.
@@ -610,13 +639,13 @@ impl Server {
         let Some(ft) = self.by_relay_port.get(&relay.port()) else {
             return self.drop_packet("no_allocation");
         };
-        let Some(alloc) = self.allocations.get(ft) else {
-            return self.drop_packet("no_allocation");
-        };
         // The same own-address rule as towards the peer: a port of our
         // relay address that no allocation holds is not a peer.
-        if !alloc.has_permission(canonical(peer.ip()), now.instant) || !self.own_relay_port_ok(peer)
-        {
+        let own_ok = self.own_relay_port_ok(peer);
+        let Some(alloc) = self.allocations.get_mut(ft) else {
+            return self.drop_packet("no_allocation");
+        };
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) || !own_ok {
             return self.drop_packet("no_permission");
         }
         let client = alloc.five_tuple;
@@ -650,6 +679,7 @@ impl Server {
                 });
             }
         }
+        alloc.usage.received.count(data.len());
         self.stats.peer_to_client.count(data.len());
     }
 
@@ -712,7 +742,7 @@ impl Server {
                         .get(&ft)
                         .is_some_and(|a| a.expires <= now.instant)
                     {
-                        self.delete_allocation(ft, EndReason::Expired, relays);
+                        self.delete_allocation(now, ft, EndReason::Expired, relays);
                     }
                 }
                 Timer::Permission(ft, ip) => {
@@ -747,22 +777,28 @@ impl Server {
 
     /// The client's connection (TCP/TLS) is gone: so is its allocation
     /// (RFC 8656 §3.1).
-    pub fn close_connection(&mut self, five_tuple: FiveTuple, relays: &mut dyn RelaySockets) {
+    pub fn close_connection(
+        &mut self,
+        now: Now,
+        five_tuple: FiveTuple,
+        relays: &mut dyn RelaySockets,
+    ) {
         if self.allocations.contains_key(&five_tuple) {
-            self.delete_allocation(five_tuple, EndReason::Closed, relays);
+            self.delete_allocation(now, five_tuple, EndReason::Closed, relays);
         }
     }
 
     /// Ends every allocation (process shutdown).
-    pub fn shutdown(&mut self, relays: &mut dyn RelaySockets) {
+    pub fn shutdown(&mut self, now: Now, relays: &mut dyn RelaySockets) {
         let all: Vec<FiveTuple> = self.allocations.keys().copied().collect();
         for ft in all {
-            self.delete_allocation(ft, EndReason::Shutdown, relays);
+            self.delete_allocation(now, ft, EndReason::Shutdown, relays);
         }
     }
 
     pub(super) fn delete_allocation(
         &mut self,
+        now: Now,
         ft: FiveTuple,
         reason: EndReason,
         relays: &mut dyn RelaySockets,
@@ -798,5 +834,30 @@ impl Server {
             .with_label_values(&[transport, reason.as_str()])
             .inc();
         info!(client = %self.redact.show(ft.client), %transport, relay = %alloc.advertised, reason = reason.as_str(), "allocation deleted");
+        self.usage_record(now, &alloc, reason);
+    }
+
+    /// The usage record of an ended allocation (target `turnd::usage`): who,
+    /// where, how long, and what it relayed each way, for billing and abuse
+    /// handling (coturn's `usage:` line).
+    fn usage_record(&self, now: Now, alloc: &Allocation, reason: EndReason) {
+        let duration = now.instant.saturating_duration_since(alloc.created);
+        let Usage { sent, received } = alloc.usage;
+        info!(
+            target: USAGE_TARGET,
+            id = %format_args!("{:016x}", alloc.id),
+            user = self.redact.show(&alloc.username).to_string().as_str(),
+            transport = alloc.five_tuple.transport.as_str(),
+            client = %self.redact.show(alloc.five_tuple.client),
+            relay = %alloc.advertised,
+            start = alloc.created_unix,
+            duration_s = duration.as_secs_f64(),
+            sent_packets = sent.packets,
+            sent_bytes = sent.bytes,
+            received_packets = received.packets,
+            received_bytes = received.bytes,
+            reason = reason.as_str(),
+            "usage"
+        );
     }
 }

@@ -27,7 +27,9 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registr
 /// `transport` label values: how the client reached us.
 pub const TRANSPORTS: &[&str] = &["udp", "tcp", "tls"];
 /// `reason` label values of `turnd_allocations_ended_total`.
-pub const END_REASONS: &[&str] = &["expired", "deleted", "closed", "shutdown"];
+pub const END_REASONS: &[&str] = &[
+    "expired", "deleted", "closed", "shutdown", "reload", "admin", "revoked",
+];
 /// `direction` label values; see [`Direction`].
 pub const DIRECTIONS: &[&str] = &["client_to_peer", "peer_to_client"];
 /// `method` label values of `turnd_requests_total`.
@@ -625,6 +627,7 @@ mod tests {
         "turnd_offload_relayed_packets_total",
         "turnd_offload_relayed_bytes_total",
         "turnd_offload_packets_total",
+        "turnd_fd_exhausted_total",
     ];
 
     #[test]

@@ -1,6 +1,6 @@
 //! Running as a service: SIGHUP reloads the config (users, secrets, peer
-//! policy, quotas, limits, log level, certificate) without dropping a live
-//! allocation; SIGTERM drains (unready at once, no new allocations,
+//! policy, quotas, limits, log level, certificate), ending only what the
+//! new config removes; SIGTERM drains (unready at once, no new allocations,
 //! existing ones relay until they end or the drain timeout); a second
 //! SIGTERM exits at once. Readiness, systemd notify and the watchdog live
 //! here too.

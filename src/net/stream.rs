@@ -260,7 +260,8 @@ async fn serve_stream<S>(
         debug!(client = %ft.client, reason, "connection cut");
     }
     worker.unregister_connection(&ft);
-    worker.with_server(|server, relays, _| server.close_connection(ft, relays));
+    worker
+        .with_server(|server, relays, _| server.close_connection(super::clock::now(), ft, relays));
     // The writer drains what is queued (a last error response), then ends;
     // past a second it is stopped, so that no socket outlives the
     // connection's slot (the per-IP and total limits count slots).

@@ -325,7 +325,7 @@ pub async fn expire(
             _ = tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))) => {}
             Ok(()) = config.changed() => {
                 let cfg = (**config.borrow_and_update()).clone();
-                worker.with_server(|server, _, _| server.reconfigure_at(clock::now(), cfg));
+                worker.with_server(|server, relays, _| server.reconfigure(clock::now(), cfg, relays));
             }
             changed = phase.changed() => {
                 // The supervisor gone (it failed before or while starting):
@@ -343,7 +343,7 @@ pub async fn expire(
         }
     }
     worker.with_server(|server, relays, _| {
-        server.shutdown(relays);
+        server.shutdown(clock::now(), relays);
         server.flush_metrics();
     });
 }

@@ -300,7 +300,12 @@ pub fn login(h: &mut Harness, ft: FiveTuple, user: &str, password: &str) -> Cred
 
 /// Allocates for `ft` as alice; returns the credentials and the relay port.
 pub fn allocate(h: &mut Harness, ft: FiveTuple) -> (Creds, u16) {
-    let creds = login(h, ft, USER, PASSWORD);
+    allocate_as(h, ft, USER)
+}
+
+/// Allocates for `ft` as static user `user` (password [`PASSWORD`]).
+pub fn allocate_as(h: &mut Harness, ft: FiveTuple, user: &str) -> (Creds, u16) {
+    let creds = login(h, ft, user, PASSWORD);
     let resp = h.request(
         ft,
         &build(
