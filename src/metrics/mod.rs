@@ -617,7 +617,6 @@ mod tests {
         "turnd_connections_active",
         "turnd_connections_accepted_total",
         "turnd_connections_rejected_total",
-        "turnd_fd_exhausted_total",
         "turnd_tls_reloads_total",
         "turnd_config_reloads_total",
         "turnd_draining",
