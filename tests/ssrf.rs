@@ -178,8 +178,10 @@ fn v4_in_v6(a: Ipv4Addr) -> Vec<(String, Ipv6Addr)> {
 enum Refusal {
     /// 403, counted as `special_range`.
     Forbidden,
-    /// 443 Peer Address Family Mismatch: an IPv4-mapped address names an
-    /// IPv4 host, which an IPv6 relay does not reach.
+    /// 443 Peer Address Family Mismatch: an IPv4-mapped address is of
+    /// neither family (RFC 8656 §9.2): an IPv6 relay does not reach the
+    /// IPv4 host it names, an IPv4 relay cannot send to an IPv6 address. A
+    /// Send indication to one is dropped as `peer_family`.
     FamilyMismatch,
 }
 
@@ -244,7 +246,8 @@ fn refuse_all(d: &Daemon, v6: bool, peers: &[(String, SocketAddr, Refusal)]) {
         &snap,
         &[
             (denied("special_range"), 2.0 * forbidden),
-            (dropped("no_permission"), n),
+            (dropped("no_permission"), n - mismatched),
+            (dropped("peer_family"), mismatched),
             (dropped("no_channel"), 1.0),
         ],
     );
@@ -283,7 +286,11 @@ fn every_ipv4_special_range_is_refused_plain_and_ipv4_mapped() {
             let label = format!("{} {}", range.cidr, range.what);
             peers.push((label.clone(), peer(a), Refusal::Forbidden));
             let mapped = SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), PORT);
-            peers.push((format!("{label}, IPv4-mapped"), mapped, Refusal::Forbidden));
+            peers.push((
+                format!("{label}, IPv4-mapped"),
+                mapped,
+                Refusal::FamilyMismatch,
+            ));
         }
     }
     refuse_all(&d, false, &peers);
@@ -375,8 +382,8 @@ fn inside(allowed: &str, a: &str) -> bool {
 }
 
 /// One daemon with `[peers] allow = [range.cidr]`: every address of the
-/// range (and its IPv4-mapped form, on an IPv4 relay) gets permissions and
-/// channels; every other row stays refused.
+/// range gets permissions and channels (its IPv4-mapped form, on an IPv4
+/// relay, 443 as any IPv4-mapped peer); every other row stays refused.
 fn allowed_only_when_configured(range: &Range, rows: &[Range], v6: bool) {
     let toml = TestConfig::default().toml().replacen(
         "[peers]\nallow = []",
@@ -407,7 +414,9 @@ fn allowed_only_when_configured(range: &Range, rows: &[Range], v6: bool) {
             number += 1;
             // "This host" (0.0.0.0, ::) reaches loopback: never a peer, even
             // inside an allowed range (coturn CVE-2020-26262).
-            let expected = if p.ip().is_unspecified() || ip(a).is_unspecified() {
+            let expected = if p.is_ipv6() && !v6 {
+                (Some(443), Some(443))
+            } else if p.ip().is_unspecified() || ip(a).is_unspecified() {
                 refused += 2.0;
                 (Some(403), Some(403))
             } else {
@@ -604,15 +613,23 @@ fn own_addresses_refused(v6: bool, allow_loopback: bool) {
             IpAddr::V6(_) => *l,
         }));
     }
+    let mut mapped = 0.0;
     for (i, t) in targets.iter().enumerate() {
+        // An IPv4-mapped form on an IPv4 relay is refused before the policy
+        // looks at it: 443, and its Send dropped as `peer_family`.
+        let mismatch = t.is_ipv6() && !v6;
         let resp = c.channel_bind(0x4000 + i as u16, *t);
         assert_eq!(
             error_code(&resp),
-            Some(403),
+            Some(if mismatch { 443 } else { 403 }),
             "ChannelBind to own listener {t}: {resp}"
         );
         c.send_indication(*t, &binding_bytes());
-        own += 2.0;
+        if mismatch {
+            mapped += 1.0;
+        } else {
+            own += 2.0;
+        }
     }
     // A loopback service off the relay ports: refused unless allowed.
     let resp = c.channel_bind(0x5000, service_addr);
@@ -636,7 +653,8 @@ fn own_addresses_refused(v6: bool, allow_loopback: bool) {
         &snap,
         &[
             (denied("own_address"), own),
-            (dropped("no_permission"), sends),
+            (dropped("no_permission"), sends - mapped),
+            (dropped("peer_family"), mapped),
         ],
     );
     assert_eq!(

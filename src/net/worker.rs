@@ -235,6 +235,9 @@ impl Worker {
                 });
             }
             if failed {
+                // On a relay socket the error may be a queued ICMP error
+                // (IP_RECVERR): read the queue so the next receive succeeds.
+                self.relay_icmp(udp);
                 // Readiness stays set to retry; a persistent error must not
                 // become a hot spin.
                 tokio::time::sleep(Duration::from_millis(1)).await;
