@@ -134,6 +134,7 @@ impl Server {
                     METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
                         self.peer_request(now, ft, req, authed, method)
                     }
+                    // Only methods that `serves` reach here.
                     _ => Err(reject(400, authed.key)),
                 }
             }
