@@ -4,6 +4,7 @@
 //! [`crate::probe`]; this file only declares the interface, so that the
 //! completions and the man page are generated from the same definitions.
 
+pub mod admin;
 pub mod commands;
 
 use std::path::PathBuf;
@@ -101,6 +102,9 @@ pub enum Command {
     /// round trip between two allocations.
     #[command(after_help = PROBE_EXAMPLES, long_about = PROBE_ABOUT)]
     Probe(ProbeArgs),
+    /// Operate a running server through its admin API ([admin] listen):
+    /// list allocations, end them, revoke users.
+    Admin(admin::AdminArgs),
     /// Print a shell completion script to stdout.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {

@@ -5,6 +5,7 @@
 //! in), [`net`] is the thin tokio shell around it, [`config`] the TOML schema,
 //! [`metrics`] every Prometheus metric and [`http`] the endpoint serving them.
 
+pub mod admin;
 pub mod config;
 pub mod core;
 pub mod http;

@@ -33,6 +33,14 @@ pub fn check(args: &CheckArgs, fallback: Option<&Path>) -> anyhow::Result<()> {
     if let (Some(tls), false) = (&config.tls, config.listen.tls.is_empty()) {
         turnd::net::tls::load(tls).with_context(|| path.display().to_string())?;
     }
+    if let Some(addr) = config.admin.listen.filter(|a| !a.ip().is_loopback()) {
+        eprintln!(
+            "{}: warning: admin.listen = {addr} is not a loopback address: the admin API \
+             (end allocations, revoke users) is reachable from the network, guarded only \
+             by its token; prefer 127.0.0.1 and an SSH tunnel",
+            path.display()
+        );
+    }
     println!("{}: ok", path.display());
     Ok(())
 }

@@ -249,6 +249,10 @@ impl Server {
             self.refuse_auth(now, ft, "bad_integrity", Some(&username));
             return Err(unauthorized);
         };
+        if self.is_revoked(now, &username) {
+            self.refuse_auth(now, ft, "revoked", Some(&username));
+            return Err(unauthorized);
+        }
         // Requests on an allocation must come from its owner (RFC 8656 §5).
         if let Some(alloc) = self.allocations.get(&ft) {
             if alloc.username != username {

@@ -171,6 +171,8 @@ pub struct Server {
     pub(super) redact: Redactor,
     /// Per-source limit on audit lines (interior: logged from `&self`).
     audit: std::cell::RefCell<AuditLimit>,
+    /// Users refused by the operator ([`super::admin`]).
+    pub(super) revoked: super::admin::Revocations,
 }
 
 /// Relayed packets and bytes, not yet in the metrics.
@@ -222,6 +224,7 @@ impl Server {
             alternate: None,
             redact,
             audit: Default::default(),
+            revoked: Default::default(),
         }
     }
 

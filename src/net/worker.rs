@@ -21,6 +21,8 @@ use tokio::task::AbortHandle;
 use super::batch::{Batch, BatchSocket};
 use super::stream::ConnectionTx;
 use super::{clock, Process};
+use crate::admin::WorkerCmd;
+use crate::core::server::EndReason;
 use crate::core::{FiveTuple, Outbox, RelaySockets, Server, Source};
 
 struct Relay {
@@ -215,6 +217,26 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Answers the admin API (from this worker's own loop).
+    fn admin(self: &Rc<Self>, cmd: WorkerCmd) {
+        let now = clock::now();
+        self.with_server(|server, relays, _| match cmd {
+            WorkerCmd::List { user, reply } => {
+                let _ = reply.send(server.list_allocations(now, user.as_deref()));
+            }
+            WorkerCmd::End { id, reply } => {
+                let _ = reply.send(server.end_allocation(now, id, relays));
+            }
+            WorkerCmd::EndUser { user, reply } => {
+                let ended = server.end_user(now, &user, EndReason::Admin, relays);
+                let _ = reply.send(ended);
+            }
+            WorkerCmd::Revocations(r) => server.set_revocations(now, r, relays),
+        });
+    }
+}
+
 /// Receive batches from one socket before giving the other tasks of the
 /// worker a turn.
 const MAX_BATCHES_PER_WAKEUP: usize = 16;
@@ -253,6 +275,7 @@ pub async fn expire(
     id: usize,
     mut config: watch::Receiver<Arc<CoreConfig>>,
     mut phase: watch::Receiver<Phase>,
+    mut admin: tokio::sync::mpsc::UnboundedReceiver<WorkerCmd>,
 ) {
     loop {
         worker.process.heartbeats.beat(id);
@@ -266,6 +289,7 @@ pub async fn expire(
         });
         tokio::select! {
             _ = tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))) => {}
+            Some(cmd) = admin.recv() => worker.admin(cmd),
             Ok(()) = config.changed() => {
                 let cfg = (**config.borrow_and_update()).clone();
                 worker.with_server(|server, relays, _| server.reconfigure(clock::now(), cfg, relays));
