@@ -7,7 +7,10 @@
 # Builds turnd and the examples (loadgen, forwarder) in release mode, then
 # runs every scenario against a fresh server process per run, alternating
 # targets (turnd, coturn, forwarder, turnd, coturn, ...). The server's CPU
-# time comes from /proc/<pid>/stat (utime+stime) over the measured window;
+# time comes from /proc/<pid>/stat (utime+stime) over the measured window,
+# the whole machine's from every task's run time (/proc/*/task/*/schedstat,
+# kernel threads included) over the same window, next to a run with no
+# relay at all (norelay: the load generator straight to its echo peers);
 # memory from /proc/<pid>/status (VmRSS). coturn's own turnutils_uclient and
 # turnutils_peer give a second, independent load generator. Writes a
 # markdown report to bench/results/<date>[-quick].md (and the raw runs as
@@ -29,6 +32,9 @@
 #   --out FILE         report path (default bench/results/<date>[-quick].md)
 #   --wait-quiet S     first wait up to S seconds for the machine to be quiet
 #                      (under 25% CPU busy over 2 s) before starting
+#   --no-offload       leave out turnd with its kernel fast path (the
+#                      turnd-offload target: [relay] offload = "xdp:lo",
+#                      needs root; without root it is left out anyway)
 #   --nice N           scheduling priority for the benchmark and everything it
 #                      starts (default -10 when allowed, so that unrelated jobs
 #                      on the machine disturb it less; 0 to leave it alone)
@@ -55,6 +61,7 @@ NICE=-10
 WAIT_QUIET=0
 FWD_IO=batch
 RATES=20000,50000
+OFFLOAD=1
 while (($#)); do
     case $1 in
     --quick) QUICK=1 ;;
@@ -69,6 +76,7 @@ while (($#)); do
     --wait-quiet) WAIT_QUIET=$2; shift ;;
     --forwarder-io) FWD_IO=$2; shift ;;
     --rates) RATES=$2; shift ;;
+    --no-offload) OFFLOAD=0 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -190,6 +198,14 @@ else
         { echo "compare.sh: turnd rejects bench/turnd.toml" >&2; exit 1; }
     TURND_THREADS="no \`workers\` key in this turnd (tokio runtime default: $(nproc) threads)"
 fi
+# turnd with the kernel fast path: the same config with offload on lo.
+sed 's/^\[relay\]$/[relay]\noffload = "xdp:lo"/' "$WORK/turnd.toml" >"$WORK/turnd-offload.toml"
+OFFLOAD_NOTE=""
+if ((OFFLOAD)) && [[ $(id -u) != 0 ]]; then
+    OFFLOAD=0 OFFLOAD_NOTE="turnd-offload left out: attaching XDP needs root"
+elif ((OFFLOAD == 0)); then
+    OFFLOAD_NOTE="turnd-offload left out (--no-offload)"
+fi
 COTURN_ARGS=(-c "$ROOT/bench/turnserver.conf" --relay-threads "$WORKERS"
     --userdb "$WORK/coturn.db" --pidfile "$WORK/coturn.pid")
 
@@ -198,12 +214,16 @@ start_server() { # turnd | coturn | forwarder; label for the logs
     local target=$1 i
     echo "=== $2" >>"$WORK/logs/$target.log"
     case $target in
-    turnd)
+    turnd | turnd-offload)
         rm -f "$WORK/turnd.ready"
-        "$TURND" --config "$WORK/turnd.toml" --ready-file "$WORK/turnd.ready" >>"$WORK/logs/turnd.log" 2>&1 &
+        "$TURND" --config "$WORK/$target.toml" --ready-file "$WORK/turnd.ready" >>"$WORK/logs/turnd.log" 2>&1 &
         SERVER_PID=$! SERVER_ADDR=127.0.0.1:$TURND_PORT
         PIDS+=("$SERVER_PID")
         wait_for_file "$WORK/turnd.ready" 10 "$SERVER_PID" || { echo "turnd did not start; see $WORK/logs/turnd.log" >&2; exit 1; }
+        ;;
+    norelay)
+        # No server: the load generator sends straight to its echo peers.
+        SERVER_PID="" SERVER_ADDR=127.0.0.1:$TURND_PORT
         ;;
     coturn)
         turnserver "${COTURN_ARGS[@]}" >>"$WORK/logs/coturn.log" 2>&1 &
@@ -232,8 +252,12 @@ start_server() { # turnd | coturn | forwarder; label for the logs
     esac
 }
 stop_server() {
-    kill_pid "$SERVER_PID"
+    [[ -n $SERVER_PID ]] && kill_pid "$SERVER_PID"
     SERVER_PID=""
+}
+offload_active() { # turnd's gauge: is its XDP program attached?
+    command -v curl >/dev/null || return 1
+    curl -s --max-time 2 "http://127.0.0.1:$TURND_HTTP/metrics" 2>/dev/null | grep -q '^turnd_offload_active 1$'
 }
 
 scrape_turnd_drops() { # turnd's drop counters after a run, into the metrics log
@@ -259,15 +283,22 @@ loadgen_run() { # scenario target round loadgen-args...
     local scen=$1 target=$2 round=$3
     shift 3
     start_server "$target" "$scen round $round"
-    local out=$WORK/out.json
+    local out=$WORK/out.json pid_args=()
     echo "  $scen: $target (round $round)" >&2
-    if "$LG" --server "$SERVER_ADDR" --server-pid "$SERVER_PID" "$@" >"$out" 2>>"$WORK/logs/loadgen.log"; then
+    if [[ $target == turnd-offload ]] && ! offload_active; then
+        record_failure "$scen" "$target" "$round" "turnd could not attach its XDP program (see its log)"
+        stop_server
+        return 0
+    fi
+    [[ -n $SERVER_PID ]] && pid_args=(--server-pid "$SERVER_PID")
+    if "$LG" --server "$SERVER_ADDR" "${pid_args[@]}" "$@" >"$out" 2>>"$WORK/logs/loadgen.log"; then
         record "$scen" "$target" "$round" "$out"
     else
         record_failure "$scen" "$target" "$round" "loadgen exited $?"
     fi
-    [[ $target == turnd ]] && scrape_turnd_drops "$scen/$round"
+    [[ $target == turnd* ]] && scrape_turnd_drops "$scen/$round"
     stop_server
+    return 0
 }
 
 median() { # scenario target jq-path -> median over rounds (or empty)
@@ -293,6 +324,7 @@ relay_scenario() { # name targets loadgen-args...
         for t in $targets; do
             extra=()
             [[ $t == forwarder ]] && extra=("${fwd_args[@]}")
+            [[ $t == norelay ]] && extra=(--direct)
             loadgen_run "$name" "$t" "$r" "${relay_args[@]}" "$@" "${extra[@]}"
         done
     done
@@ -321,10 +353,12 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date +%s)
 echo "runs in $WORK (logs in $WORK/logs)" >&2
 
-want low && relay_scenario low "turnd coturn forwarder" --rate "$LOW"
-want high && relay_scenario high "turnd coturn forwarder" --rate "$HIGH"
+RELAY_TARGETS="turnd coturn forwarder norelay"
+((OFFLOAD)) && RELAY_TARGETS+=" turnd-offload"
+want low && relay_scenario low "$RELAY_TARGETS" --rate "$LOW"
+want high && relay_scenario high "$RELAY_TARGETS" --rate "$HIGH"
 want nochan && relay_scenario nochan "turnd coturn" --rate "$LOW" --no-channels
-want saturate && relay_scenario saturate "turnd coturn forwarder" --saturate --window "$WINDOW"
+want saturate && relay_scenario saturate "$RELAY_TARGETS" --saturate --window "$WINDOW"
 HALF_RATE=""
 if want halfsat; then
     sat=$(median saturate turnd .delivered_pps)
@@ -529,6 +563,62 @@ FAILED=$(jq -s '[.[] | select(.failed)] | length' "$RESULTS")
         echo "p99 round trip added by turnd over the bare forwarder: not computed, one of them lost packets at ${HALF_RATE} pps."
         echo
     fi
+    echo "## Whole-machine CPU per relayed packet"
+    echo
+    echo "With the kernel fast path, relaying happens in softirq context, charged to whichever"
+    echo "task was running (often the load generator), so a server's own CPU time no longer"
+    echo "measures its cost. Here: the run time of every task on the machine (kernel threads"
+    echo "included, /proc/*/task/*/schedstat) over the measured window, per relayed packet; the"
+    echo "relay's cost is that minus the same figure with no relay at all (norelay: the load"
+    echo "generator straight to its echo peers). Process CPU is the server's utime+stime."
+    if [[ -n $OFFLOAD_NOTE ]]; then echo; echo "($OFFLOAD_NOTE.)"; fi
+    echo
+    echo "| Load | Figure | no relay | forwarder | coturn | turnd | turnd offload |"
+    echo "|---|---|---|---|---|---|---|"
+    for scen in low high saturate; do
+        want "$scen" || continue
+        case $scen in low) load="$LOW pps" ;; high) load="$HIGH pps" ;; saturate) load="saturation" ;; esac
+        base=$(median "$scen" norelay .machine_cpu_us_per_relayed_packet)
+        cost_cells="" mach_cells="" proc_cells="" pps_cells="" loss_cells=""
+        for t in norelay forwarder coturn turnd turnd-offload; do
+            m=$(median "$scen" "$t" .machine_cpu_us_per_relayed_packet)
+            mach_cells+=" $(fmt "$m") |"
+            if [[ -n $m && -n $base && $t != norelay ]]; then
+                cost_cells+=" $(fmt "$(awk -v a="$m" -v b="$base" 'BEGIN {print a - b}')") |"
+            else
+                cost_cells+=" - |"
+            fi
+            proc_cells+=" $(fmt "$(median "$scen" "$t" .server_cpu_us_per_relayed_packet)") |"
+            pps_cells+=" $(fmt "$(median "$scen" "$t" .delivered_pps)") |"
+            loss_cells+=" $(fmt "$(median "$scen" "$t" .loss_pct)") |"
+        done
+        echo "| $load | machine CPU µs per relayed packet |$mach_cells"
+        echo "| $load | **relay cost µs** (machine minus no relay) |$cost_cells"
+        echo "| $load | process CPU µs per relayed packet |$proc_cells"
+        echo "| $load | delivered pps |$pps_cells"
+        echo "| $load | loss % |$loss_cells"
+    done
+    echo
+    cost() { # scenario target -> relay cost (median machine figure minus norelay's)
+        local m b
+        m=$(median "$1" "$2" .machine_cpu_us_per_relayed_packet)
+        b=$(median "$1" norelay .machine_cpu_us_per_relayed_packet)
+        [[ -n $m && -n $b ]] && awk -v a="$m" -v b="$b" 'BEGIN {print a - b}'
+    }
+    for scen in low high; do
+        want "$scen" || continue
+        r=$(ratio "$(cost "$scen" turnd-offload)" "$(cost "$scen" coturn)")
+        echo "- Relay cost, turnd offload / coturn @$([[ $scen == low ]] && echo "$LOW" || echo "$HIGH") pps: $r $(verdict "$r" "<=" 0.25)"
+        r=$(ratio "$(median "$scen" turnd-offload .server_cpu_us_per_relayed_packet)" "$(median "$scen" coturn .server_cpu_us_per_relayed_packet)")
+        echo "- Process CPU, turnd offload / coturn @$([[ $scen == low ]] && echo "$LOW" || echo "$HIGH") pps: $r $(verdict "$r" "<=" 0.1)"
+    done
+    if want saturate; then
+        r=$(ratio "$(median saturate turnd-offload .delivered_pps)" "$(median saturate norelay .delivered_pps)")
+        echo "- Saturation, delivered pps turnd offload / no relay: $r $(verdict "$r" ">=" 0.8)"
+        r=$(ratio "$(median saturate turnd-offload .delivered_pps)" "$(median saturate coturn .delivered_pps)")
+        echo "- Saturation, delivered pps turnd offload / coturn: $r $(verdict "$r" ">=" 1)"
+    fi
+    echo
     echo "## How it was measured"
     echo
     echo "- Everything runs on this one machine: load generator, echo peer and server share"

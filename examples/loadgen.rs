@@ -119,6 +119,10 @@ struct RelayArgs {
     /// instead of a TURN server: no TURN framing at all.
     #[arg(long, value_name = "ADDR")]
     raw_forwarder: Option<SocketAddr>,
+    /// No server at all: send straight to the echo peers (the no-relay
+    /// baseline for whole-machine CPU per packet).
+    #[arg(long, conflicts_with = "raw_forwarder")]
+    direct: bool,
     /// Allocations set up concurrently.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
     parallel: u64,
@@ -287,6 +291,7 @@ fn main() -> ExitCode {
                     channels: !a.no_channels,
                     echo_sockets: a.echo_sockets as usize,
                     raw_forwarder: a.raw_forwarder,
+                    direct: a.direct,
                     parallel: a.parallel as usize,
                 };
                 relay::run(common, o).await

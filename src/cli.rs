@@ -1,11 +1,12 @@
 //! Command line (clap): run the daemon (no subcommand), or one of the
 //! operator subcommands: `check`, `credentials`, `hash-key`, `probe`,
-//! `completions`, `man`. The subcommands' work is in [`commands`] and
+//! `health`, `completions`, `man`. The subcommands' work is in [`commands`] and
 //! [`crate::probe`]; this file only declares the interface, so that the
 //! completions and the man page are generated from the same definitions.
 
 pub mod admin;
 pub mod commands;
+pub mod health;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +26,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// /etc/turnd/turnd.toml, it runs on built-in defaults with a REST secret
 /// generated at start, and prints an iceServers snippet with credentials
 /// valid for 24 hours.
+///
+/// Per-node values may come from TURND_* environment variables, each
+/// replacing one config key (TURND_RELAY_EXTERNAL, TURND_REST_SECRET_FILES,
+/// TURND_LISTEN_UDP, TURND_HTTP_LISTEN, …; see the README); an unknown
+/// TURND_ variable is an error. `turnd check` shows each value's source.
 #[derive(Debug, Parser)]
 #[command(
     name = "turnd",
@@ -105,6 +111,10 @@ pub enum Command {
     /// Operate a running server through its admin API ([admin] listen):
     /// list allocations, end them, revoke users.
     Admin(admin::AdminArgs),
+    /// Ask a running turnd's /healthz (or /readyz) and exit 0 only on 200:
+    /// the container health check (the image has no shell or curl).
+    #[command(after_help = HEALTH_EXAMPLES)]
+    Health(HealthArgs),
     /// Print a shell completion script to stdout.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -184,22 +194,47 @@ pub struct CredentialsArgs {
 
     /// Port for the stun: and turn:?transport=udp URLs [default: the
     /// config's [listen] udp port, or 3478].
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port)]
     pub udp_port: Option<u16>,
 
     /// Port for the turn:?transport=tcp URL [default: the config's [listen]
     /// tcp port, or 3478].
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port)]
     pub tcp_port: Option<u16>,
 
     /// Port for the turns: URL [default: the config's [listen] tls port;
     /// none without a config].
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port)]
     pub tls_port: Option<u16>,
 
     /// Print the JSON on one line instead of indented.
     #[arg(long)]
     pub compact: bool,
+
+    /// What to print: the iceServers JSON, or shell assignments
+    /// (TURN_USERNAME, TURN_CREDENTIAL, TURN_EXPIRES, TURN_URLS) for
+    /// `eval` in scripts and for backends that want the fields alone (no
+    /// URL needed then).
+    #[arg(long, value_name = "FORMAT", default_value = "json")]
+    pub format: CredentialsFormat,
+}
+
+/// The output of `turnd credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CredentialsFormat {
+    /// `{"iceServers": [{"urls": […], "username": …, "credential": …}]}`
+    Json,
+    /// `TURN_USERNAME='…'` lines, quoted for sh.
+    Shell,
+}
+
+/// A port for a URL: 1-65535.
+fn port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) => Err("port 0 cannot be in a URL: give 1-65535".to_owned()),
+        Ok(p) => Ok(p),
+        Err(_) => Err(format!("{s:?} is not a port number (1-65535)")),
+    }
 }
 
 const CREDENTIALS_ABOUT: &str = "\
@@ -218,6 +253,8 @@ Examples:
       --host turn.example.org --udp-port 3478 --tcp-port 3478 --tls-port 5349
   turnd credentials --secret-file rest.secret --user bob --url turn:203.0.113.7:3478
   turnd credentials -c /etc/turnd/turnd.toml -u alice --compact | jq -r '.iceServers[0].username'
+  eval \"$(turnd credentials --secret-file rest.secret -u alice --format shell)\" \\
+      && echo \"$TURN_USERNAME\"
 
 Output:
   {\"iceServers\": [{\"urls\": [\"stun:turn.example.org:3478\",
@@ -280,17 +317,32 @@ pub enum ProbeTransport {
     Udp,
     /// TURN over TCP (RFC 8656 §3.1; the relay is still UDP).
     Tcp,
+    /// TURN over TLS (`turns:`, RFC 7065; port 5349 by default): the
+    /// certificate is checked against --ca (or the system's CAs) and --sni.
+    Tls,
 }
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The server: HOST, HOST:PORT or [IPV6]:PORT (port 3478 by default).
+    /// The server: HOST, HOST:PORT or [IPV6]:PORT (port 3478 by default,
+    /// 5349 with -t tls).
     #[arg(short, long, value_name = "HOST:PORT")]
     pub server: String,
 
     /// How to reach the server.
     #[arg(short, long, value_name = "TRANSPORT", default_value = "udp")]
     pub transport: ProbeTransport,
+
+    /// With -t tls: trust the CA certificates in this PEM file instead of
+    /// the system's (/etc/ssl/certs/ca-certificates.crt), e.g. for a
+    /// self-signed certificate or a private CA.
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+
+    /// With -t tls: the name sent in SNI and checked in the certificate
+    /// [default: the host of --server].
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
 
     /// Username: a static [[users]] name with --password/--password-file,
     /// or the USER part of minted REST credentials [default with a secret:
@@ -357,8 +409,41 @@ Examples:
   turnd probe --server turn.example.org --config /etc/turnd/turnd.toml
   turnd probe --server 203.0.113.7:3478 --secret-file /etc/turnd/rest.secret
   turnd probe -s turn.example.org:3478 -t tcp -u alice --password-file alice.pw
+  turnd probe -s turn.example.org:5349 -t tls -c /etc/turnd/turnd.toml
+  turnd probe -s 127.0.0.1:5349 -t tls --sni turn.example.org --ca ca.pem -c turnd.toml
   turnd probe -s 127.0.0.1:3478 -u alice --password secret --realm turn.example.org --timeout 5s
   turnd probe -s turn.example.org -c /etc/turnd/turnd.toml --json | jq .ok";
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The HTTP endpoint as IP:PORT [default: [http] listen of the config,
+    /// 0.0.0.0 asked on 127.0.0.1].
+    #[arg(short, long, value_name = "IP:PORT")]
+    pub address: Option<std::net::SocketAddr>,
+
+    /// Read [http] listen from this config file [default:
+    /// /etc/turnd/turnd.toml if it exists]. TURND_HTTP_LISTEN applies.
+    #[arg(short, long, value_name = "PATH", env = "TURND_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Ask /readyz (ready for new allocations, not draining) instead of
+    /// /healthz (alive).
+    #[arg(long)]
+    pub ready: bool,
+
+    /// The longest wait to connect and for the answer: 500ms, 2s.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+const HEALTH_EXAMPLES: &str = "\
+Examples:
+  turnd health                                  /healthz of /etc/turnd/turnd.toml's [http] listen
+  turnd health --address 127.0.0.1:9641 --ready
+  HEALTHCHECK CMD [\"/usr/bin/turnd\", \"health\"]      (the OCI image's health check)
+
+Exit status: 0 and \"URL: 200 ok\" when the endpoint answers 200; 1 with
+the status or the connection error otherwise.";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:

@@ -11,13 +11,18 @@
 //! but it is built to survive being exposed: a client that does not send its
 //! request headers within [`HEADER_READ_TIMEOUT`] is disconnected (idle
 //! keep-alive connections included), and at most [`MAX_CONNECTIONS`] are
-//! served at once; connections beyond that are closed on accept.
+//! served at once. When all are taken, a new connection takes the slot of
+//! the one that has been quiet longest (no request since it connected or
+//! since its last answer), so connections that say nothing cannot keep a
+//! scrape or a health check out: the newcomer is served, the silent one is
+//! closed.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,7 +34,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
@@ -39,6 +44,8 @@ use crate::metrics::Metrics;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// How long a new connection waits for the slot of an evicted one.
+const EVICTION_WAIT: Duration = Duration::from_millis(200);
 /// How long [`serve`] waits, after shutdown is signalled, for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (such as EMFILE) so the loop does not spin.
@@ -97,6 +104,52 @@ impl Limits {
     };
 }
 
+/// The open connections, by id: when each last showed life (a sequence
+/// number, larger is more recent) and how to close it.
+#[derive(Default)]
+struct Open {
+    seq: AtomicU64,
+    conns: Mutex<HashMap<u64, (u64, Arc<Notify>)>>,
+}
+
+impl Open {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (u64, Arc<Notify>)>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new connection; returns its id and its close signal.
+    fn add(&self) -> (u64, Arc<Notify>) {
+        let id = self.seq.fetch_add(1, Ordering::Relaxed);
+        let close = Arc::new(Notify::new());
+        self.lock().insert(id, (id, close.clone()));
+        (id, close)
+    }
+
+    /// Connection `id` showed life (a request).
+    fn touch(&self, id: u64) {
+        let now = self.seq.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.lock().get_mut(&id) {
+            c.0 = now;
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Tells the connection quiet the longest to close; false if none.
+    fn evict_quietest(&self) -> bool {
+        let mut conns = self.lock();
+        let Some(id) = conns.iter().min_by_key(|(_, c)| c.0).map(|(id, _)| *id) else {
+            return false;
+        };
+        if let Some((_, close)) = conns.remove(&id) {
+            close.notify_one();
+        }
+        true
+    }
+}
+
 async fn serve_with(
     listener: TcpListener,
     state: HttpState,
@@ -108,6 +161,7 @@ async fn serve_with(
     info!(%addr, "HTTP endpoint serving /metrics, /healthz, /readyz");
 
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(Open::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
 
@@ -123,14 +177,25 @@ async fn serve_with(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            debug!(%addr, %peer, max = limits.max_connections, "HTTP endpoint at its connection limit, closing new one");
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) if open.evict_quietest() => {
+                debug!(%addr, %peer, max = limits.max_connections, "HTTP endpoint at its connection limit, closing the quietest connection");
+                match tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => continue,
+                }
+            }
+            Err(_) => continue,
         };
         let state = state.clone();
         let mut stop = stop_rx.clone();
+        let open = open.clone();
+        let (id, close) = open.add();
         tokio::spawn(async move {
+            let seen = open.clone();
             let service = service_fn(move |req| {
+                seen.touch(id);
                 let response = respond(&state, &req);
                 async move { Ok::<_, Infallible>(response) }
             });
@@ -141,6 +206,8 @@ async fn serve_with(
             tokio::pin!(conn);
             let result = tokio::select! {
                 result = conn.as_mut() => result,
+                // Evicted for a newcomer while quiet: close now.
+                () = close.notified() => Ok(()),
                 // The `Ref` guard `wait_for` returns is not `Send`: drop it here.
                 _ = async { stop.wait_for(|&stop| stop).await.is_ok() } => {
                     conn.as_mut().graceful_shutdown();
@@ -151,6 +218,7 @@ async fn serve_with(
                 // Client misbehaviour (timeouts, resets, bad requests): not the operator's problem.
                 debug!(%peer, %error, "HTTP connection ended with an error");
             }
+            open.remove(id);
             drop(slot);
         });
     }
@@ -416,7 +484,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_past_the_cap_are_closed() {
+    async fn past_the_cap_a_newcomer_takes_the_quietest_slot() {
         let server = start_with(Limits {
             header_read_timeout: Duration::from_secs(30),
             ..SHORT
@@ -432,29 +500,26 @@ mod tests {
             assert!(s.read(&mut buf).await.unwrap() > 0);
             held.push(s); // kept alive: holds a slot
         }
-        let mut extra = TcpStream::connect(server.addr).await.unwrap();
-        let _ = extra
+        // The second held connection shows life again: the first is quietest.
+        held[1]
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await;
-        let got = closed_within(&mut extra, Duration::from_secs(3)).await;
-        assert!(got.is_empty(), "served past the cap");
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        assert!(held[1].read(&mut buf).await.unwrap() > 0);
 
-        drop(held);
-        // Slots come back once the held connections are seen closed.
-        let mut reply = None;
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let mut s = TcpStream::connect(server.addr).await.unwrap();
-            let _ = s
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                .await;
-            let got = closed_within(&mut s, Duration::from_secs(3)).await;
-            if !got.is_empty() {
-                reply = Some(got);
-                break;
-            }
-        }
-        assert!(reply.expect("served again").starts_with(b"HTTP/1.1 200 OK"));
+        let mut extra = TcpStream::connect(server.addr).await.unwrap();
+        extra
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let got = closed_within(&mut extra, Duration::from_secs(3)).await;
+        assert!(
+            got.starts_with(b"HTTP/1.1 200 OK"),
+            "the newcomer is served"
+        );
+        let got = closed_within(&mut held[0], Duration::from_secs(3)).await;
+        assert!(got.is_empty(), "the quietest connection was closed");
     }
 
     #[tokio::test]

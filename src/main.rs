@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, reload, EnvFilter, Layer};
+use tracing_subscriber::{fmt, reload, Layer};
 use turnd::config::{Config, Secret, DEFAULT_CONFIG_PATH};
 use turnd::net::control::LogReload;
 
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Some(Command::Admin(args)) => cli::admin::run(args, fallback),
+        Some(Command::Health(args)) => cli::health::run(args, fallback),
         Some(Command::Completions { shell }) => commands::completions(*shell),
         Some(Command::Man { command, dir }) => commands::man(command.as_deref(), dir.as_deref()),
     };
@@ -83,8 +85,9 @@ fn run_server(cli: &Cli) -> ExitCode {
     match turnd::net::run(config, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Logging is up (and never hides errors): one line, in the
+            // log's format, not a second copy on stderr.
             tracing::error!("{e:#}");
-            eprintln!("turnd: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -99,18 +102,22 @@ fn init_logging(cli: &Cli, config: &Config) -> anyhow::Result<Option<LogReload>>
         .log_level
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok());
-    let filter = overridden
-        .clone()
-        .unwrap_or_else(|| config.log.level.clone());
-    let filter = EnvFilter::try_new(&filter)
-        .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
+    let (spec, source) = match (&cli.log_level, std::env::var("RUST_LOG").ok()) {
+        (Some(level), _) => (level.clone(), "--log-level"),
+        (None, Some(env)) => (env, "RUST_LOG"),
+        (None, None) => (config.log.level.clone(), "[log] level"),
+    };
+    let filter = turnd::log_filter::parse(&spec).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
     let (filter, handle) = reload::Layer::new(filter);
+    // Warnings and errors pass whatever the filter says.
+    let filter = filter.or(turnd::log_filter::WARNINGS_ALWAYS);
     let format = cli.log_format.unwrap_or(match config.log.format {
         turnd::config::LogFormat::Text => LogFormat::Text,
         turnd::config::LogFormat::Json => LogFormat::Json,
     });
     let output = match format {
         LogFormat::Text => fmt::layer()
+            .fmt_fields(turnd::log_format::EscapedFields::default())
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .boxed(),
@@ -123,8 +130,7 @@ fn init_logging(cli: &Cli, config: &Config) -> anyhow::Result<Option<LogReload>>
             .boxed(),
     };
     tracing_subscriber::registry()
-        .with(filter)
-        .with(output)
+        .with(output.with_filter(filter))
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     if overridden.is_some() {
@@ -132,7 +138,7 @@ fn init_logging(cli: &Cli, config: &Config) -> anyhow::Result<Option<LogReload>>
         return Ok(None);
     }
     let set: LogReload = Arc::new(move |level: &str| {
-        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        let filter = turnd::log_filter::parse(level)?;
         handle.reload(filter).map_err(|e| e.to_string())
     });
     Ok(Some(set))
@@ -140,7 +146,7 @@ fn init_logging(cli: &Cli, config: &Config) -> anyhow::Result<Option<LogReload>>
 
 /// The config to run and the file it came from: the file given, else the
 /// default path if it exists, else built-in defaults with a REST secret
-/// generated now (demo mode).
+/// generated now (demo mode). `TURND_*` overrides apply in every case.
 fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>, Option<Secret>)> {
     if let Some(path) = &cli.config {
         return Ok((Config::load(path)?, Some(path.clone()), None));
@@ -149,7 +155,11 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Option<PathBuf>, Option<Secret>)> 
     if default.exists() {
         return Ok((Config::load(default)?, Some(default.to_path_buf()), None));
     }
-    let mut config = Config::default();
+    let (mut config, _) = Config::defaults_explained(std::env::vars_os())?;
+    if !config.rest.secrets.is_empty() {
+        // TURND_REST_SECRET_FILES gave the secrets: no demo credentials.
+        return Ok((config, None, None));
+    }
     let bytes: [u8; 24] = rand::random();
     let secret = Secret::from(hex::encode(bytes));
     config.rest.secrets.push(secret.clone());

@@ -105,6 +105,19 @@ fn processed(d: &Daemon) -> (f64, f64) {
     (answered, limited)
 }
 
+/// Waits (at most 10 s) until turnd has answered or dropped all `sent`.
+fn wait_processed(d: &Daemon, sent: usize) -> (f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (a, l) = processed(d);
+        if a + l >= sent as f64 {
+            return (a, l);
+        }
+        assert!(Instant::now() < deadline, "handled {a} + {l} of {sent}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn an_unauthenticated_flood_from_one_source_gets_back_less_than_it_sends() {
     // Default [rate_limit]: the test config sets none.
@@ -217,15 +230,7 @@ fn the_rate_limit_holds_per_source_ip_across_source_ports_and_workers() {
             sent += 1;
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (answered, limited) = loop {
-        let (a, l) = processed(&d);
-        if a + l >= sent as f64 {
-            break (a, l);
-        }
-        assert!(Instant::now() < deadline, "handled {a} + {l} of {sent}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (answered, limited) = wait_processed(&d, sent);
     let elapsed = start.elapsed();
     let bound = BUCKET + PER_S * elapsed.as_secs_f64() + 1.0;
     eprintln!("{sent} Bindings from 64 ports of 127.0.0.1: {answered} answered, {limited} limited in {elapsed:?}");
@@ -335,4 +340,46 @@ fn every_unauthenticated_response_has_its_exact_minimal_size() {
         ));
     }
     eprintln!("{}", table.join("\n"));
+}
+
+/// Issue 16 item 3: 64 addresses of one /24 (127.0.0.1-64, all local on
+/// Linux) each within its own per-address burst, yet the /24 together gets
+/// no more than the prefix budget; another /24 is unaffected.
+#[test]
+fn the_rate_limit_holds_per_source_prefix() {
+    let d = Daemon::start(&format!(
+        "workers = 2\n{}",
+        TestConfig {
+            extra: "[rate_limit]\nunauthenticated_per_s = 100\nunauthenticated_burst = 200\n\
+                    prefix_per_s = 10\nprefix_burst = 40\n"
+                .into(),
+            ..TestConfig::default()
+        }
+        .toml()
+    ));
+    let server = d.udp_addr();
+    let sockets: Vec<UdpSocket> = (1..=64)
+        .map(|i| UdpSocket::bind(format!("127.0.0.{i}:0")).unwrap())
+        .collect();
+    let start = Instant::now();
+    let mut sent = 0usize;
+    for round in 0..10 {
+        for s in &sockets {
+            s.send_to(&flood_request(round * 5), server).unwrap();
+            sent += 1;
+        }
+    }
+    let (answered, limited) = wait_processed(&d, sent);
+    let elapsed = start.elapsed();
+    let bound = 40.0 + 10.0 * elapsed.as_secs_f64() + 1.0;
+    eprintln!("{sent} Bindings from 64 addresses of 127.0.0.0/24: {answered} answered, {limited} limited in {elapsed:?}");
+    assert!(
+        answered <= bound,
+        "127.0.0.0/24 got {answered} answers in {elapsed:?}; one /24 may get {bound:.0}"
+    );
+    // Each address alone stayed within its own burst of 200: without the
+    // prefix budget all 640 would have been answered.
+    let other = UdpSocket::bind("127.0.1.1:0").unwrap();
+    let (_, _, m) = exchange(&other, server, &flood_request(0));
+    assert_eq!(m.typ.value(), 0x0101, "another /24 is answered: {m}");
 }

@@ -9,10 +9,13 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use common::raw::{build, decode, recv_from_within};
+use common::raw::{build, decode, error_code, recv_from_within};
 use common::{require_tool, run_with_timeout, Daemon, TestConfig};
 use stun::agent::TransactionId;
-use stun::attributes::{ATTR_FINGERPRINT, ATTR_MESSAGE_INTEGRITY, ATTR_XORMAPPED_ADDRESS};
+use stun::attributes::{
+    ATTR_CHANGE_REQUEST, ATTR_FINGERPRINT, ATTR_MESSAGE_INTEGRITY, ATTR_UNKNOWN_ATTRIBUTES,
+    ATTR_XORMAPPED_ADDRESS,
+};
 use stun::fingerprint::FINGERPRINT;
 use stun::message::{Getter, Message, Setter, BINDING_REQUEST, BINDING_SUCCESS};
 use stun::xoraddr::XorMappedAddress;
@@ -158,6 +161,47 @@ fn classic_rfc3489_binding_gets_mapped_address() {
             .get("turnd_binding_requests_total", &[("transport", "udp")]),
         1.0
     );
+}
+
+/// A CHANGE-REQUEST (RFC 5780 §7.2) with `flags`, as stuntman's
+/// `stunclient` sends it (no flag set in its basic test).
+struct ChangeRequest(u8);
+
+impl Setter for ChangeRequest {
+    fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
+        m.add(ATTR_CHANGE_REQUEST, &[0, 0, 0, self.0]);
+        Ok(())
+    }
+}
+
+#[test]
+fn change_request_is_a_plain_binding_without_flags_and_420_with() {
+    let d = TestConfig::default().start();
+    let s = client();
+    let me = s.local_addr().unwrap();
+    let plain = build(vec![
+        Box::new(TransactionId::new()),
+        Box::new(BINDING_REQUEST),
+        Box::new(ChangeRequest(0)),
+    ]);
+    let resp = exchange(&s, d.udp_addr(), &plain.raw);
+    assert_binding_success(&resp, &plain, me, false);
+    for flags in [0x02, 0x04, 0x06] {
+        let req = build(vec![
+            Box::new(TransactionId::new()),
+            Box::new(BINDING_REQUEST),
+            Box::new(ChangeRequest(flags)),
+            Box::new(FINGERPRINT),
+        ]);
+        let resp = exchange(&s, d.udp_addr(), &req.raw);
+        assert_eq!(error_code(&resp), Some(420), "flags {flags:#x}: {resp}");
+        assert!(
+            !resp.contains(ATTR_XORMAPPED_ADDRESS),
+            "never a mapping from the same address"
+        );
+        let (unknown, _) = resp.attributes.get(ATTR_UNKNOWN_ATTRIBUTES);
+        assert_eq!(unknown.value, vec![0x00, 0x03]);
+    }
 }
 
 #[test]

@@ -319,6 +319,76 @@ fn credentials_errors_say_what_is_missing() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
+/// A port in --host, port 0, a config whose relay.external is an IP while
+/// the certificate names a host, and the shell output format.
+#[test]
+fn credentials_hosts_ports_certificate_names_and_shell_format() {
+    let base = ["credentials", "--secret", SECRET, "-u", "alice"];
+    let with = |extra: &[&str]| turnd(&[&base[..], extra].concat(), None);
+
+    let out = with(&["--host", "203.0.113.7:3478"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("has a port"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    for port in ["--udp-port", "--tcp-port", "--tls-port"] {
+        let out = with(&["--host", "turn.example.org", port, "0"]);
+        assert_eq!(out.status.code(), Some(2), "{port} 0: {}", stderr(&out));
+    }
+    let out = with(&["--host", "[2001:db8::7]"]);
+    assert_success(&out, "--host [2001:db8::7]");
+    assert!(urls(&ice_server(&out)).contains(&"stun:[2001:db8::7]:3478".to_owned()));
+
+    // relay.external is an IP; the certificate is for turn.example.org.
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["turn.example.org".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let config = dir.path().join("turnd.toml");
+    fs::write(
+        &config,
+        "[listen]\nudp = [\"0.0.0.0:3478\"]\ntls = [\"0.0.0.0:5349\"]\n\
+         [relay]\nexternal = \"203.0.113.7\"\n\
+         [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+         [rest]\nsecrets = [\"s3cret\"]\n",
+    )
+    .unwrap();
+    let out = turnd(
+        &["credentials", "-c", config.to_str().unwrap(), "-u", "alice"],
+        None,
+    );
+    assert_success(&out, "credentials -c");
+    let got = urls(&ice_server(&out));
+    assert!(got.contains(&"stun:203.0.113.7:3478".to_owned()), "{got:?}");
+    assert!(
+        got.contains(&"turns:turn.example.org:5349?transport=tcp".to_owned()),
+        "{got:?}"
+    );
+
+    // Shell assignments, quoted: eval'd by sh they give the credential.
+    let out = with(&["--format", "shell"]);
+    assert_success(&out, "--format shell");
+    let script = stdout(&out);
+    let printed = Command::new("sh")
+        .args([
+            "-c",
+            "eval \"$1\"; printf '%s\\n%s\\n%s' \"$TURN_USERNAME\" \"$TURN_CREDENTIAL\" \"$TURN_EXPIRES\"",
+            "sh",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 3, "{script}");
+    assert!(lines[0].ends_with(":alice"), "{script}");
+    assert_eq!(lines[1], hmac_sha1_base64(SECRET, lines[0]), "{script}");
+    assert_eq!(lines[0].split(':').next(), Some(lines[2]), "{script}");
+}
+
 /// `printf '%s' TEXT | md5sum`, as the brief of `key` says.
 fn md5sum(text: &str) -> String {
     let out = Command::new("md5sum")
@@ -416,7 +486,11 @@ fn check_and_check_config() {
     ] {
         let out = turnd(&args, None);
         assert_success(&out, &format!("{args:?}"));
-        assert_eq!(stdout(&out), format!("{good}: ok\n"));
+        // The first line; then the per-node values and their sources.
+        assert_eq!(
+            stdout(&out).lines().next(),
+            Some(format!("{good}: ok").as_str())
+        );
     }
     for args in [
         vec!["check", "--config", bad],
@@ -600,6 +674,23 @@ fn log_format_json_and_text() {
             .unwrap_or_else(|| panic!("no \"turnd ready\" event in {log}"));
         // Fields are top-level keys, not text inside the message.
         assert_eq!(ready["realm"], REALM, "{ready}");
+        // Plain values: an address, not `Some(…)`; listeners one per event,
+        // each address a plain string, not a list printed into a string.
+        let http = ready["http"].as_str().unwrap_or_default();
+        assert!(http.parse::<std::net::SocketAddr>().is_ok(), "{ready}");
+        let listening: Vec<Value> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "listening")
+            .collect();
+        assert_eq!(listening.len(), 1, "{log}");
+        assert_eq!(listening[0]["transport"], "udp");
+        assert!(
+            listening[0]["addr"]
+                .as_str()
+                .is_some_and(|a| a.parse::<std::net::SocketAddr>().is_ok()),
+            "{log}"
+        );
     }
 
     // Text by default, without colours when stderr is not a terminal.
@@ -608,6 +699,7 @@ fn log_format_json_and_text() {
     };
     let log = server_log(&config, &[], &[]);
     assert!(is_text(&log), "{log}");
+    assert!(!log.contains("Some(") && !log.contains("=["), "{log}");
 
     // `[log] format = "json"` in the config; the flag wins over it.
     let json_config = dir.path().join("json.toml");
@@ -652,9 +744,12 @@ fn a_failed_start_exits_and_says_why() {
     let started = Instant::now();
     let out = turnd(&["--config", config], None);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!("cannot bind HTTP endpoint on 127.0.0.1:{port}")),
-        "{}",
+    assert_eq!(
+        stderr(&out)
+            .matches(&format!("cannot bind HTTP endpoint on 127.0.0.1:{port}"))
+            .count(),
+        1,
+        "the reason, once:\n{}",
         stderr(&out)
     );
     assert!(

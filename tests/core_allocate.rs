@@ -7,7 +7,7 @@ use engine::*;
 use stun::agent::TransactionId;
 use stun::attributes::*;
 use stun::message::*;
-use turnd::core::Source;
+use turnd::core::{FiveTuple, Source, Transport};
 
 #[test]
 fn binding_maps_the_source_and_echoes_fingerprint_only_when_asked() {
@@ -78,6 +78,83 @@ fn classic_rfc3489_binding_gets_mapped_address() {
     assert_eq!(&p[20..22], &[0x00, 0x01], "MAPPED-ADDRESS");
     assert_eq!(&p[26..28], &2u16.to_be_bytes());
     assert_eq!(&p[28..32], &[192, 0, 2, 99]);
+}
+
+/// stuntman's `stunclient` sends CHANGE-REQUEST with no flag set: a plain
+/// Binding. A flag set asks for an address turnd does not have: 420, never
+/// a success from the same address (RFC 5780 §7.2). Both for RFC 5389 and
+/// RFC 3489 requests.
+#[test]
+fn change_request_without_flags_is_a_binding_and_with_flags_420() {
+    let mut h = Harness::new();
+    let ft = client(40002);
+    let change = |flags: u8| (ATTR_CHANGE_REQUEST, vec![0, 0, 0, flags]);
+    let plain = h.request(
+        ft,
+        &build(
+            METHOD_BINDING,
+            CLASS_REQUEST,
+            tid(4),
+            &[change(0)],
+            None,
+            true,
+        ),
+    );
+    assert_eq!(plain.typ, BINDING_SUCCESS);
+    assert_eq!(xor_addr(&plain, ATTR_XORMAPPED_ADDRESS), Some(ft.client));
+    for flags in [0x02, 0x04, 0x06] {
+        let resp = h.request(
+            ft,
+            &build(
+                METHOD_BINDING,
+                CLASS_REQUEST,
+                tid(5),
+                &[change(flags)],
+                None,
+                true,
+            ),
+        );
+        assert_eq!(error_code(&resp), Some(420), "flags {flags:#x}");
+        assert_eq!(resp.get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(), vec![0x00, 0x03]);
+        assert!(!resp.contains(ATTR_XORMAPPED_ADDRESS));
+    }
+    let bad = h.request(
+        ft,
+        &build(
+            METHOD_BINDING,
+            CLASS_REQUEST,
+            tid(6),
+            &[(ATTR_CHANGE_REQUEST, vec![0; 8])],
+            None,
+            false,
+        ),
+    );
+    assert_eq!(error_code(&bad), Some(400));
+
+    // RFC 3489: the same request without the magic cookie.
+    let classic = |flags: u8| {
+        let mut req = vec![0x00, 0x01, 0x00, 0x08];
+        req.extend_from_slice(&[8u8; 16]);
+        req.extend_from_slice(&[0x00, 0x03, 0x00, 0x04, 0, 0, 0, flags]);
+        req
+    };
+    let out = h.feed(ft, &classic(0));
+    assert_eq!(&out[0].payload[..2], &[0x01, 0x01], "success");
+    let out = h.feed(ft, &classic(0x06));
+    let p = &out[0].payload;
+    assert_eq!(&p[..2], &[0x01, 0x11], "Binding error response");
+    assert_eq!(&p[4..20], &[8u8; 16]);
+    assert_eq!(&p[24..28], &[0, 0, 4, 20], "420");
+    assert!(p
+        .windows(8)
+        .any(|w| w == [0x00, 0x0a, 0x00, 0x04, 0, 3, 0, 3]));
+    assert_eq!(
+        h.counter(
+            "turnd_requests_total",
+            &[("method", "binding"), ("result", "420")]
+        ),
+        4.0
+    );
 }
 
 #[test]
@@ -455,6 +532,53 @@ fn allocate_rule_violations() {
         None,
         "DONT-FRAGMENT accepted"
     );
+}
+
+/// DONT-FRAGMENT (RFC 8656 §7.2) is honoured per allocation: that relay
+/// socket, and no other, sends with DF; where the platform cannot, 420 with
+/// UNKNOWN-ATTRIBUTES and nothing is left allocated.
+#[test]
+fn dont_fragment_is_set_on_that_allocations_socket_or_420() {
+    let mut h = Harness::new();
+    let df = [transport_udp(), (ATTR_DONT_FRAGMENT, vec![])];
+    let ft = client(40100);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let resp = h.request(
+        ft,
+        &build(METHOD_ALLOCATE, CLASS_REQUEST, tid(1), &df, Some(&c), false),
+    );
+    assert_eq!(error_code(&resp), None, "{resp}");
+    let with_df = xor_addr(&resp, ATTR_XOR_RELAYED_ADDRESS).unwrap();
+    let (_, plain_port) = allocate(&mut h, client(40101));
+    let df_sockets: Vec<u16> = h.relays.dont_fragment.iter().map(|a| a.port()).collect();
+    assert_eq!(df_sockets, vec![with_df.port()], "only the one that asked");
+    assert_ne!(plain_port, with_df.port());
+
+    h.relays.no_dont_fragment = true;
+    let ft = client(40102);
+    let c = login(&mut h, ft, USER, PASSWORD);
+    let open_before = h.relays.open.len();
+    let resp = h.request(
+        ft,
+        &build(METHOD_ALLOCATE, CLASS_REQUEST, tid(2), &df, Some(&c), false),
+    );
+    assert_eq!(error_code(&resp), Some(420));
+    assert_eq!(resp.get(ATTR_UNKNOWN_ATTRIBUTES).unwrap(), vec![0x00, 0x1a]);
+    assert!(resp.contains(ATTR_MESSAGE_INTEGRITY), "signed like any 420");
+    assert_eq!(h.relays.open.len(), open_before, "the socket was closed");
+    // The quota slot came back: the same client allocates without DF.
+    let resp = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(3),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&resp), None, "{resp}");
 }
 
 #[test]
@@ -943,6 +1067,111 @@ fn draining_refuses_new_allocations_and_keeps_old_ones() {
     assert_eq!(std::net::SocketAddr::new(alt.ip, alt.port), alternate);
 }
 
+fn alternate_server(m: &Message) -> Option<std::net::SocketAddr> {
+    let mut alt = stun::addr::MappedAddress::default();
+    alt.get_from_as(m, ATTR_ALTERNATE_SERVER).ok()?;
+    Some(std::net::SocketAddr::new(alt.ip, alt.port))
+}
+
+/// `[redirect]`: once the node holds `allocations_threshold` allocations,
+/// new Allocates get 300 with the alternates in turn (RFC 8489 §10), of the
+/// client's family only, with ALTERNATE-DOMAIN for TLS clients; existing
+/// allocations are unaffected and a client no alternate fits is served.
+#[test]
+fn allocations_over_the_threshold_are_redirected_round_robin() {
+    use turnd::core::redirect::{Alternate, RedirectPolicy};
+    let alt = |a: &str, d: Option<&str>| Alternate {
+        address: a.parse().unwrap(),
+        domain: d.map(str::to_owned),
+    };
+    let mut cfg = config();
+    cfg.redirect = RedirectPolicy {
+        allocations_threshold: 1,
+        alternates: vec![
+            alt("203.0.113.1:3478", None),
+            alt("[2001:db8::1]:3478", Some("v6.example.com")),
+            alt("203.0.113.2:5349", Some("b.example.com")),
+        ],
+    };
+    let mut h = Harness::with(cfg);
+    let (c1, _) = allocate(&mut h, client(1));
+    assert_eq!(
+        error_code(&signed(&mut h, client(1), METHOD_REFRESH, 9, &[], &c1)),
+        None,
+        "an existing allocation refreshes"
+    );
+    let mut seen = Vec::new();
+    for port in 2..5 {
+        let ft = client(port);
+        let c = login(&mut h, ft, USER, PASSWORD);
+        let r = h.request(
+            ft,
+            &build(
+                METHOD_ALLOCATE,
+                CLASS_REQUEST,
+                tid(2),
+                &[transport_udp()],
+                Some(&c),
+                true,
+            ),
+        );
+        assert_eq!(error_code(&r), Some(300), "{r}");
+        assert!(r.contains(ATTR_MESSAGE_INTEGRITY), "signed");
+        assert!(!r.contains(ATTR_ALTERNATE_DOMAIN), "not for UDP");
+        seen.push(alternate_server(&r).unwrap().to_string());
+    }
+    assert_eq!(
+        seen,
+        ["203.0.113.1:3478", "203.0.113.2:5349", "203.0.113.1:3478"],
+        "IPv4 alternates in turn"
+    );
+    let tls = FiveTuple {
+        transport: Transport::Tls,
+        ..client(5)
+    };
+    let c = login(&mut h, tls, USER, PASSWORD);
+    let r = h.request(
+        tls,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(3),
+            &[transport_udp()],
+            Some(&c),
+            false,
+        ),
+    );
+    assert_eq!(error_code(&r), Some(300));
+    assert_eq!(
+        alternate_server(&r).unwrap().to_string(),
+        "203.0.113.2:5349"
+    );
+    assert_eq!(
+        text(&r, ATTR_ALTERNATE_DOMAIN).as_deref(),
+        Some("b.example.com")
+    );
+    assert_eq!(
+        h.counter(
+            "turnd_requests_total",
+            &[("method", "allocate"), ("result", "300")]
+        ),
+        4.0
+    );
+    // Below the threshold again, clients are served here.
+    assert_eq!(
+        error_code(&signed(
+            &mut h,
+            client(1),
+            METHOD_REFRESH,
+            10,
+            &[lifetime(0)],
+            &c1
+        )),
+        None
+    );
+    allocate(&mut h, client(6));
+}
+
 #[test]
 fn reconfigure_keeps_what_still_holds_and_ends_what_it_removed() {
     let mut h = Harness::new();
@@ -952,7 +1181,7 @@ fn reconfigure_keeps_what_still_holds_and_ends_what_it_removed() {
     let (_, bob_port) = allocate_as(&mut h, ft_bob, "bob");
     // The same credentials again: nothing ends.
     let now = h.now;
-    h.server.reconfigure(now, config(), &mut h.relays);
+    h.server.reconfigure_at(now, config(), &mut h.relays);
     assert_eq!(h.server.allocation_count(), 2);
     let mut cfg = config();
     let mut users = std::collections::HashMap::new();
@@ -963,7 +1192,7 @@ fn reconfigure_keeps_what_still_holds_and_ends_what_it_removed() {
     cfg.credentials = turnd::core::auth::Credentials::new(REALM.into(), users, vec![]);
     cfg.relay_advertised = "192.0.2.200".parse().unwrap(); // needs a restart: ignored
     let now = h.now;
-    h.server.reconfigure(now, cfg, &mut h.relays);
+    h.server.reconfigure_at(now, cfg, &mut h.relays);
     // alice and bob are gone, and so are their allocations and relay ports.
     assert_eq!(h.server.allocation_count(), 0);
     assert!(h.relays.open.iter().all(|a| a.port() != bob_port));

@@ -9,63 +9,6 @@ use stun::attributes::*;
 use stun::message::*;
 use turnd::core::{Source, Transmit};
 
-fn relay_addr(port: u16) -> std::net::SocketAddr {
-    format!("{RELAY_IP}:{port}").parse().unwrap()
-}
-
-fn send_indication(peer: &str, data: &[u8], n: u8) -> Vec<u8> {
-    build(
-        METHOD_SEND,
-        CLASS_INDICATION,
-        tid(n),
-        &[
-            xor_attr(ATTR_XOR_PEER_ADDRESS, peer, tid(n)),
-            (ATTR_DATA, data.to_vec()),
-        ],
-        None,
-        false,
-    )
-}
-
-fn channel_data(number: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = number.to_be_bytes().to_vec();
-    v.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    v.extend_from_slice(data);
-    v
-}
-
-fn permit(
-    h: &mut Harness,
-    ft: turnd::core::FiveTuple,
-    c: &Creds,
-    peers: &[&str],
-    n: u8,
-) -> Message {
-    let attrs: Vec<_> = peers
-        .iter()
-        .map(|p| xor_attr(ATTR_XOR_PEER_ADDRESS, p, tid(n)))
-        .collect();
-    signed(h, ft, METHOD_CREATE_PERMISSION, n, &attrs, c)
-}
-
-fn bind(
-    h: &mut Harness,
-    ft: turnd::core::FiveTuple,
-    c: &Creds,
-    number: u16,
-    peer: &str,
-    n: u8,
-) -> Message {
-    let attrs = [
-        (
-            ATTR_CHANNEL_NUMBER,
-            vec![(number >> 8) as u8, number as u8, 0, 0],
-        ),
-        xor_attr(ATTR_XOR_PEER_ADDRESS, peer, tid(n)),
-    ];
-    signed(h, ft, METHOD_CHANNEL_BIND, n, &attrs, c)
-}
-
 #[test]
 fn send_needs_a_permission_and_data_comes_back_as_indication() {
     let mut h = Harness::new();
@@ -599,7 +542,7 @@ fn a_peer_denied_by_a_reload_is_cut_at_once() {
         vec!["198.18.0.0/24".parse().unwrap()],
     );
     let now = h.now;
-    h.server.reconfigure(now, cfg, &mut h.relays);
+    h.server.reconfigure_at(now, cfg, &mut h.relays);
     assert_eq!(h.server.allocation_count(), 1, "the allocation stays");
     assert!(h.feed(ft, &channel_data(0x4000, b"after")).is_empty());
     assert!(h.peer_sends(port, PEER, b"reply").is_empty());

@@ -480,6 +480,18 @@ fn unknown_required_attributes_get_420_and_optional_ones_are_ignored() {
         0x0101,
         "optional attribute ignored: {resp}"
     );
+    // 0x8020 (XOR-MAPPED-ADDRESS's old code point) is optional: the 420
+    // names only what was sent and required, never 0x0020 (issue 16).
+    let old_xma = [0, 1, 0x31, 0x10, 0x5e, 0x12, 0xa4, 0x43];
+    let m = Msg::new(wire::BINDING_REQUEST, wire::tid())
+        .attr(0x8020, &old_xma)
+        .attr(0x7777, b"x");
+    let resp = c.transact(&m);
+    assert_eq!(error_code(&resp), Some(420), "{resp}");
+    assert_eq!(unknown_attributes(&resp), [0x7777]);
+    let m = Msg::new(wire::BINDING_REQUEST, wire::tid()).attr(0x8020, &old_xma);
+    let resp = c.transact(&m);
+    assert_eq!(resp.typ.value(), 0x0101, "0x8020 is optional: {resp}");
 
     // Allocate (after authentication): 420, signed; no allocation.
     let resp = c.allocate(&[(0x7777, b"x".to_vec())]);
@@ -495,7 +507,7 @@ fn unknown_required_attributes_get_420_and_optional_ones_are_ignored() {
             "turnd_requests_total",
             &[("method", "binding"), ("result", "420")]
         ),
-        1.0
+        2.0
     );
     assert_eq!(
         s.get(
@@ -781,4 +793,32 @@ fn still_answering_after_a_burst_of_every_kind_of_garbage() {
     let s = d.scrape();
     assert!(s.sum("turnd_dropped_packets_total") > 1000.0);
     assert!(steady.finish() > 0);
+}
+
+/// A 65 535-byte ChannelData over TCP is a valid frame but does not fit one
+/// UDP datagram to the peer: dropped as `too_big` and not counted as
+/// relayed (issue 16 item 6); the largest that fits (65 507 bytes to an
+/// IPv4 peer) is relayed whole.
+#[test]
+fn channel_data_too_big_for_a_datagram_is_dropped_as_too_big() {
+    let d = Daemon::start(&stream_config(None, ""));
+    let mut client = StreamClient::tcp(d.tcp_addr());
+    client.allocate();
+    let peer = stream_support::peer_socket();
+    let peer_addr = peer.local_addr().unwrap();
+    client.channel_bind(0x4000, peer_addr);
+    let before = Snapshot::take(&d);
+
+    client.write(&stream_support::channel_data(0x4000, &vec![7; 65_535]));
+    client.write(&stream_support::channel_data(0x4000, &vec![8; 65_507]));
+    let mut buf = vec![0; 70_000];
+    peer.set_read_timeout(Some(ANSWER)).unwrap();
+    let (n, _) = peer.recv_from(&mut buf).expect("the 65 507-byte datagram");
+    assert_eq!(
+        n, 65_507,
+        "the first datagram the peer gets is the one that fits"
+    );
+    assert!(buf[..n].iter().all(|b| *b == 8));
+    expect_changes(&d, &before, &[(dropped("too_big"), 1.0)]);
+    d.wait_for_relayed((1, 65_507), (0, 0));
 }

@@ -286,3 +286,24 @@ fn quota_rejections_are_counted() {
         1.0
     );
 }
+
+/// Issue 16 item 5: 100 connections that never send a byte (more than the
+/// endpoint's 64 slots), kept open and reopened, do not keep a scrape or a
+/// health check out: a newcomer takes the slot of the quietest connection.
+#[test]
+fn silent_connections_do_not_blind_the_metrics_endpoint() {
+    let d = TestConfig::default().start();
+    let addr = d.http_addr();
+    let open = |n: usize| -> Vec<std::net::TcpStream> {
+        (0..n)
+            .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+            .collect()
+    };
+    let mut silent = open(100);
+    for round in 0..3 {
+        assert_eq!(d.http_get("/readyz").0, 200, "round {round}");
+        assert!(d.scrape().get("turnd_ready", &[]) == 1.0, "round {round}");
+        // The attacker reconnects what was closed.
+        silent.extend(open(70));
+    }
+}

@@ -3,12 +3,17 @@
 //! and turnd always allows its own relayed addresses), over UDP and TCP,
 //! with static and REST credentials; and its failures: wrong password,
 //! wrong secret, wrong realm, closed UDP and TCP ports, a server that never
-//! answers. Each run is bounded; the daemon is killed by PID.
+//! answers; TLS (`-t tls`) with a test CA given by --ca and a name by
+//! --sni; ALTERNATE-SERVER from a draining server; a REST username given
+//! with --password. Each run is bounded; the daemon is killed by PID.
 
 // Deadlines for the probe processes read the clock.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
+#[path = "stream_support/pki.rs"]
+#[allow(dead_code)]
+mod pki;
 
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::raw::RawClient;
 use common::{Daemon, TestConfig, PASSWORD, REALM, USER};
 
 /// The longest one probe may take (its own steps are bounded by --timeout).
@@ -312,4 +318,143 @@ fn probe_usage_errors() {
 
     let out = probe(&["-s", "127.0.0.1", "--secret", "s", "--password", "p"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+const TLS_SECRET: &str = "probe-tls-secret";
+
+#[test]
+fn probe_checks_a_tls_listener_with_a_ca_and_sni() {
+    let ca = pki::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.server_cert("turnd test", 1).write_to(dir.path());
+    let ca_pem = dir.path().join("ca.pem");
+    fs::write(&ca_pem, &ca.cert_pem).unwrap();
+    let toml = TestConfig {
+        rest_secrets: vec![TLS_SECRET.into()],
+        extra: format!("[tls]\ncert = {cert:?}\nkey = {key:?}\n"),
+        ..TestConfig::default()
+    }
+    .toml()
+    .replacen(
+        "udp = [\"127.0.0.1:0\"]\n",
+        "udp = [\"127.0.0.1:0\"]\ntls = [\"127.0.0.1:0\"]\n",
+        1,
+    );
+    let d = Daemon::start(&toml);
+    let server = d.tls_addr().to_string();
+    let ca_path = ca_pem.to_str().unwrap();
+
+    for sni in [None, Some("localhost")] {
+        let mut args = vec![
+            "-s", &server, "-t", "tls", "--ca", ca_path, "--secret", TLS_SECRET,
+        ];
+        if let Some(name) = sni {
+            args.extend(["--sni", name]);
+        }
+        let out = probe(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("relaying works"), "{stdout}");
+        assert!(stdout.contains("tls "), "{stdout}");
+    }
+    assert!(
+        d.scrape()
+            .get("turnd_connections_accepted_total", &[("transport", "tls")])
+            >= 2.0
+    );
+
+    // A name the certificate is not for, and a CA that did not sign it.
+    let out = probe(&[
+        "-s",
+        &server,
+        "-t",
+        "tls",
+        "--ca",
+        ca_path,
+        "--sni",
+        "elsewhere.example",
+        "--secret",
+        TLS_SECRET,
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("FAIL  connect") && all.contains("--sni"),
+        "{all}"
+    );
+    let other = pki::TestCa::new();
+    let other_pem = dir.path().join("other.pem");
+    fs::write(&other_pem, &other.cert_pem).unwrap();
+    let out = probe(&[
+        "-s",
+        &server,
+        "-t",
+        "tls",
+        "--ca",
+        other_pem.to_str().unwrap(),
+        "--secret",
+        TLS_SECRET,
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("FAIL  connect") && all.contains("--ca"),
+        "{all}"
+    );
+}
+
+#[test]
+fn probe_names_the_alternate_server_of_a_draining_turnd() {
+    let d = TestConfig {
+        rest_secrets: vec![TLS_SECRET.into()],
+        extra: "[drain]\nalternate_server = \"192.0.2.10:3478\"\n".into(),
+        ..TestConfig::default()
+    }
+    .start();
+    // A live allocation keeps the drain going.
+    let mut client = RawClient::with_credentials(d.udp_addr(), USER, PASSWORD);
+    client.allocate();
+    let pid = d.pid().to_string();
+    let sent = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.scrape().get("turnd_draining", &[]) != 1.0 {
+        assert!(Instant::now() < deadline, "turnd did not start draining");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = probe(&["-s", &d.udp_addr().to_string(), "--secret", TLS_SECRET]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("redirects new allocations to 192.0.2.10:3478"),
+        "{all}"
+    );
+}
+
+#[test]
+fn probe_explains_a_rest_username_given_with_a_password() {
+    let d = TestConfig {
+        rest_secrets: vec![TLS_SECRET.into()],
+        ..TestConfig::default()
+    }
+    .start();
+    let out = probe(&[
+        "-s",
+        &d.udp_addr().to_string(),
+        "-u",
+        "1000:alice",
+        "--password",
+        "bm90LWl0",
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("TURN REST username")
+            && all.contains("expired")
+            && !all.contains("[[users]] entry"),
+        "{all}"
+    );
 }

@@ -454,3 +454,171 @@ fn an_unclaimed_reservation_expires_after_30_s() {
     let resp = late.allocate(&[(0x0022, token)]);
     assert_eq!(error_code(&resp), Some(508), "an expired token: {resp}");
 }
+
+/// With two workers sharing an 80-port range, every port is handed out
+/// before a 508: a worker skips the ports the other one holds instead of
+/// spending its bind attempts on them (issue 16 item 6).
+#[test]
+fn two_workers_fill_the_whole_port_range() {
+    let mut cfg = TestConfig::default().allow_loopback();
+    cfg.extra = "[quota]\nallocations_per_user = 200\n".into();
+    let (low, high) = (60_100, 60_179);
+    let toml = format!("workers = 2\n{}", cfg.toml()).replacen(
+        &format!(
+            "ports = \"{}-{}\"",
+            common::RELAY_PORTS.0,
+            common::RELAY_PORTS.1
+        ),
+        &format!("ports = \"{low}-{high}\""),
+        1,
+    );
+    let d = Daemon::start(&toml);
+    let before = Snapshot::take(&d);
+    let mut clients = Vec::new();
+    for i in 0..80 {
+        let c = Client::new(d.udp_addr());
+        let resp = c.allocate(&[]);
+        // A port another process holds is a fair refusal; none of ours is.
+        assert_eq!(error_code(&resp), None, "allocation {i} of 80: {resp}");
+        clients.push(c);
+    }
+    assert_eq!(ports_in_use(&d), 80.0);
+    let c = Client::new(d.udp_addr());
+    assert_eq!(error_code(&c.allocate(&[])), Some(508));
+    expect_changes(
+        &d,
+        &before,
+        &[
+            (quota("relay_ports"), 1.0),
+            (hostile_support::auth_failure("missing_integrity"), 81.0),
+        ],
+    );
+}
+
+/// Issue 16 item 8: ChannelBind to turnd's own relay address answers 200
+/// only on ports turnd holds, so refusals are an oracle of other tenants'
+/// relay ports. Past `[quota] peer_refusals_burst` refusals an allocation's
+/// peer requests are all refused, held port or not, and counted.
+#[test]
+fn refused_peer_requests_are_limited_per_allocation() {
+    // Loopback (the relay address) is not allowed.
+    let d = TestConfig {
+        extra: "[quota]\npeer_refusals_burst = 5\npeer_refusal_interval_s = 3600\n".into(),
+        ..TestConfig::default()
+    }
+    .start();
+    let mallory = Client::new(d.udp_addr());
+    let own = mallory.allocate_family(false);
+    let victim = Client::new(d.udp_addr());
+    let held = victim.allocate_family(false);
+    let before = Snapshot::take(&d);
+    let probes = (common::RELAY_PORTS.0..)
+        .filter(|p| *p != own.port() && *p != held.port())
+        .take(5);
+    for (i, port) in probes.enumerate() {
+        let resp = mallory.channel_bind(0x4000 + i as u16, SocketAddr::new(own.ip(), port));
+        assert_eq!(error_code(&resp), Some(403), "port {port}: {resp}");
+    }
+    // The budget is spent: the victim's held port no longer answers 200.
+    let resp = mallory.channel_bind(0x4010, held);
+    assert_eq!(error_code(&resp), Some(403), "{resp}");
+    let resp = mallory.create_permission(&[held]);
+    assert_eq!(error_code(&resp), Some(403), "{resp}");
+    expect_changes(
+        &d,
+        &before,
+        &[
+            (hostile_support::denied("own_address"), 5.0),
+            (hostile_support::denied("refusal_limit"), 2.0),
+        ],
+    );
+    // Another allocation has its own budget: relay to relay still works.
+    let resp = victim.channel_bind(0x4000, own);
+    assert_eq!(error_code(&resp), None, "{resp}");
+}
+
+/// Issue 16 item 2: addresses of one /24 share `max_per_ipv4_prefix`
+/// connections (an IPv6 /64 shares `max_per_ipv6_prefix`, unit-tested in
+/// `net::conn_limits`: loopback has one IPv6 address).
+#[test]
+fn tcp_connections_per_prefix_are_capped() {
+    let d = Daemon::start(&stream_config(None, "max_per_ipv4_prefix = 3"));
+    let server = d.tcp_addr();
+    let connect = |ip: &str| {
+        StreamClient::new(tcp_from(ip, server).unwrap_or_else(|e| panic!("connect from {ip}: {e}")))
+    };
+    let before = Snapshot::take(&d);
+    let mut open: Vec<_> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|ip| connect(ip))
+        .collect();
+    for c in &mut open {
+        c.binding();
+    }
+    let mut fourth = connect("127.0.0.4");
+    assert!(
+        fourth.closed_within(CLOSE_WAIT),
+        "a 4th connection from 127.0.0.0/24 stayed open"
+    );
+    expect_changes(
+        &d,
+        &before,
+        &[(conn_rejected("tcp", "per_prefix_limit"), 1.0)],
+    );
+    let mut other = connect("127.0.1.1");
+    other.binding();
+}
+
+/// Issue 16 item 2: clients that send most of a large message and stop
+/// make turnd buffer it; all connections together stay within
+/// `buffer_budget_mib`, past which connections are cut (`memory_limit`),
+/// and the budget comes back when they close.
+#[test]
+fn stream_buffers_stay_within_the_budget() {
+    let d = Daemon::start(&stream_config(None, "buffer_budget_mib = 1"));
+    let server = d.tcp_addr();
+    // A STUN header announcing 60 000 bytes, then 50 000 of them.
+    let mut partial = Msg::new(wire::BINDING_REQUEST, wire::tid()).bytes;
+    partial[2..4].copy_from_slice(&60_000u16.to_be_bytes());
+    partial.extend(std::iter::repeat_n(0u8, 50_000));
+    let mut clients: Vec<StreamClient<std::net::TcpStream>> = Vec::new();
+    for i in 0..40 {
+        let tcp = tcp_from("127.0.0.1", server).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        let mut c = StreamClient::new(tcp);
+        use std::io::Write;
+        let _ = c.conn.write_all(&partial);
+        clients.push(c);
+    }
+    let rejected = |d: &Daemon| {
+        d.scrape().get(
+            "turnd_connections_rejected_total",
+            &[("transport", "tcp"), ("reason", "memory_limit")],
+        )
+    };
+    let deadline = Instant::now() + ANSWER;
+    while rejected(&d) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no connection was cut for memory"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 40 × ~64 KiB of buffers would be 2.5 MiB; at most 1 MiB is held,
+    // so at most 16 connections of 64 KiB hold it.
+    let active = d
+        .scrape()
+        .get("turnd_connections_active", &[("transport", "tcp")]);
+    assert!(active <= 17.0, "{active} connections hold large buffers");
+    drop(clients);
+    // The budget comes back: a new client is served.
+    let deadline = Instant::now() + ANSWER;
+    while d
+        .scrape()
+        .get("turnd_connections_active", &[("transport", "tcp")])
+        > 0.0
+    {
+        assert!(Instant::now() < deadline, "connections still counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    StreamClient::tcp(server).binding();
+}

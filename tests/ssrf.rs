@@ -802,3 +802,24 @@ fn dummy_ipv6_prefix_is_refused() {
         .collect();
     refuse_all(&d, true, &peers);
 }
+
+/// "deny beats allow" holds for turnd's own relay address too: listed in
+/// `[peers] deny`, it gets no permission (403, counted as `configured`).
+#[test]
+fn operator_deny_covers_the_own_relay_address() {
+    let toml = TestConfig::default().toml().replacen(
+        "[peers]\n",
+        "[peers]\ndeny = [\"127.0.0.1/32\"]\n",
+        1,
+    );
+    let d = Daemon::start(&toml);
+    let c = Client::new(d.udp_addr());
+    c.allocate_family(false);
+    let resp = c.create_permission(&[SocketAddr::new(ip("127.0.0.1"), PORT)]);
+    assert_eq!(error_code(&resp), Some(403), "{resp}");
+    assert_eq!(
+        d.scrape()
+            .get("turnd_peer_denied_total", &[("reason", "configured")]),
+        1.0
+    );
+}

@@ -51,3 +51,50 @@ pub fn udp_rcvbuf_errors() -> Option<u64> {
     let at = names.iter().position(|n| *n == "RcvbufErrors")?;
     values.get(at)?.parse().ok()
 }
+
+/// Run time (seconds on a CPU) of every task on the machine so far, by
+/// thread id: the first field of /proc/PID/task/TID/schedstat, in
+/// nanoseconds, kernel threads included. This kernel charges softirq work
+/// (packet processing, an XDP program) to whichever task it interrupted,
+/// so the sum over all tasks is the machine's whole work, unlike
+/// /proc/stat's tick-sampled counters, which undercount short bursts.
+pub fn task_run_ns() -> std::collections::HashMap<u64, u64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let name = p.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(tid) = t.file_name().to_string_lossy().parse::<u64>() else {
+                continue;
+            };
+            let ns = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+            if let Some(ns) = ns {
+                out.insert(tid, ns);
+            }
+        }
+    }
+    out
+}
+
+/// Seconds every task ran between two [`task_run_ns`] snapshots (a task
+/// born in between counts from zero; one that exited is lost).
+pub fn machine_seconds_between(
+    a: &std::collections::HashMap<u64, u64>,
+    b: &std::collections::HashMap<u64, u64>,
+) -> f64 {
+    let ns: u64 = b
+        .iter()
+        .map(|(tid, end)| end.saturating_sub(a.get(tid).copied().unwrap_or(0)))
+        .sum();
+    ns as f64 / 1e9
+}

@@ -45,6 +45,9 @@ pub struct RelayOpts {
     pub channels: bool,
     pub echo_sockets: usize,
     pub raw_forwarder: Option<SocketAddr>,
+    /// No relay at all: each flow sends straight to its echo peer (the
+    /// baseline of the machine's own work per packet).
+    pub direct: bool,
     pub parallel: usize,
 }
 
@@ -163,10 +166,13 @@ async fn prepare(
     channels: bool,
     size: usize,
 ) -> Result<Flow, TxError> {
+    let direct = raw == Some(peer);
     let std_sock = client_socket(raw.unwrap_or(common.server))?;
     let send = std_sock.try_clone()?;
     let sock = UdpSocket::from_std(std_sock)?;
-    let (conn, framing) = if raw.is_some() {
+    let (conn, framing) = if direct {
+        (Conn::Raw(sock), Framing::Raw)
+    } else if raw.is_some() {
         let mut msg = FWD_REGISTER.to_vec();
         msg.extend_from_slice(peer.to_string().as_bytes());
         sock.send(&msg).await?;
@@ -398,7 +404,11 @@ pub async fn run(common: Arc<Common>, o: RelayOpts) -> anyhow::Result<serde_json
                 next as u32,
                 common.clone(),
                 peer,
-                o.raw_forwarder,
+                if o.direct {
+                    Some(peer)
+                } else {
+                    o.raw_forwarder
+                },
                 o.channels,
                 o.size,
             ));
@@ -448,10 +458,13 @@ pub async fn run(common: Arc<Common>, o: RelayOpts) -> anyhow::Result<serde_json
     }
 
     tokio::time::sleep_until(tokio::time::Instant::from_std(tl.at(tl.measure_from))).await;
+    let tasks0 = procfs::task_run_ns();
     let cpu0 = common.server_pid.and_then(procfs::cpu_seconds);
     let rcvbuf0 = procfs::udp_rcvbuf_errors();
     tokio::time::sleep_until(tokio::time::Instant::from_std(tl.at(tl.measure_to))).await;
     let cpu1 = common.server_pid.and_then(procfs::cpu_seconds);
+    let tasks1 = procfs::task_run_ns();
+    let machine = procfs::machine_seconds_between(&tasks0, &tasks1);
     let rss = common.server_pid.and_then(procfs::rss_kib);
 
     let mut counts = Counts::default();
@@ -507,7 +520,7 @@ pub async fn run(common: Arc<Common>, o: RelayOpts) -> anyhow::Result<serde_json
     };
     Ok(json!({
         "mode": "relay",
-        "target": if o.raw_forwarder.is_some() { "raw-forwarder" } else { "turn" },
+        "target": if o.direct { "direct" } else if o.raw_forwarder.is_some() { "raw-forwarder" } else { "turn" },
         "framing": match (o.raw_forwarder, o.channels) {
             (Some(_), _) => "raw",
             (None, true) => "channel-data",
@@ -533,6 +546,8 @@ pub async fn run(common: Arc<Common>, o: RelayOpts) -> anyhow::Result<serde_json
         "server_cpu_us_per_echo": cpu.map(|c| per(c, received)),
         "server_cpu_us_per_relayed_packet": cpu.map(|c| per(c, 2 * received)),
         "server_rss_kib": rss,
+        "machine_cpu_s": round3(machine),
+        "machine_cpu_us_per_relayed_packet": per(machine, 2 * received),
         "peer_echoed_total": echoed,
         "host_udp_rcvbuf_errors": rcvbuf_errors,
         "unexpected_datagrams": counts.unexpected,

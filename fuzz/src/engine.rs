@@ -163,7 +163,11 @@ pub fn config() -> CoreConfig {
         own_listeners: listeners(),
         unauthenticated_per_s: 50,
         unauthenticated_burst: 10,
+        prefix_rate_limit: Default::default(),
+        peer_refusal_burst: 0,
+        peer_refusal_interval: Duration::from_secs(6),
         redact_logs: false,
+        redirect: Default::default(),
     }
 }
 
@@ -245,6 +249,13 @@ impl RelaySockets for Relays<'_> {
                 "worker {} unreserved {addr}, which is {other:?}",
                 self.worker
             ),
+        }
+    }
+
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()> {
+        match self.kernel.sockets.get(&addr) {
+            Some(s) if s.worker == self.worker && !s.reserved => Ok(()),
+            other => panic!("worker {} set DF on {addr}, which is {other:?}", self.worker),
         }
     }
 }

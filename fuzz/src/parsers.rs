@@ -63,10 +63,16 @@ pub fn stun_decode(data: &[u8]) {
         (Ok(Inbound::ChannelData { .. }), _) | (_, Ok(Inbound::ChannelData { .. })) => {}
         (Ok(Inbound::Stun(a)), Ok(Inbound::Stun(b))) => assert_eq!(a.msg.raw, b.msg.raw),
         (
-            Ok(Inbound::ClassicBinding { transaction_id: a }),
-            Ok(Inbound::ClassicBinding { transaction_id: b }),
+            Ok(Inbound::ClassicBinding {
+                transaction_id: a,
+                change: ca,
+            }),
+            Ok(Inbound::ClassicBinding {
+                transaction_id: b,
+                change: cb,
+            }),
         ) => {
-            assert_eq!(a, b)
+            assert_eq!((a, ca), (b, cb))
         }
         (Err(a), Err(b)) => assert_eq!(a, b),
         (a, b) => panic!("UDP and stream decoding disagree: {a:?} vs {b:?}"),
@@ -91,7 +97,12 @@ pub fn stun_decode(data: &[u8]) {
                     );
                 }
             }
-            Ok(Inbound::ClassicBinding { transaction_id }) => {
+            Ok(Inbound::ClassicBinding {
+                transaction_id,
+                change,
+            }) => {
+                let refused = classic::change_refused(&transaction_id, change);
+                assert_eq!(&refused[4..20], &transaction_id[..]);
                 assert_eq!(&transaction_id[..], &data[4..20]);
                 assert_ne!(data[4..8], MAGIC_COOKIE.to_be_bytes());
                 let client = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 1);

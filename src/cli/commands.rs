@@ -11,7 +11,7 @@ use turnd::config::{Config, Secret, DEFAULT_CONFIG_PATH};
 use turnd::core::auth::long_term_key;
 use turnd::ice;
 
-use super::{CheckArgs, Cli, CredentialsArgs, HashKeyArgs, SecretSource};
+use super::{CheckArgs, Cli, CredentialsArgs, CredentialsFormat, HashKeyArgs, SecretSource};
 
 /// The port of `stun:`/`turn:` URLs when neither a flag nor a config names
 /// one (RFC 8489 §6).
@@ -23,15 +23,22 @@ fn config_path(given: Option<&Path>) -> PathBuf {
     given.map_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH), Path::to_path_buf)
 }
 
-/// `turnd check` / `turnd --check-config`: loads and validates the file,
-/// and the TLS certificate it names.
+/// `turnd check` / `turnd --check-config`: loads and validates the file
+/// with the `TURND_*` environment overrides, and the TLS certificate it
+/// names; then lists the overridable values and the source of each.
 pub fn check(args: &CheckArgs, fallback: Option<&Path>) -> anyhow::Result<()> {
     let path = config_path(args.config.as_deref().or(fallback));
-    let config = Config::load(&path)?;
+    let (config, sources) = Config::load_explained(&path, std::env::vars_os())?;
     // The certificate is part of the config: the unit's ExecStartPre check
     // must fail on a bad one, not the start after it.
     if let (Some(tls), false) = (&config.tls, config.listen.tls.is_empty()) {
         turnd::net::tls::load(tls).with_context(|| path.display().to_string())?;
+    }
+    config
+        .check_host()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for warning in config.warnings() {
+        eprintln!("turnd: warning: {}: {warning}", path.display());
     }
     if let Some(addr) = config.admin.listen.filter(|a| !a.ip().is_loopback()) {
         eprintln!(
@@ -42,6 +49,16 @@ pub fn check(args: &CheckArgs, fallback: Option<&Path>) -> anyhow::Result<()> {
         );
     }
     println!("{}: ok", path.display());
+    // The per-node values and where each came from: an operator checking a
+    // container or a fleet node sees what the environment changed.
+    let width = sources.iter().map(|p| p.key.len()).max().unwrap_or(0);
+    let value_width = sources.iter().map(|p| p.value.len()).max().unwrap_or(0);
+    for p in &sources {
+        println!(
+            "  {:<width$}  {:<value_width$}  ({})",
+            p.key, p.value, p.source
+        );
+    }
     Ok(())
 }
 
@@ -121,20 +138,24 @@ pub fn credentials(args: &CredentialsArgs, fallback: Option<&Path>) -> anyhow::R
     }
     let mut urls = args.urls.clone();
     let host = match (&args.host, &config) {
-        (Some(h), _) => Some(h.clone()),
+        (Some(h), _) => Some(check_host(h)?),
         (None, Some(c)) if args.urls.is_empty() => c.relay.external.map(|ip| ip.to_string()),
         _ => None,
     };
     if let Some(host) = host {
-        if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
-            bail!("--host {host:?} is not a host name or IP address");
-        }
         let listen = config.as_ref().map(|c| &c.listen);
         let port = |flag: Option<u16>, from_config: Option<u16>, default: Option<u16>| {
             flag.or(match listen {
                 Some(_) => from_config,
                 None => default,
             })
+        };
+        let tls_port = port(args.tls_port, listen.and_then(|l| first_port(&l.tls)), None);
+        // turns: needs the name the certificate is for, which an IP from
+        // relay.external rarely is.
+        let tls_host = match (&args.host, config.as_ref().and_then(|c| c.tls.as_ref())) {
+            (None, Some(tls)) if tls_port.is_some() => certificate_name(&tls.cert, &host),
+            _ => host.clone(),
         };
         urls.extend(ice::host_urls(
             &host,
@@ -148,8 +169,22 @@ pub fn credentials(args: &CredentialsArgs, fallback: Option<&Path>) -> anyhow::R
                 listen.and_then(|l| first_port(&l.tcp)),
                 Some(DEFAULT_STUN_PORT),
             ),
-            port(args.tls_port, listen.and_then(|l| first_port(&l.tls)), None),
+            None,
         ));
+        urls.extend(ice::host_urls(&tls_host, None, None, tls_port));
+    }
+    let expires = turnd::net::clock::now()
+        .unix_secs
+        .saturating_add(args.ttl.as_secs());
+    let credential = ice::mint(secret.expose(), &args.user, expires);
+    if args.format == CredentialsFormat::Shell {
+        println!(
+            "TURN_USERNAME={}\nTURN_CREDENTIAL={}\nTURN_EXPIRES={expires}\nTURN_URLS={}",
+            shell_quote(&credential.username),
+            shell_quote(&credential.credential),
+            shell_quote(&urls.join(" "))
+        );
+        return Ok(());
     }
     if urls.is_empty() {
         bail!(
@@ -158,10 +193,6 @@ pub fn credentials(args: &CredentialsArgs, fallback: Option<&Path>) -> anyhow::R
         );
     }
 
-    let expires = turnd::net::clock::now()
-        .unix_secs
-        .saturating_add(args.ttl.as_secs());
-    let credential = ice::mint(secret.expose(), &args.user, expires);
     let value = ice::ice_config(urls, &credential);
     let text = if args.compact {
         serde_json::to_string(&value)
@@ -171,6 +202,61 @@ pub fn credentials(args: &CredentialsArgs, fallback: Option<&Path>) -> anyhow::R
     .context("cannot encode the iceServers JSON")?;
     println!("{text}");
     Ok(())
+}
+
+/// `--host` checked: a name or an IP address, without a port (an IPv6
+/// address may be in brackets).
+fn check_host(host: &str) -> anyhow::Result<String> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(bare.to_owned());
+    }
+    if host.parse::<std::net::SocketAddr>().is_ok()
+        || host
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+    {
+        bail!(
+            "--host {host:?} has a port: give the host alone, and the ports with --udp-port, \
+             --tcp-port and --tls-port"
+        );
+    }
+    let name_char = |c: char| c.is_ascii_alphanumeric() || "-._".contains(c);
+    if host.is_empty() || !host.chars().all(name_char) {
+        bail!("--host {host:?} is not a host name or IP address");
+    }
+    Ok(host.to_owned())
+}
+
+/// The host for the turns: URL: a DNS name of the certificate at `cert`,
+/// else `ip` with a note on stderr saying why no name.
+fn certificate_name(cert: &Path, ip: &str) -> String {
+    match turnd::net::tls::dns_names(cert) {
+        Ok(names) => {
+            if let Some(name) = names.iter().find(|n| !n.starts_with('*')) {
+                return name.clone();
+            }
+            eprintln!(
+                "turnd: note: the turns: URL uses {ip}, as the certificate {} names no host \
+                 (no DNS name without a wildcard): a client checks the certificate against \
+                 {ip}; give --host with the name it is for",
+                cert.display()
+            );
+        }
+        Err(e) => eprintln!(
+            "turnd: note: the turns: URL uses {ip}: {e:#}; give --host with the name the \
+             certificate is for"
+        ),
+    }
+    ip.to_owned()
+}
+
+/// `s` in single quotes for sh.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// `turnd hash-key`: prints MD5(user:realm:password) in hex.

@@ -14,21 +14,31 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod drain;
+mod env;
 mod rate_limit;
+mod redirect;
+mod rest;
 mod stream;
 #[cfg(test)]
 mod tests;
 mod types;
+mod warnings;
 
 pub use drain::{Drain, DEFAULT_DRAIN_TIMEOUT_S};
+pub use env::{
+    Override as EnvOverride, Provenance, Source, CLI_VARIABLES, OVERRIDES as ENV_OVERRIDES,
+};
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
+pub use redirect::Redirect;
+pub use rest::{Rest, UsernameChars, DEFAULT_REST_MAX_TTL_S, DEFAULT_REST_MAX_USERNAME_BYTES};
 pub use stream::*;
 use types::{
     check_log_level, check_realm, check_user_name, de_at_least_1, de_http_listen, de_log_level,
-    de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_secrets,
-    de_udp_listeners, with_base_dir, FileSecret,
+    de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_udp_listeners,
+    with_base_dir,
 };
-pub use types::{parse_net, PortRange, PortRangeError, Secret, User, UserCredential};
+pub use types::{parse_net, OffloadMode, PortRange, PortRangeError, Secret, User, UserCredential};
+pub use warnings::MIN_SECRET_BYTES;
 
 /// Where `turnd` looks for its config file unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/turnd/turnd.toml";
@@ -58,15 +68,26 @@ pub const DEFAULT_CHANNELS_PER_ALLOCATION: u32 = 64;
 /// Channel numbers 0x4000..=0x7FFF (RFC 8656 §12): the most channels one
 /// allocation can have.
 pub const MAX_CHANNELS_PER_ALLOCATION: u32 = 0x4000;
+/// `quota.peer_refusals_burst`: refused peer requests per allocation at once.
+pub const DEFAULT_PEER_REFUSALS_BURST: u32 = 16;
+/// `quota.peer_refusal_interval_s`: then one per 6 s, so mapping a 16 384-port
+/// relay range through one allocation takes about 27 hours.
+pub const DEFAULT_PEER_REFUSAL_INTERVAL_S: u32 = 6;
 /// `allocation.default_lifetime_s`: RFC 8656 §7.2's default lifetime.
 pub const DEFAULT_LIFETIME_S: u32 = 600;
 /// `allocation.max_lifetime_s`: RFC 8656 §7.2's recommended maximum.
 pub const DEFAULT_MAX_LIFETIME_S: u32 = 3600;
+/// The longest allocation and nonce lifetimes RFC 8656 recommends (§7.2,
+/// §5); longer ones are accepted with a warning.
+pub const RECOMMENDED_MAX_S: u32 = 3600;
 /// `allocation.nonce_lifetime_s`: after this a nonce is stale (438).
 pub const DEFAULT_NONCE_LIFETIME_S: u32 = 600;
 /// `http.listen`: `/metrics`, `/healthz`, `/readyz`, on loopback only.
 pub const DEFAULT_HTTP_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9641));
+/// `workers`: the most worker threads (each takes a thread, a runtime and
+/// a socket per listener).
+pub const MAX_WORKERS: u32 = 1024;
 /// `log.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -109,13 +130,30 @@ pub struct Config {
     #[serde(default)]
     pub rate_limit: RateLimit,
     /// Worker threads, each with its own sockets and allocations; 0 means
-    /// one per CPU core.
-    #[serde(default)]
+    /// one per CPU core. At most [`MAX_WORKERS`].
+    #[serde(default, deserialize_with = "de_workers")]
     pub workers: u32,
     #[serde(default)]
     pub drain: Drain,
     #[serde(default)]
+    pub redirect: Redirect,
+    #[serde(default)]
     pub admin: Admin,
+}
+
+fn check_workers(n: u32) -> Result<(), String> {
+    if n > MAX_WORKERS {
+        return Err(format!(
+            "workers ({n}) must be at most {MAX_WORKERS} (0 means one per CPU core)"
+        ));
+    }
+    Ok(())
+}
+
+fn de_workers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    check_workers(n).map_err(serde::de::Error::custom)?;
+    Ok(n)
 }
 
 /// `admin.state_dir`: where revocations are kept (systemd's
@@ -180,6 +218,8 @@ pub struct Relay {
     #[serde(deserialize_with = "de_relay_external")]
     pub external: Option<IpAddr>,
     pub ports: PortRange,
+    /// Relay channel data in the kernel (XDP); see README "Kernel offload".
+    pub offload: OffloadMode,
 }
 
 impl Default for Relay {
@@ -188,33 +228,8 @@ impl Default for Relay {
             bind: DEFAULT_RELAY_BIND,
             external: None,
             ports: DEFAULT_RELAY_PORTS,
+            offload: OffloadMode::Off,
         }
-    }
-}
-
-/// `[rest]`: TURN REST API shared secrets (coturn's `static-auth-secret`).
-/// The first secret is the current one; the others are still accepted
-/// (rotation).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(from = "RawRest")]
-pub struct Rest {
-    pub secrets: Vec<Secret>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRest {
-    #[serde(default, deserialize_with = "de_secrets")]
-    secrets: Vec<Secret>,
-    #[serde(default)]
-    secret_files: Vec<FileSecret>,
-}
-
-impl From<RawRest> for Rest {
-    fn from(raw: RawRest) -> Self {
-        let mut secrets = raw.secrets;
-        secrets.extend(raw.secret_files.into_iter().map(|f| f.0));
-        Rest { secrets }
     }
 }
 
@@ -241,6 +256,12 @@ pub struct Quota {
     pub permissions_per_allocation: u32,
     #[serde(deserialize_with = "de_at_least_1")]
     pub channels_per_allocation: u32,
+    /// Refused ChannelBind/CreatePermission requests (403) one allocation
+    /// may make at once; 0 turns the limit off.
+    pub peer_refusals_burst: u32,
+    /// Then one more per this many seconds.
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub peer_refusal_interval_s: u32,
 }
 
 impl Default for Quota {
@@ -250,6 +271,8 @@ impl Default for Quota {
             allocations_total: DEFAULT_ALLOCATIONS_TOTAL,
             permissions_per_allocation: DEFAULT_PERMISSIONS_PER_ALLOCATION,
             channels_per_allocation: DEFAULT_CHANNELS_PER_ALLOCATION,
+            peer_refusals_burst: DEFAULT_PEER_REFUSALS_BURST,
+            peer_refusal_interval_s: DEFAULT_PEER_REFUSAL_INTERVAL_S,
         }
     }
 }
@@ -369,6 +392,7 @@ impl Default for Config {
             workers: 0,
             drain: Drain::default(),
             admin: Admin::default(),
+            redirect: Redirect::default(),
         }
     }
 }
@@ -391,6 +415,57 @@ pub enum ConfigError {
     },
 }
 
+/// serde's type names in a parse error as a person reads them: "expected
+/// u32" becomes "expected a whole number from 0 to 4294967295".
+fn plain_words(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (serde, plain) in [
+        (
+            "expected u8",
+            format!("expected a whole number from 0 to {}", u8::MAX),
+        ),
+        (
+            "expected u16",
+            format!("expected a whole number from 0 to {}", u16::MAX),
+        ),
+        (
+            "expected u32",
+            format!("expected a whole number from 0 to {}", u32::MAX),
+        ),
+        (
+            "expected u64",
+            format!("expected a whole number from 0 to {}", u64::MAX),
+        ),
+        ("expected usize", "expected a whole number".to_owned()),
+        (
+            "expected a sequence",
+            "expected a list, e.g. [\"…\"]".to_owned(),
+        ),
+        ("expected a boolean", "expected true or false".to_owned()),
+        ("expected a borrowed string", "expected a string".to_owned()),
+    ] {
+        out = out.replace(serde, &plain);
+    }
+    out
+}
+
+/// A multi-line error (toml's, with the offending line drawn under it) as
+/// one line for a log: the drawing is left out, the rest joined by ": ".
+pub fn one_line(message: &str) -> String {
+    let drawing = |l: &str| {
+        let l = l.trim_start();
+        l.starts_with('|')
+            || l.split_once(" |")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    };
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !drawing(l))
+        .collect();
+    lines.join(": ")
+}
+
 fn path_prefix(path: Option<&Path>) -> String {
     path.map(|p| format!("{}: ", p.display()))
         .unwrap_or_default()
@@ -409,7 +484,17 @@ impl Config {
     /// Reads, parses and validates the config file at `path`. Relative
     /// `password_file` and `secret_files` paths are resolved against the
     /// directory that holds the config file.
+    /// `TURND_*` environment overrides are applied on top (see [`env`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Ok(Self::load_explained(path, std::env::vars_os())?.0)
+    }
+
+    /// [`Config::load`] with the environment given as `vars`, also saying
+    /// where each overridable value came from (what `turnd check` prints).
+    pub fn load_explained(
+        path: &Path,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<(Config, Vec<Provenance>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
@@ -428,13 +513,50 @@ impl Config {
         if let Some(token) = &mut config.admin.token_file {
             *token = dir.join(&*token);
         }
-        Ok(config)
+        let applied = config.apply_env(vars, dir, Some(path))?;
+        let sources = env::sources(&config, Some((&text, path)), &applied);
+        Ok((config, sources))
+    }
+
+    /// Built-in defaults with the `TURND_*` overrides applied (no config
+    /// file: relative secret-file paths are taken from the current directory).
+    pub fn defaults_explained(
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<(Config, Vec<Provenance>), ConfigError> {
+        let mut config = Config::default();
+        let applied = config.apply_env(vars, Path::new("."), None)?;
+        let sources = env::sources(&config, None, &applied);
+        Ok((config, sources))
+    }
+
+    /// Applies the overrides and validates the result again when any was
+    /// applied (an override may break a rule spanning several keys).
+    fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+        dir: &Path,
+        path: Option<&Path>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let applied = env::apply(self, vars, dir).map_err(|message| ConfigError::Invalid {
+            path: None,
+            message,
+        })?;
+        if !applied.is_empty() {
+            self.check().map_err(|message| ConfigError::Invalid {
+                path: path.map(Path::to_path_buf),
+                message: format!(
+                    "{message} (with the environment overrides {})",
+                    applied.join(", ")
+                ),
+            })?;
+        }
+        Ok(applied)
     }
 
     fn parse_and_validate(s: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(s).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_owned(),
+            message: plain_words(e.to_string().trim_end()),
         })?;
         config.validate().map_err(|e| match e {
             ConfigError::Invalid {
@@ -462,7 +584,11 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         check_realm(&self.realm)?;
         check_log_level(&self.log.level)?;
+        check_workers(self.workers)?;
 
+        if self.redirect.allocations_threshold > 0 && self.redirect.alternates.is_empty() {
+            return Err("redirect.allocations_threshold is set but redirect.alternates is empty: name the nodes to send clients to (e.g. alternates = [\"203.0.113.8:3478\"])".into());
+        }
         let l = &self.listen;
         if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {
             return Err(
@@ -530,6 +656,15 @@ impl Config {
             if matches!(&user.credential, UserCredential::Password(p) if p.expose().is_empty()) {
                 return Err(format!("users: user {:?} has an empty password", user.name));
             }
+            if let UserCredential::Password(p) = &user.credential {
+                if let Some(c) = crate::core::precis::disallowed(p.expose()) {
+                    return Err(format!(
+                        "users: the password of user {:?} holds control character {:?}, which \
+                         an OpaqueString may not (RFC 8265 §4.2, RFC 8489 §9.2.2)",
+                        user.name, c
+                    ));
+                }
+            }
         }
         if self.rest.secrets.iter().any(|s| s.expose().is_empty()) {
             return Err("rest.secrets must not hold an empty secret".into());
@@ -571,6 +706,29 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Settings that are valid but go against an RFC recommendation: the
+    /// operator is warned (at start, on reload, by `turnd check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let a = &self.allocation;
+        let mut out = Vec::new();
+        if a.max_lifetime_s > RECOMMENDED_MAX_S {
+            out.push(format!(
+                "allocation.max_lifetime_s ({}) is above {RECOMMENDED_MAX_S}: RFC 8656 §7.2 \
+                 recommends allocations live at most an hour between refreshes",
+                a.max_lifetime_s
+            ));
+        }
+        if a.nonce_lifetime_s > RECOMMENDED_MAX_S {
+            out.push(format!(
+                "allocation.nonce_lifetime_s ({}) is above {RECOMMENDED_MAX_S}: RFC 8656 §5 \
+                 says nonces should expire at least once an hour",
+                a.nonce_lifetime_s
+            ));
+        }
+        out.extend(self.likely_mistakes());
+        out
     }
 
     /// Whether any credential is configured (a static user or a REST

@@ -10,6 +10,18 @@ use serde::{Deserialize, Deserializer};
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 32;
 /// `connections.max_total`.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// `connections.max_per_ipv4_prefix`: connections from one IPv4 /24.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IPV4_PREFIX: u32 = 256;
+/// `connections.max_per_ipv6_prefix`: connections from one IPv6 /64, which
+/// is usually one host or one LAN.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IPV6_PREFIX: u32 = 64;
+/// `connections.ipv4_prefix`.
+pub const DEFAULT_CONNECTION_IPV4_PREFIX: u8 = 24;
+/// `connections.ipv6_prefix`.
+pub const DEFAULT_CONNECTION_IPV6_PREFIX: u8 = 64;
+/// `connections.buffer_budget_mib`: read buffers and write queues of all
+/// connections together.
+pub const DEFAULT_BUFFER_BUDGET_MIB: u32 = 256;
 /// `connections.handshake_timeout_s`: TLS handshake and first message.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_S: u32 = 10;
 /// `connections.idle_timeout_s`: no complete message and no allocation.
@@ -42,6 +54,14 @@ pub struct Tls {
 pub struct Connections {
     pub max_per_ip: u32,
     pub max_total: u32,
+    /// Connections from one source prefix, per family.
+    pub max_per_ipv4_prefix: u32,
+    pub max_per_ipv6_prefix: u32,
+    /// Prefix lengths that group sources.
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Bytes (in MiB) buffered for all connections together.
+    pub buffer_budget_mib: u32,
     pub handshake_timeout_s: u32,
     pub idle_timeout_s: u32,
     pub write_timeout_s: u32,
@@ -53,6 +73,11 @@ impl Default for Connections {
         Connections {
             max_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_total: DEFAULT_MAX_CONNECTIONS,
+            max_per_ipv4_prefix: DEFAULT_MAX_CONNECTIONS_PER_IPV4_PREFIX,
+            max_per_ipv6_prefix: DEFAULT_MAX_CONNECTIONS_PER_IPV6_PREFIX,
+            ipv4_prefix: DEFAULT_CONNECTION_IPV4_PREFIX,
+            ipv6_prefix: DEFAULT_CONNECTION_IPV6_PREFIX,
+            buffer_budget_mib: DEFAULT_BUFFER_BUDGET_MIB,
             handshake_timeout_s: DEFAULT_HANDSHAKE_TIMEOUT_S,
             idle_timeout_s: DEFAULT_IDLE_TIMEOUT_S,
             write_timeout_s: DEFAULT_WRITE_TIMEOUT_S,
@@ -62,11 +87,25 @@ impl Default for Connections {
 }
 
 impl Connections {
+    /// [`Self::buffer_budget_mib`] in bytes.
+    pub fn buffer_budget(&self) -> usize {
+        (self.buffer_budget_mib as usize).saturating_mul(1 << 20)
+    }
+
     /// Cross-key rules, worded with the key names.
     pub(super) fn check(&self) -> Result<(), String> {
+        if self.ipv4_prefix > 32 || self.ipv6_prefix > 128 {
+            return Err(format!(
+                "connections.ipv4_prefix ({}) must be 0-32 and connections.ipv6_prefix ({}) 0-128",
+                self.ipv4_prefix, self.ipv6_prefix
+            ));
+        }
         for (key, value) in [
             ("max_per_ip", self.max_per_ip),
             ("max_total", self.max_total),
+            ("max_per_ipv4_prefix", self.max_per_ipv4_prefix),
+            ("max_per_ipv6_prefix", self.max_per_ipv6_prefix),
+            ("buffer_budget_mib", self.buffer_budget_mib),
             ("handshake_timeout_s", self.handshake_timeout_s),
             ("idle_timeout_s", self.idle_timeout_s),
             ("write_timeout_s", self.write_timeout_s),

@@ -354,7 +354,9 @@ fn log_level_accepts_levels_and_directives() {
             .level,
         "info,turnd::core=trace"
     );
-    assert!(err("[log]\nlevel = \"\"\n").contains("log.level \"\" must be one of"));
+    assert!(err("[log]\nlevel = \"\"\n").contains("log.level: the log filter is empty"));
+    assert!(err("[log]\nlevel = \"warnings\"\n").contains("is not a log level"));
+    assert_eq!(parse("[log]\nlevel = \"warning\"\n").log.level, "warning");
     assert!(err("[log]\nlevel = \"info; rm\"\n").contains("log.level"));
 }
 
@@ -378,4 +380,108 @@ fn secrets_never_show_in_debug_output() {
         debug.contains("Password(***)") && debug.contains("Key(***)"),
         "{debug}"
     );
+}
+
+#[test]
+fn type_errors_are_in_plain_words() {
+    let e = err("workers = \"four\"\n");
+    assert!(
+        e.contains("expected a whole number from 0 to 4294967295"),
+        "{e}"
+    );
+    assert!(!e.contains("u32"), "{e}");
+    let e = err("[listen]\nudp = \"0.0.0.0:3478\"\n");
+    assert!(e.contains("line 2"), "{e}");
+    let e = err("[http]\nenabled = 1\n");
+    assert!(e.contains("expected true or false"), "{e}");
+    let e = err("workers = 100000\n");
+    assert!(e.contains("line 1") && e.contains("at most 1024"), "{e}");
+}
+
+#[test]
+fn a_toml_error_fits_one_log_line() {
+    let e = err("workers = \"four\"\n");
+    assert!(e.lines().count() > 1, "{e}");
+    let line = super::one_line(&e);
+    assert!(!line.contains('\n'), "{line}");
+    assert!(
+        line.contains("line 1, column 11") && line.contains("expected a whole number"),
+        "{line}"
+    );
+    assert!(!line.contains('^'), "{line}");
+}
+
+#[test]
+fn redirect_alternates_as_strings_or_tables() {
+    let c = parse(
+        "[redirect]\nallocations_threshold = 100\nalternates = [\"203.0.113.8:3478\", { address = \"[2001:db8::8]:5349\", domain = \"turn2.example.com\" }]\n",
+    );
+    let p = c.redirect.policy();
+    assert_eq!(p.allocations_threshold, 100);
+    assert_eq!(p.alternates.len(), 2);
+    assert_eq!(p.alternates[0].domain, None);
+    assert_eq!(
+        p.alternates[1].address,
+        "[2001:db8::8]:5349".parse().unwrap()
+    );
+    assert_eq!(p.alternates[1].domain.as_deref(), Some("turn2.example.com"));
+    assert!(c.validate().is_ok());
+    let e = err("[redirect]\nalternates = [\"turn2:3478\"]\n");
+    assert!(
+        e.contains("\"turn2:3478\" is not an IP:PORT") && e.contains("line 2"),
+        "{e}"
+    );
+    let e = err("[redirect]\nalternates = [{ address = \"203.0.113.8:3478\", domian = \"x\" }]\n");
+    assert!(e.contains("line 2"), "{e}");
+    let e = err("[redirect]\nallocations_threshold = 5\n");
+    assert!(e.contains("redirect.alternates is empty"), "{e}");
+}
+
+#[test]
+fn lifetimes_above_an_hour_are_accepted_with_a_warning() {
+    assert!(
+        parse("").warnings().is_empty(),
+        "the defaults follow the RFCs"
+    );
+    let c = parse("[allocation]\nmax_lifetime_s = 3600\nnonce_lifetime_s = 3600\n");
+    assert!(c.warnings().is_empty(), "an hour is fine");
+    let c = parse("[allocation]\nmax_lifetime_s = 7200\nnonce_lifetime_s = 86400\n");
+    let w = c.warnings();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("allocation.max_lifetime_s (7200) is above 3600"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].contains("allocation.nonce_lifetime_s (86400) is above 3600"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn drain_alternates_are_one_per_family() {
+    let c = parse("[drain]\nalternate_server = \"203.0.113.8:3478\"\n");
+    assert_eq!(
+        c.drain.alternate_server.v4,
+        Some("203.0.113.8:3478".parse().unwrap())
+    );
+    assert_eq!(c.drain.alternate_server.v6, None);
+    let c = parse("[drain]\nalternate_server = [\"203.0.113.8:3478\", \"[2001:db8::8]:3478\"]\n");
+    assert_eq!(
+        c.drain.alternate_server.v6,
+        Some("[2001:db8::8]:3478".parse().unwrap())
+    );
+    let c = parse("[drain]\nalternate_server = \"\"\n");
+    assert_eq!(c.drain.alternate_server, crate::core::Alternates::default());
+    let e = err("[drain]\nalternate_server = [\"203.0.113.8:3478\", \"203.0.113.9:3478\"]\n");
+    assert!(e.contains("two addresses of one family"), "{e}");
+    let e = err("[drain]\nalternate_server = [\"nope\"]\n");
+    assert!(e.contains("\"nope\" is not an IP:PORT"), "{e}");
+}
+
+#[test]
+fn a_password_with_a_control_character_is_refused() {
+    let e = err("[[users]]\nname = \"alice\"\npassword = \"pass\\tword\"\n");
+    assert!(e.contains("control character '\\t'"), "{e}");
+    assert!(e.contains("OpaqueString"), "{e}");
 }

@@ -53,6 +53,50 @@ impl fmt::Display for Secret {
     }
 }
 
+/// `[relay] offload`: whether channel data is relayed by turnd's XDP
+/// program in the kernel (src/net/offload/).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum OffloadMode {
+    /// User space relays everything (the default).
+    #[default]
+    Off,
+    /// Attach to the interface holding the relay address, if there is one
+    /// and it works; otherwise relay in user space.
+    Auto,
+    /// Attach to this interface; relay in user space if that fails.
+    Xdp(String),
+}
+
+impl TryFrom<String> for OffloadMode {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "off" => Ok(OffloadMode::Off),
+            "auto" => Ok(OffloadMode::Auto),
+            _ => match s.strip_prefix("xdp:") {
+                Some(iface) if !iface.is_empty() && iface.len() < 16 && !iface.contains(['/', ' ']) => {
+                    Ok(OffloadMode::Xdp(iface.to_string()))
+                }
+                _ => Err(format!(
+                    "invalid relay.offload \"{s}\": expected \"off\", \"auto\" or \"xdp:IFACE\" (an interface name, e.g. \"xdp:eth0\")"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for OffloadMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OffloadMode::Off => f.write_str("off"),
+            OffloadMode::Auto => f.write_str("auto"),
+            OffloadMode::Xdp(i) => write!(f, "xdp:{i}"),
+        }
+    }
+}
+
 /// An inclusive range of UDP ports for relay sockets, written `"LOW-HIGH"`
 /// in TOML (coturn's `min-port`/`max-port`). Always `1 <= low <= high`
 /// when it comes from [`PortRange::new`], `FromStr` or `TryFrom<String>`.
@@ -386,16 +430,12 @@ fn de_user_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(s)
 }
 
-/// `log.level`: a level or an `EnvFilter`-like directive list.
+/// `log.level`: a level or directives, checked as start-up reads them
+/// ([`crate::log_filter`]).
 pub(super) fn check_log_level(level: &str) -> Result<(), String> {
-    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_=,:".contains(c);
-    if level.is_empty() || !level.chars().all(ok) {
-        return Err(format!(
-            "log.level {level:?} must be one of trace, debug, info, warn, error, or directives \
-             such as \"info,turnd=debug\" (characters a-z 0-9 _ = , :)"
-        ));
-    }
-    Ok(())
+    crate::log_filter::parse(level)
+        .map(drop)
+        .map_err(|e| format!("log.level: {e}"))
 }
 
 pub(super) fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::auth::Key;
 use super::FiveTuple;
@@ -14,6 +14,49 @@ use super::FiveTuple;
 pub struct Channel {
     pub peer: SocketAddr,
     pub expires: Instant,
+}
+
+/// How many more refused ChannelBind/CreatePermission requests an
+/// allocation may make: a bucket of `burst` refilled one per `interval`.
+/// A refusal answers "turnd does not hold that relay port" (or "that peer is
+/// denied"); without a budget an allocation maps every tenant's relay port
+/// in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusalBudget {
+    left: u32,
+    since: Instant,
+}
+
+impl RefusalBudget {
+    pub fn new(burst: u32, now: Instant) -> Self {
+        RefusalBudget {
+            left: burst,
+            since: now,
+        }
+    }
+
+    /// Whether another refusal may be answered at `now` (always with a
+    /// `burst` of 0: no limit).
+    pub fn has_left(&mut self, now: Instant, burst: u32, interval: Duration) -> bool {
+        if burst == 0 {
+            return true;
+        }
+        if self.left >= burst {
+            self.since = now;
+        } else if !interval.is_zero() {
+            let elapsed = now.saturating_duration_since(self.since);
+            let refills = (elapsed.as_nanos() / interval.as_nanos()).min(u128::from(burst)) as u32;
+            if refills > 0 {
+                self.left = (self.left + refills).min(burst);
+                self.since += interval * refills;
+            }
+        }
+        self.left > 0
+    }
+
+    pub fn spend(&mut self) {
+        self.left = self.left.saturating_sub(1);
+    }
 }
 
 #[derive(Debug)]
@@ -37,6 +80,7 @@ pub struct Allocation {
     /// it, resent when that request is retransmitted (RFC 8656 §7.2).
     pub allocate_transaction: [u8; 12],
     pub allocate_response: Vec<u8>,
+    pub refusals: RefusalBudget,
     /// Unique within the process (the admin API names allocations by it).
     pub id: u64,
     /// When it was created, on both clocks.
@@ -93,5 +137,29 @@ impl Allocation {
         if let Some(c) = self.channels.remove(&number) {
             self.channel_by_peer.remove(&c.peer);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_budget_spends_then_refills_one_per_interval() {
+        #[allow(clippy::disallowed_methods)] // only the origin of virtual time
+        let t0 = Instant::now();
+        let i = Duration::from_secs(6);
+        let mut b = RefusalBudget::new(3, t0);
+        for _ in 0..3 {
+            assert!(b.has_left(t0, 3, i));
+            b.spend();
+        }
+        assert!(!b.has_left(t0 + Duration::from_secs(5), 3, i));
+        assert!(b.has_left(t0 + Duration::from_secs(6), 3, i));
+        b.spend();
+        assert!(!b.has_left(t0 + Duration::from_secs(11), 3, i));
+        assert!(b.has_left(t0 + Duration::from_secs(12), 3, i));
+        assert!(b.has_left(t0 + Duration::from_secs(3600), 3, i));
+        assert!(RefusalBudget::new(0, t0).has_left(t0, 0, i), "0: no limit");
     }
 }

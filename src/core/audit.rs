@@ -8,13 +8,14 @@
 //! write [`BURST`] lines at once and [`PER_SECOND`] on average; what is
 //! over that is counted (`turnd_log_lines_suppressed_total{kind}`) and the
 //! next line written for that source says how many were suppressed. The
-//! limit is per worker (no lock shared with the other workers).
+//! limit is per worker (no lock shared with the other workers); a /24 or
+//! /64 shares four times the budget of one address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use super::rate_limit::RateLimit;
+use super::rate_limit::{Limits, PrefixLimit, RateLimit};
 
 /// The target audit lines are logged under.
 pub const TARGET: &str = "turnd::audit";
@@ -54,7 +55,18 @@ pub struct AuditLimit {
 impl Default for AuditLimit {
     fn default() -> Self {
         AuditLimit {
-            buckets: RateLimit::new(PER_SECOND, BURST),
+            // Per source, and per /24 or /64 so that a host rotating
+            // through its IPv6 prefix gets no fresh budget per address.
+            buckets: RateLimit::new(Limits {
+                per_second: PER_SECOND,
+                burst: BURST,
+                prefix: PrefixLimit {
+                    per_second: 4 * PER_SECOND,
+                    burst: 4 * BURST,
+                    ipv4_prefix: 24,
+                    ipv6_prefix: 64,
+                },
+            }),
             suppressed: HashMap::new(),
         }
     }

@@ -10,17 +10,20 @@ use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha1::Sha1;
 
+use super::precis::opaque_string;
+
 /// A long-term credential key: MD5(username ":" realm ":" password).
 pub type Key = [u8; 16];
 
-/// The long-term key for `username` in `realm` with `password`.
+/// The long-term key for `username` in `realm` with `password`, realm and
+/// password prepared with OpaqueString first (RFC 8489 §9.2.2).
 pub fn long_term_key(username: &str, realm: &str, password: &str) -> Key {
     let mut h = Md5::new();
     h.update(username.as_bytes());
     h.update(b":");
-    h.update(realm.as_bytes());
+    h.update(opaque_string(realm).as_bytes());
     h.update(b":");
-    h.update(password.as_bytes());
+    h.update(opaque_string(password).as_bytes());
     h.finalize().into()
 }
 
@@ -39,6 +42,71 @@ pub enum Refusal {
     UnknownUser,
     /// A REST username whose expiry time has passed.
     Expired,
+    /// A REST username with characters or a length the policy refuses
+    /// (RFC 8489 §14.3, RFC 8265 OpaqueString).
+    BadUsername,
+    /// A REST username valid for longer than `[rest] max_ttl_s` from now.
+    LifetimeTooLong,
+}
+
+impl Refusal {
+    /// The `reason` label of `turnd_auth_failures_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::UnknownUser => "unknown_user",
+            Refusal::Expired => "expired_credential",
+            Refusal::BadUsername => "bad_username",
+            Refusal::LifetimeTooLong => "credential_lifetime",
+        }
+    }
+}
+
+/// Which characters a REST username may hold (`[rest] username_chars`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UsernameChars {
+    /// Any Unicode except control characters (Cc), line and paragraph
+    /// separators and bidirectional controls: what a log line cannot show
+    /// as itself (RFC 8265 OpaqueString forbids the first).
+    #[default]
+    Printable,
+    /// Printable ASCII only (0x20-0x7E).
+    Ascii,
+}
+
+impl UsernameChars {
+    fn allows(self, c: char) -> bool {
+        match self {
+            UsernameChars::Ascii => (' '..='~').contains(&c),
+            UsernameChars::Printable => !crate::log_format::needs_escape(c),
+        }
+    }
+}
+
+/// What a REST username must satisfy besides its HMAC (`[rest]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestPolicy {
+    /// The longest accepted time between now and the expiry, in seconds.
+    pub max_ttl_s: u64,
+    /// The longest username in bytes.
+    pub max_username_bytes: usize,
+    pub chars: UsernameChars,
+}
+
+impl Default for RestPolicy {
+    fn default() -> Self {
+        RestPolicy {
+            max_ttl_s: crate::config::DEFAULT_REST_MAX_TTL_S,
+            max_username_bytes: crate::config::DEFAULT_REST_MAX_USERNAME_BYTES.into(),
+            chars: UsernameChars::default(),
+        }
+    }
+}
+
+impl RestPolicy {
+    /// Whether `username` is a name this policy lets through.
+    pub fn name_ok(&self, username: &str) -> bool {
+        username.len() <= self.max_username_bytes && username.chars().all(|c| self.chars.allows(c))
+    }
 }
 
 /// The credentials turnd accepts.
@@ -47,6 +115,7 @@ pub struct Credentials {
     realm: String,
     users: HashMap<String, Key>,
     rest_secrets: Vec<String>,
+    rest_policy: RestPolicy,
 }
 
 impl Credentials {
@@ -57,7 +126,14 @@ impl Credentials {
             realm,
             users,
             rest_secrets,
+            rest_policy: RestPolicy::default(),
         }
+    }
+
+    /// These credentials with REST usernames checked against `policy`.
+    pub fn with_rest_policy(mut self, policy: RestPolicy) -> Self {
+        self.rest_policy = policy;
+        self
     }
 
     pub fn realm(&self) -> &str {
@@ -84,8 +160,14 @@ impl Credentials {
         if self.rest_secrets.is_empty() {
             return Err(Refusal::UnknownUser);
         }
+        if !self.rest_policy.name_ok(username) {
+            return Err(Refusal::BadUsername);
+        }
         if expiry <= unix_secs {
             return Err(Refusal::Expired);
+        }
+        if expiry - unix_secs > self.rest_policy.max_ttl_s {
+            return Err(Refusal::LifetimeTooLong);
         }
         Ok(self
             .rest_secrets
@@ -105,10 +187,13 @@ fn rest_expiry(username: &str) -> Option<u64> {
 }
 
 /// The user a quota is counted against: `alice` for REST username
-/// `1700000000:alice`, so minting fresh credentials does not escape it.
+/// `1700000000:alice`, so minting fresh credentials does not escape it; the
+/// empty name for a bare timestamp, so all credentials without a user part
+/// share one bucket rather than getting one per expiry time.
 pub fn quota_user(username: &str) -> &str {
     match username.split_once(':') {
         Some((stamp, user)) if rest_expiry(stamp).is_some() => user,
+        None if rest_expiry(username).is_some() => "",
         _ => username,
     }
 }
@@ -137,6 +222,23 @@ mod tests {
         assert_eq!(
             hex::encode(long_term_key("user", "realm", "pass")),
             "8493fbc53ba582fb4c044c456bdc40eb"
+        );
+    }
+
+    #[test]
+    fn realm_and_password_are_prepared_with_opaque_string() {
+        // A password typed decomposed (e + U+0301) and one typed composed
+        // derive the same key, the one an RFC 8489 client derives.
+        let composed = long_term_key("user", "réalm", "pässwörd");
+        assert_eq!(
+            long_term_key("user", "re\u{301}alm", "pa\u{308}sswo\u{308}rd"),
+            composed
+        );
+        // printf 'user:r\xc3\xa9alm:p\xc3\xa4ssw\xc3\xb6rd' | md5sum
+        assert_eq!(hex::encode(composed), "445b099ba6a83a3bfa2694cffaaf6b94");
+        assert_eq!(
+            long_term_key("u", "r", "a\u{A0}b"),
+            long_term_key("u", "r", "a b")
         );
     }
 
@@ -181,5 +283,51 @@ mod tests {
         assert_eq!(quota_user("1700000000:alice"), "alice");
         assert_eq!(quota_user("alice"), "alice");
         assert_eq!(quota_user("team:alice"), "team:alice");
+        assert_eq!(
+            quota_user("1700000000"),
+            "",
+            "bare timestamps share one bucket"
+        );
+        assert_eq!(quota_user("1700000001"), "");
+    }
+
+    #[test]
+    fn rest_policy_refuses_bad_names_and_long_lifetimes() {
+        let creds = Credentials::new("r".into(), HashMap::new(), vec!["s".into()]);
+        assert_eq!(
+            creds.keys("2000:eve\nINFO x", 10),
+            Err(Refusal::BadUsername)
+        );
+        assert_eq!(creds.keys("2000:e\u{1b}[2J", 10), Err(Refusal::BadUsername));
+        assert_eq!(creds.keys("2000:e\0", 10), Err(Refusal::BadUsername));
+        assert_eq!(creds.keys("2000:e\u{2028}", 10), Err(Refusal::BadUsername));
+        assert_eq!(
+            creds.keys("2000:\u{202E}evil", 10),
+            Err(Refusal::BadUsername)
+        );
+        assert!(
+            creds.keys("2000:zoë", 10).is_ok(),
+            "Unicode letters are fine"
+        );
+        let long = format!("2000:{}", "a".repeat(503));
+        assert_eq!(long.len(), 508);
+        assert!(creds.keys(&long, 10).is_ok());
+        assert_eq!(
+            creds.keys(&format!("{long}a"), 10),
+            Err(Refusal::BadUsername)
+        );
+        assert_eq!(
+            creds.keys("18446744073709551615:eve", 10),
+            Err(Refusal::LifetimeTooLong)
+        );
+        assert!(creds.keys("86410:bob", 10).is_ok(), "exactly max_ttl_s");
+        assert_eq!(creds.keys("86411:bob", 10), Err(Refusal::LifetimeTooLong));
+        let ascii = creds.clone().with_rest_policy(RestPolicy {
+            chars: UsernameChars::Ascii,
+            max_ttl_s: 0,
+            ..RestPolicy::default()
+        });
+        assert_eq!(ascii.keys("2000:zoë", 10), Err(Refusal::BadUsername));
+        assert_eq!(ascii.keys("11:bob", 10), Err(Refusal::LifetimeTooLong));
     }
 }

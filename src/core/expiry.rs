@@ -17,6 +17,8 @@ pub enum Timer {
     /// A channel's number and peer are freed 5 minutes after the binding
     /// lapses (RFC 8656 §12).
     ChannelRelease(FiveTuple, u16),
+    /// A channel binding lapses (RFC 8656 §12): it leaves the kernel path.
+    ChannelLapse(FiveTuple, u16),
     Reservation(u64),
 }
 

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::rate_limit::RateLimit;
+use super::rate_limit::{Limits, RateLimit};
+use super::redirect::RoundRobin;
 
 /// Which quota refused an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +33,7 @@ struct Inner {
 /// a source's ports spread over workers but share one bucket.
 #[derive(Debug)]
 struct Limiter {
-    params: (u32, u32),
+    params: Limits,
     buckets: RateLimit,
 }
 
@@ -45,16 +46,19 @@ pub struct Global {
     /// bit per port (8 KiB): read per ChannelData or Send to a peer on our
     /// own address, which is every packet of a relay-to-relay call.
     held: Box<[AtomicU64]>,
+    /// Whose turn it is among the `[redirect]` alternates, node-wide.
+    pub redirect_turn: RoundRobin,
 }
 
 impl Default for Global {
     fn default() -> Self {
         Global {
             held: (0..1024).map(|_| AtomicU64::new(0)).collect(),
+            redirect_turn: RoundRobin::default(),
             inner: Mutex::default(),
             limiter: Mutex::new(Limiter {
-                params: (0, 0),
-                buckets: RateLimit::new(0, 0),
+                params: Limits::default(),
+                buckets: RateLimit::new(Limits::default()),
             }),
         }
     }
@@ -109,6 +113,17 @@ impl Global {
         self.lock().reservations.remove(&token)
     }
 
+    /// Takes the reservation of `token` if `user` made it (RFC 8656 §14.9:
+    /// the token is the reserving client's, not a bearer ticket); another
+    /// user's claim leaves it in place.
+    pub fn claim_reservation(&self, token: u64, user: &str) -> Option<SocketAddr> {
+        let mut g = self.lock();
+        match g.reservations.get(&token) {
+            Some((_, owner)) if owner == user => g.reservations.remove(&token).map(|(a, _)| a),
+            _ => None,
+        }
+    }
+
     /// Reservations not yet claimed or expired (each holds a quota slot).
     pub fn reservations(&self) -> usize {
         self.lock().reservations.len()
@@ -134,12 +149,12 @@ impl Global {
 
     /// (Re)configures the unauthenticated-answer limit; buckets restart only
     /// when the numbers change.
-    pub fn set_rate_limit(&self, per_second: u32, burst: u32) {
+    pub fn set_rate_limit(&self, limits: Limits) {
         let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
-        if l.params != (per_second, burst) {
+        if l.params != limits {
             *l = Limiter {
-                params: (per_second, burst),
-                buckets: RateLimit::new(per_second, burst),
+                params: limits,
+                buckets: RateLimit::new(limits),
             };
         }
     }
@@ -180,6 +195,7 @@ mod tests {
         let g = Global::default();
         let addr = "192.0.2.1:50001".parse().unwrap();
         g.reserve(7, addr, "alice");
+        assert_eq!(g.claim_reservation(7, "mallory"), None, "not mallory's");
         assert_eq!(g.take_reservation(7), Some((addr, "alice".to_string())));
         assert_eq!(g.take_reservation(7), None);
     }

@@ -12,37 +12,21 @@ use stun::message::{
 };
 use tracing::{debug, info};
 
-use super::allocation::{Allocation, Channel};
+use super::allocation::{Allocation, Channel, RefusalBudget};
 use super::audit::{self, AuditKind};
-use super::auth::{quota_key, Key, Refusal};
+use super::auth::{quota_key, Key};
+use super::classic::ChangeRequest;
 use super::expiry::Timer;
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
 use super::peer_policy::{canonical, Verdict};
-use super::ports::Parity;
+use super::ports::{NoPort, Parity};
+use super::redirect::Alternate;
 use super::server::{
     Server, CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
 };
 use super::{FiveTuple, Now, RelaySockets};
 use crate::metrics::RESULT_SUCCESS;
-
-/// ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18): comprehension-optional, ignored.
-/// Attributes a TURN request may carry without a 420.
-const KNOWN: &[AttrType] = &[
-    ATTR_USERNAME,
-    ATTR_MESSAGE_INTEGRITY,
-    ATTR_REALM,
-    ATTR_NONCE,
-    ATTR_LIFETIME,
-    ATTR_REQUESTED_TRANSPORT,
-    ATTR_DONT_FRAGMENT,
-    ATTR_EVEN_PORT,
-    ATTR_RESERVATION_TOKEN,
-    ATTR_REQUESTED_ADDRESS_FAMILY,
-    ATTR_XOR_PEER_ADDRESS,
-    ATTR_CHANNEL_NUMBER,
-    ATTR_DATA,
-];
 
 /// Channel numbers a client may bind: RFC 8656 §12 allows 0x4000-0x4FFF;
 /// RFC 5766 clients use up to 0x7FFF, which is accepted too.
@@ -63,6 +47,19 @@ fn method_label(method: Method) -> &'static str {
     }
 }
 
+/// True for the request methods turnd answers; requests of any other
+/// method are discarded (RFC 8489 §6.3).
+pub(super) fn serves(method: Method) -> bool {
+    matches!(
+        method,
+        METHOD_BINDING
+            | METHOD_ALLOCATE
+            | METHOD_REFRESH
+            | METHOD_CREATE_PERMISSION
+            | METHOD_CHANNEL_BIND
+    )
+}
+
 /// A handler's answer: the error code and whether it is sent with integrity.
 struct Reject {
     code: u16,
@@ -80,6 +77,17 @@ fn reject(code: u16, key: Key) -> Reject {
 struct Authed {
     key: Key,
     username: String,
+}
+
+/// Whether `peer` is of the relay address's family (RFC 8656 §9.2, §12.2:
+/// 443 otherwise). An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is of
+/// neither: an IPv4 relay socket cannot send to an IPv6 address, and an
+/// IPv6 one (IPV6_V6ONLY) cannot reach an IPv4 peer.
+pub(super) fn same_family(relay: SocketAddr, peer: SocketAddr) -> bool {
+    match peer.ip() {
+        IpAddr::V4(_) => relay.is_ipv4(),
+        IpAddr::V6(ip) => relay.is_ipv6() && ip.to_ipv4_mapped().is_none(),
+    }
 }
 
 fn u32_attr(value: &[u8]) -> Option<u32> {
@@ -107,18 +115,25 @@ impl Server {
         let result = match self.authenticate(now, ft, req) {
             Err(reply) => Err(reply),
             Ok(authed) => {
-                let unknown = req.unknown_required(KNOWN);
+                let unknown = req.unknown_required(message::KNOWN_REQUIRED);
                 if !unknown.is_empty() {
                     self.count(label, "420");
                     let mut m = message::error_response(req, 420);
                     message::add_unknown_attributes(&mut m, &unknown);
                     return Some(message::finish(m, Some(&authed.key), req.has_fingerprint));
                 }
+                if method == METHOD_ALLOCATE {
+                    if let Some(redirect) = self.redirect(ft, req, &authed.key) {
+                        self.count(label, "300");
+                        return Some(redirect);
+                    }
+                }
                 match method {
                     METHOD_ALLOCATE => self.allocate(now, ft, req, authed, relays),
                     METHOD_REFRESH => self.refresh(now, ft, req, authed, relays),
-                    METHOD_CREATE_PERMISSION => self.create_permission(now, ft, req, authed),
-                    METHOD_CHANNEL_BIND => self.channel_bind(now, ft, req, authed),
+                    METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
+                        self.peer_request(now, ft, req, authed, method)
+                    }
                     _ => Err(reject(400, authed.key)),
                 }
             }
@@ -141,8 +156,9 @@ impl Server {
                         self.nonce_key.issue(now.unix_secs, ft.client).as_bytes(),
                     );
                 }
-                if let (300, Some(alternate)) = (r.code, self.alternate) {
-                    message::add_plain_address(&mut m, ATTR_ALTERNATE_SERVER, alternate);
+                // The one 420 a handler gives: DONT-FRAGMENT it cannot honour.
+                if r.code == 420 {
+                    message::add_unknown_attributes(&mut m, &[ATTR_DONT_FRAGMENT]);
                 }
                 Some(message::finish(m, r.key.as_ref(), req.has_fingerprint))
             }
@@ -170,14 +186,19 @@ impl Server {
     /// source, FINGERPRINT when the request had one.
     fn binding(&mut self, ft: FiveTuple, req: &Request) -> Vec<u8> {
         self.metrics.count_binding(ft.transport.as_str());
-        // ICE connectivity checks (RFC 8445 §7.1) may reach a STUN server.
-        let ice = [
-            ATTR_PRIORITY,
-            ATTR_USE_CANDIDATE,
-            ATTR_USERNAME,
-            ATTR_MESSAGE_INTEGRITY,
-        ];
-        let unknown = req.unknown_required(&ice);
+        let mut unknown = req.unknown_required(message::KNOWN_REQUIRED);
+        // CHANGE-REQUEST with no flag set (stuntman's stunclient sends one)
+        // is a plain Binding; a flag set asks for an address turnd does not
+        // have (RFC 5780 §7.2).
+        match ChangeRequest::parse(req.get(ATTR_CHANGE_REQUEST)) {
+            ChangeRequest::None => unknown.retain(|t| *t != ATTR_CHANGE_REQUEST),
+            ChangeRequest::Change => {}
+            ChangeRequest::Malformed => {
+                self.count("binding", "400");
+                let m = message::error_response(req, 400);
+                return message::finish(m, None, req.has_fingerprint);
+            }
+        }
         if !unknown.is_empty() {
             self.count("binding", "420");
             let mut m = message::error_response(req, 420);
@@ -219,29 +240,17 @@ impl Server {
             });
         };
         let username = username.to_string();
-        if !self
-            .nonce_key
-            .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s)
-        {
-            // Nonces age out in normal use: the client retries at once.
-            self.auth_failure("stale_nonce");
-            return Err(Reject {
-                code: 438,
-                key: None,
-            });
-        }
+        let nonce_ok =
+            self.nonce_key
+                .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s);
         if self.cfg.credentials.is_empty() {
             self.refuse_auth(now, ft, "relay_disabled", Some(&username));
             return Err(unauthorized);
         }
         let keys = match self.cfg.credentials.keys(&username, now.unix_secs) {
             Ok(keys) => keys,
-            Err(Refusal::UnknownUser) => {
-                self.refuse_auth(now, ft, "unknown_user", Some(&username));
-                return Err(unauthorized);
-            }
-            Err(Refusal::Expired) => {
-                self.refuse_auth(now, ft, "expired_credential", Some(&username));
+            Err(refusal) => {
+                self.refuse_auth(now, ft, refusal.reason(), Some(&username));
                 return Err(unauthorized);
             }
         };
@@ -249,13 +258,23 @@ impl Server {
             self.refuse_auth(now, ft, "bad_integrity", Some(&username));
             return Err(unauthorized);
         };
+        // RFC 8489 §9.2.4 checks the nonce last: a client whose password is
+        // wrong learns it at once, not after a 438 round trip.
+        if !nonce_ok {
+            self.auth_failure("stale_nonce");
+            return Err(Reject {
+                code: 438,
+                key: None,
+            });
+        }
         if self.is_revoked(now, &username) {
             self.refuse_auth(now, ft, "revoked", Some(&username));
             return Err(unauthorized);
         }
-        // Requests on an allocation must come from its owner (RFC 8656 §5).
+        // Requests on an allocation must come from its owner (RFC 8656 §5);
+        // an Allocate on a 5-tuple in use gets 437 whoever sends it (§7.2).
         if let Some(alloc) = self.allocations.get(&ft) {
-            if alloc.username != username {
+            if alloc.username != username && req.msg.typ.method != METHOD_ALLOCATE {
                 return Err(reject(441, key));
             }
         }
@@ -313,18 +332,17 @@ impl Server {
         let key = authed.key;
         if let Some(existing) = self.allocations.get(&ft) {
             // A retransmission gets the same success again (§7.2 step 1).
-            if existing.allocate_transaction == req.transaction_id() {
+            if existing.allocate_transaction == req.transaction_id()
+                && existing.username == authed.username
+            {
                 return Ok(existing.allocate_response.clone());
             }
             return Err(reject(437, key));
         }
-        // Draining (SIGTERM): no new allocations; send clients elsewhere if
-        // a sibling is configured (RFC 8489 §10).
+        // Draining (SIGTERM) with no alternate for this client (see
+        // `redirect`): no new allocations.
         if self.draining {
-            return Err(reject(
-                if self.alternate.is_some() { 300 } else { 508 },
-                key,
-            ));
+            return Err(reject(508, key));
         }
         match req.get(ATTR_REQUESTED_TRANSPORT) {
             None => return Err(reject(400, key)),
@@ -358,20 +376,37 @@ impl Server {
         } else {
             lifetime
         };
-        // Quotas (§7.2 step 8): per user 486, in total 508.
+        // Quotas (§7.2 step 8): per user 486, in total 508. A claimed
+        // reservation brings its own slot, so it is not admitted again.
         let is_static = self.cfg.credentials.is_static(&authed.username);
         let user = quota_key(&authed.username, is_static);
-        self.admit(now, ft, &user, &authed.username)
-            .map_err(|code| reject(code, key))?;
         let ip = self.cfg.relay_bind;
-        let (port, reserved_token) = match self.relay_port(now, ft, token, even, &user, relays) {
-            Ok(p) => p,
-            Err(code) => {
-                self.global.release(&user);
-                return Err(reject(code, key));
+        let (port, reserved_token) = match token {
+            Some(t) => (
+                self.claim(t, &user, relays).map_err(|c| reject(c, key))?,
+                None,
+            ),
+            None => {
+                self.admit(now, ft, &user, &authed.username)
+                    .map_err(|code| reject(code, key))?;
+                match self.relay_port(now, ft, even, &user, relays) {
+                    Ok(p) => p,
+                    Err(code) => {
+                        self.global.release(&user);
+                        return Err(reject(code, key));
+                    }
+                }
             }
         };
         let relay = SocketAddr::new(ip, port);
+        // DONT-FRAGMENT (§7.2): DF on this allocation's datagrams, or 420
+        // where the platform cannot set it.
+        if req.get(ATTR_DONT_FRAGMENT).is_some() && relays.dont_fragment(relay).is_err() {
+            self.ports.release(ip, port, relays);
+            self.global.unhold(port);
+            self.global.release(&user);
+            return Err(reject(420, key));
+        }
         let advertised = SocketAddr::new(self.cfg.relay_advertised, port);
 
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
@@ -405,6 +440,7 @@ impl Server {
                 created: now.instant,
                 created_unix: now.unix_secs,
                 usage: Default::default(),
+                refusals: RefusalBudget::new(self.cfg.peer_refusal_burst, now.instant),
             },
         );
         let transport = ft.transport.as_str();
@@ -418,6 +454,40 @@ impl Server {
             .inc();
         info!(client = %self.redact.show(ft.client), user = %self.redact.show(&self.allocations[&ft].username), %transport, relay = %advertised, lifetime_s = lifetime.as_secs(), "allocation created");
         Ok(response)
+    }
+
+    /// 300 Try Alternate for a new Allocate (RFC 8489 §10) while draining
+    /// (the drain alternate first) or while this node is over its
+    /// `[redirect]` threshold (the alternates in turn); `None` when the
+    /// Allocate is handled here: no redirect due, or no alternate fits.
+    fn redirect(&mut self, ft: FiveTuple, req: &Request, key: &Key) -> Option<Vec<u8>> {
+        if self.allocations.contains_key(&ft) {
+            return None; // a retransmission or 437, answered by allocate
+        }
+        let policy = &self.cfg.redirect;
+        if !self.draining && !policy.over(self.global.total()) {
+            return None;
+        }
+        let drain = self
+            .draining
+            .then(|| self.alternate.for_client(ft.client))
+            .flatten();
+        let drain = drain.map(|address| Alternate {
+            address,
+            domain: None,
+        });
+        let alternate = match drain.filter(|a| a.fits(&ft)) {
+            Some(a) => a,
+            None => self
+                .global
+                .redirect_turn
+                .pick(&policy.alternates, &ft)?
+                .clone(),
+        };
+        let mut m = message::error_response(req, 300);
+        alternate.add_to(&mut m, &ft);
+        debug!(client = %self.redact.show(ft.client), alternate = %alternate.address, draining = self.draining, "allocation redirected");
+        Some(message::finish(m, Some(key), req.has_fingerprint))
     }
 
     /// The per-user limit of quota key `user` ([`quota_key`]): a static
@@ -451,6 +521,30 @@ impl Server {
             })
     }
 
+    /// The relay port reserved under RESERVATION-TOKEN `token` (RFC 8656
+    /// §7.2), with the quota slot the reservation held, which passes to
+    /// the new allocation. Only `user`, who made the reservation, may
+    /// claim it. Errors are codes.
+    fn claim(
+        &mut self,
+        token: &[u8],
+        user: &str,
+        relays: &mut dyn RelaySockets,
+    ) -> Result<u16, u16> {
+        let t = u64::from_be_bytes(token.try_into().map_err(|_| 400u16)?);
+        // Only the user who made the reservation may claim it; another
+        // user's claim leaves it in place.
+        let addr = self.global.claim_reservation(t, user).ok_or(508u16)?;
+        self.timers.cancel(Timer::Reservation(t));
+        if relays.claim(addr).is_err() {
+            self.global.unhold(addr.port());
+            self.global.release(user);
+            return Err(508);
+        }
+        self.ports.adopt(addr.port());
+        Ok(addr.port())
+    }
+
     /// The username a quota key was taken for (for logs).
     fn quota_owner(&self, user: &str) -> String {
         user.strip_prefix('\u{1}').unwrap_or(user).to_string()
@@ -473,32 +567,17 @@ impl Server {
         code
     }
 
-    /// The relay port of a new allocation: a reserved one (RESERVATION-TOKEN),
-    /// an even one (EVEN-PORT, reserving the next when asked), or any.
-    /// Returns the port and the token of a new reservation; errors are codes.
+    /// The relay port of a new allocation: an even one (EVEN-PORT,
+    /// reserving the next when asked), or any. Returns the port and the
+    /// token of a new reservation; errors are codes.
     fn relay_port(
         &mut self,
         now: Now,
         ft: FiveTuple,
-        token: Option<&[u8]>,
         even: Option<&[u8]>,
         user: &str,
         relays: &mut dyn RelaySockets,
     ) -> Result<(u16, Option<u64>), u16> {
-        if let Some(t) = token {
-            let t = u64::from_be_bytes(t.try_into().map_err(|_| 400u16)?);
-            let (addr, owner) = self.global.take_reservation(t).ok_or(508u16)?;
-            // The reservation's quota slot passes to this allocation, which
-            // was admitted on its own already.
-            self.global.release(&owner);
-            self.timers.cancel(Timer::Reservation(t));
-            if relays.claim(addr).is_err() {
-                self.global.unhold(addr.port());
-                return Err(508);
-            }
-            self.ports.adopt(addr.port());
-            return Ok((addr.port(), None));
-        }
         let parity = match even.map(|v| v.first()) {
             Some(None) => return Err(400),
             None => Parity::Any,
@@ -513,12 +592,22 @@ impl Server {
             self.admit(now, ft, user, &username)?;
         }
         let ip = self.cfg.relay_bind;
-        let Some(port) = self.ports.acquire(&mut self.rng, ip, parity, relays) else {
-            if pair {
-                self.global.release(user);
+        let global = &self.global;
+        let held = |p: u16| global.holds(p);
+        let port = match self.ports.acquire(&mut self.rng, ip, parity, relays, &held) {
+            Ok(port) => port,
+            Err(no_port) => {
+                if pair {
+                    self.global.release(user);
+                }
+                // Out of descriptors is counted by the shell, which knows
+                // the limit (turnd_fd_exhausted_total).
+                if no_port == NoPort::Descriptors {
+                    return Err(508);
+                }
+                let username = self.quota_owner(user);
+                return Err(self.quota_rejected(now, ft, &username, "relay_ports", 508));
             }
-            let username = self.quota_owner(user);
-            return Err(self.quota_rejected(now, ft, &username, "relay_ports", 508));
         };
         self.global.hold(port);
         if !pair {
@@ -542,8 +631,20 @@ impl Server {
         relays: &mut dyn RelaySockets,
     ) -> Result<Vec<u8>, Reject> {
         let key = authed.key;
-        if !self.allocations.contains_key(&ft) {
+        let Some(alloc) = self.allocations.get(&ft) else {
             return Err(reject(437, key));
+        };
+        // A family other than the allocation's is 443, even with LIFETIME 0
+        // (RFC 8656 §7.3): the request names some other allocation.
+        if let Some(family) = req.get(ATTR_REQUESTED_ADDRESS_FAMILY) {
+            match (family.first(), family.len()) {
+                (Some(1), 4) | (Some(2), 4) => {
+                    if (family[0] == 1) != alloc.relay.is_ipv4() {
+                        return Err(reject(443, key));
+                    }
+                }
+                _ => return Err(reject(400, key)),
+            }
         }
         let lifetime = self.lifetime(req).map_err(|_| reject(400, key))?;
         if lifetime.is_zero() {
@@ -551,7 +652,7 @@ impl Server {
         } else if let Some(alloc) = self.allocations.get_mut(&ft) {
             alloc.expires = now.instant + lifetime;
             self.timers.schedule(Timer::Allocation(ft), alloc.expires);
-            info!(client = %self.redact.show(ft.client), lifetime_s = lifetime.as_secs(), "allocation refreshed");
+            debug!(client = %self.redact.show(ft.client), lifetime_s = lifetime.as_secs(), "allocation refreshed");
         }
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
         m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());
@@ -568,14 +669,15 @@ impl Server {
         peer: SocketAddr,
         key: Key,
     ) -> Result<IpAddr, Reject> {
-        let ip = canonical(peer.ip());
-        if ip.is_ipv4() != relay.is_ipv4() {
+        if !same_family(relay, peer) {
             return Err(reject(443, key));
         }
-        // Our own relay address is a peer whatever the policy says: two
-        // clients of this server talk relay to relay. Only relay ports of it
-        // are reachable (checked on ChannelBind and Send).
-        if self.is_own_relay_ip(ip) {
+        let ip = canonical(peer.ip());
+        // Our own relay address is a peer whatever the built-in list says:
+        // two clients of this server talk relay to relay. Only relay ports
+        // of it are reachable (checked on ChannelBind and Send). The
+        // operator's `deny` still wins ("deny beats allow").
+        if self.is_own_relay_ip(ip) && !self.cfg.peer_policy.operator_denies(ip) {
             return Ok(ip);
         }
         if let Verdict::Denied(reason) = self.cfg.peer_policy.check(ip) {
@@ -587,6 +689,51 @@ impl Server {
             return Err(reject(403, key));
         }
         Ok(ip)
+    }
+
+    /// CreatePermission or ChannelBind. One aimed at turnd's own relay
+    /// address is refused when the port is not one turnd holds, so its
+    /// answer tells which relay ports other tenants have: each allocation
+    /// gets a budget of such refusals, and past it every request of the
+    /// allocation aimed at the relay address is refused unread (403,
+    /// `turnd_peer_denied_total{reason="refusal_limit"}`). Requests to other
+    /// peers are not affected (their refusals reveal only the policy).
+    fn peer_request(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &Request,
+        authed: Authed,
+        method: Method,
+    ) -> Result<Vec<u8>, Reject> {
+        let (burst, interval) = (self.cfg.peer_refusal_burst, self.cfg.peer_refusal_interval);
+        let key = authed.key;
+        let at_relay = req
+            .get_all(ATTR_XOR_PEER_ADDRESS)
+            .filter_map(|v| req.xor_address(v))
+            .any(|p| self.is_own_relay_ip(canonical(p.ip())));
+        if at_relay {
+            if let Some(alloc) = self.allocations.get_mut(&ft) {
+                if !alloc.refusals.has_left(now.instant, burst, interval) {
+                    self.metrics
+                        .peer_denied
+                        .with_label_values(&["refusal_limit"])
+                        .inc();
+                    return Err(reject(403, key));
+                }
+            }
+        }
+        let result = if method == METHOD_CREATE_PERMISSION {
+            self.create_permission(now, ft, req, authed)
+        } else {
+            self.channel_bind(now, ft, req, authed)
+        };
+        if at_relay && matches!(result, Err(Reject { code: 403, .. })) {
+            if let Some(alloc) = self.allocations.get_mut(&ft) {
+                alloc.refusals.spend();
+            }
+        }
+        result
     }
 
     /// CreatePermission (RFC 8656 §9.2): every XOR-PEER-ADDRESS, all or none.
@@ -620,6 +767,7 @@ impl Server {
         let expires = now.instant + PERMISSION_LIFETIME;
         for ip in ips {
             self.install_permission(ft, ip, expires);
+            self.sync_peer_ip(ft, ip, now.instant);
         }
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))
@@ -697,7 +845,12 @@ impl Server {
             Timer::ChannelRelease(ft, number),
             expires + CHANNEL_QUARANTINE,
         );
+        self.timers
+            .schedule(Timer::ChannelLapse(ft, number), expires);
         self.install_permission(ft, ip, now.instant + PERMISSION_LIFETIME);
+        // The permission is the peer IP's: other channels to it may be
+        // relayable again too.
+        self.sync_peer_ip(ft, ip, now.instant);
         debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), channel = number, "channel bound");
         let m = message::response(req, CLASS_SUCCESS_RESPONSE);
         Ok(message::finish(m, Some(&key), req.has_fingerprint))

@@ -19,7 +19,6 @@ pub const DATA_INDICATION: u16 = 0x0017;
 
 const ATTR_XOR_PEER_ADDRESS: u16 = 0x0012;
 const ATTR_DATA: u16 = 0x0013;
-const ATTR_DONT_FRAGMENT: u16 = 0x001A;
 const ATTR_MESSAGE_INTEGRITY: u16 = 0x0008;
 const ATTR_FINGERPRINT: u16 = 0x8028;
 
@@ -74,8 +73,8 @@ pub fn parse_send(bytes: &[u8]) -> Result<Send<'_>, Malformed> {
                 }
                 ATTR_DATA if data.is_none() => data = Some(value),
                 ATTR_MESSAGE_INTEGRITY => visible = false,
-                ATTR_XOR_PEER_ADDRESS | ATTR_DATA | ATTR_DONT_FRAGMENT => {}
-                t if t < 0x8000 => return Err(Malformed::Malformed),
+                // Known but unexpected ones are ignored (RFC 8489 §6.3).
+                t if !super::message::understood(t) => return Err(Malformed::Malformed),
                 _ => {}
             }
         }
@@ -96,10 +95,81 @@ fn finish<'a>(
     }
 }
 
+/// ICMP attribute (RFC 8656 §18.13).
+const ATTR_ICMP: u16 = 0x8004;
+
+/// An ICMP error a datagram to a peer drew (RFC 8656 §11.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Icmp {
+    /// ICMPv6 rather than ICMPv4.
+    pub v6: bool,
+    pub typ: u8,
+    pub code: u8,
+    /// The MTU for "packet too big" / "fragmentation needed", else unused.
+    pub info: u32,
+}
+
+impl Icmp {
+    /// Whether RFC 8656 §11.5 relays it: ICMPv4 types 3 (destination
+    /// unreachable) and 11 (time exceeded), ICMPv6 types 1-3 (destination
+    /// unreachable, packet too big, time exceeded).
+    pub fn relayed(&self) -> bool {
+        if self.v6 {
+            (1..=3).contains(&self.typ)
+        } else {
+            matches!(self.typ, 3 | 11)
+        }
+    }
+
+    /// The Error Data field: the next-hop MTU for ICMPv6 Packet Too Big and
+    /// ICMPv4 Fragmentation Needed, zero otherwise (RFC 8656 §18.13).
+    fn error_data(&self) -> u32 {
+        let too_big = if self.v6 {
+            self.typ == 2
+        } else {
+            (self.typ, self.code) == (3, 4)
+        };
+        if too_big {
+            self.info
+        } else {
+            0
+        }
+    }
+}
+
 /// Appends a Data indication carrying `data` from `peer` to `buf`.
 pub fn write_data(buf: &mut Vec<u8>, transaction_id: &[u8; 12], peer: SocketAddr, data: &[u8]) {
+    write_head(
+        buf,
+        transaction_id,
+        peer,
+        4 + data.len().next_multiple_of(4),
+    );
+    buf.extend_from_slice(&ATTR_DATA.to_be_bytes());
+    buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    buf.extend_from_slice(data);
+    buf.resize(buf.len() + (data.len().next_multiple_of(4) - data.len()), 0);
+}
+
+/// Appends a Data indication telling that a datagram to `peer` drew `icmp`:
+/// XOR-PEER-ADDRESS and ICMP, no DATA (RFC 8656 §11.5). The attribute holds
+/// 16 reserved bits, a 7-bit type, a 9-bit code and 32 bits of error data
+/// (RFC 8656 Figure 11).
+pub fn write_icmp(buf: &mut Vec<u8>, transaction_id: &[u8; 12], peer: SocketAddr, icmp: Icmp) {
+    write_head(buf, transaction_id, peer, 4 + 8);
+    buf.extend_from_slice(&ATTR_ICMP.to_be_bytes());
+    buf.extend_from_slice(&8u16.to_be_bytes());
+    let type_code = (u16::from(icmp.typ & 0x7F) << 9) | u16::from(icmp.code);
+    buf.extend_from_slice(&[0, 0]);
+    buf.extend_from_slice(&type_code.to_be_bytes());
+    buf.extend_from_slice(&icmp.error_data().to_be_bytes());
+}
+
+/// The header and XOR-PEER-ADDRESS of a Data indication whose attributes
+/// after XOR-PEER-ADDRESS take `rest` bytes.
+fn write_head(buf: &mut Vec<u8>, transaction_id: &[u8; 12], peer: SocketAddr, rest: usize) {
     let addr_len = if peer.is_ipv4() { 8 } else { 20 };
-    let body = 4 + addr_len + 4 + data.len().next_multiple_of(4);
+    let body = 4 + addr_len + rest;
     buf.extend_from_slice(&DATA_INDICATION.to_be_bytes());
     buf.extend_from_slice(&(body as u16).to_be_bytes());
     buf.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
@@ -121,10 +191,6 @@ pub fn write_data(buf: &mut Vec<u8>, transaction_id: &[u8; 12], peer: SocketAddr
             buf.extend(ip.octets().iter().zip(mask).map(|(a, b)| a ^ b));
         }
     }
-    buf.extend_from_slice(&ATTR_DATA.to_be_bytes());
-    buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    buf.extend_from_slice(data);
-    buf.resize(buf.len() + (data.len().next_multiple_of(4) - data.len()), 0);
 }
 
 /// Size of a Data indication for `data` from a peer of this family.
@@ -149,6 +215,8 @@ mod tests {
             let mut buf = vec![0xAA]; // appends after what is there
             write_data(&mut buf, &[3; 12], peer, b"hello");
             assert_eq!(buf.len() - 1, data_indication_len(peer, b"hello"));
+            let declared = u16::from_be_bytes([buf[3], buf[4]]);
+            assert_eq!(usize::from(declared) + 20, buf.len() - 1, "header length");
             let mut m = Message {
                 raw: buf[1..].to_vec(),
                 ..Default::default()
@@ -159,6 +227,44 @@ mod tests {
             let got = super::super::message::decode_xor_address(&m.get(PEER).unwrap(), &[3; 12]);
             assert_eq!(got, Some(peer));
         }
+    }
+
+    #[test]
+    fn icmp_data_indications_carry_type_code_and_mtu() {
+        let peer: SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        let mut buf = Vec::new();
+        let too_big = Icmp {
+            v6: false,
+            typ: 3,
+            code: 4,
+            info: 1400,
+        };
+        write_icmp(&mut buf, &[5; 12], peer, too_big);
+        let mut m = Message {
+            raw: buf,
+            ..Default::default()
+        };
+        m.decode().unwrap();
+        assert_eq!(m.typ.value(), DATA_INDICATION);
+        assert!(m.get(DATA).is_err(), "no DATA");
+        let icmp = m.get(stun::attributes::AttrType(ATTR_ICMP)).unwrap();
+        assert_eq!(icmp, [0, 0, 3 << 1, 4, 0, 0, 0x05, 0x78]);
+        let port_unreachable = Icmp { code: 3, ..too_big };
+        assert_eq!(port_unreachable.error_data(), 0);
+        assert!(port_unreachable.relayed());
+        assert!(!Icmp { typ: 0, ..too_big }.relayed(), "echo reply");
+        assert!(Icmp {
+            v6: true,
+            typ: 2,
+            ..too_big
+        }
+        .relayed());
+        assert!(!Icmp {
+            v6: true,
+            typ: 4,
+            ..too_big
+        }
+        .relayed());
     }
 
     #[test]

@@ -11,7 +11,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use stun::attributes::{
-    AttrType, ATTR_ERROR_CODE, ATTR_FINGERPRINT, ATTR_MESSAGE_INTEGRITY, ATTR_UNKNOWN_ATTRIBUTES,
+    AttrType, ATTR_CHANNEL_NUMBER, ATTR_DATA, ATTR_DONT_FRAGMENT, ATTR_ERROR_CODE, ATTR_EVEN_PORT,
+    ATTR_FINGERPRINT, ATTR_LIFETIME, ATTR_MAPPED_ADDRESS, ATTR_MESSAGE_INTEGRITY, ATTR_NONCE,
+    ATTR_PRIORITY, ATTR_REALM, ATTR_REQUESTED_ADDRESS_FAMILY, ATTR_REQUESTED_TRANSPORT,
+    ATTR_RESERVATION_TOKEN, ATTR_UNKNOWN_ATTRIBUTES, ATTR_USERNAME, ATTR_USE_CANDIDATE,
+    ATTR_XORMAPPED_ADDRESS, ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS,
 };
 use stun::error_code::{ErrorCode, ErrorCodeAttribute};
 use stun::fingerprint::{fingerprint_value, FINGERPRINT};
@@ -21,6 +25,8 @@ use stun::message::{
     MESSAGE_HEADER_SIZE,
 };
 use stun::xoraddr::XorMappedAddress;
+
+use super::classic::{classic_change_request, ChangeRequest};
 
 /// Why bytes from the network were dropped without an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +58,44 @@ pub enum Inbound<'a> {
         number: u16,
         data: &'a [u8],
     },
-    /// An RFC 3489 Binding request (no magic cookie): its 16-byte id.
+    /// An RFC 3489 Binding request (no magic cookie): its 16-byte id and
+    /// what its CHANGE-REQUEST asks for.
     ClassicBinding {
         transaction_id: [u8; 16],
+        change: ChangeRequest,
     },
+}
+
+/// The comprehension-required attributes turnd understands (RFC 8489 §18.3,
+/// RFC 8656 §18, RFC 8445 §16.1). One list for every method and class:
+/// one that is known but unexpected in a message is ignored, not refused
+/// with 420 (RFC 8489 §6.3).
+pub const KNOWN_REQUIRED: &[AttrType] = &[
+    ATTR_MAPPED_ADDRESS,
+    ATTR_USERNAME,
+    ATTR_MESSAGE_INTEGRITY,
+    ATTR_ERROR_CODE,
+    ATTR_UNKNOWN_ATTRIBUTES,
+    ATTR_CHANNEL_NUMBER,
+    ATTR_LIFETIME,
+    ATTR_XOR_PEER_ADDRESS,
+    ATTR_DATA,
+    ATTR_REALM,
+    ATTR_NONCE,
+    ATTR_XOR_RELAYED_ADDRESS,
+    ATTR_REQUESTED_ADDRESS_FAMILY,
+    ATTR_EVEN_PORT,
+    ATTR_REQUESTED_TRANSPORT,
+    ATTR_DONT_FRAGMENT,
+    ATTR_XORMAPPED_ADDRESS,
+    ATTR_RESERVATION_TOKEN,
+    ATTR_PRIORITY,
+    ATTR_USE_CANDIDATE,
+];
+
+/// True when turnd understands attribute type `t` or need not (optional).
+pub fn understood(t: u16) -> bool {
+    t >= 0x8000 || KNOWN_REQUIRED.contains(&AttrType(t))
 }
 
 /// Size of a ChannelData header (RFC 8656 §12.4).
@@ -105,7 +145,11 @@ fn decode_stun(data: &[u8]) -> Result<Inbound<'_>, Malformed> {
         if typ == 0x0001 && len % 4 == 0 && data.len() >= end {
             let mut transaction_id = [0u8; 16];
             transaction_id.copy_from_slice(&header[4..20]);
-            return Ok(Inbound::ClassicBinding { transaction_id });
+            let change = classic_change_request(&data[MESSAGE_HEADER_SIZE..end]);
+            return Ok(Inbound::ClassicBinding {
+                transaction_id,
+                change,
+            });
         }
         return Err(Malformed::NotStun);
     }
@@ -117,7 +161,25 @@ fn decode_stun(data: &[u8]) -> Result<Inbound<'_>, Malformed> {
         ..Default::default()
     };
     msg.decode().map_err(|_| Malformed::Malformed)?;
+    restore_attr_types(&mut msg);
     Request::new(msg).map(Inbound::Stun)
+}
+
+/// Puts back each attribute's type as it was on the wire: the `stun` crate
+/// reads 0x8020 (XOR-MAPPED-ADDRESS's pre-RFC 5389 code point, optional) as
+/// 0x0020 (comprehension-required), so a client that sent the former would
+/// get a 420 naming an attribute it never sent. The crate decodes one
+/// attribute per TLV, in order, so the raw walk lines up with the list.
+fn restore_attr_types(msg: &mut Message) {
+    let mut offset = MESSAGE_HEADER_SIZE;
+    for attr in msg.attributes.0.iter_mut() {
+        let Some(h) = msg.raw.get(offset..offset + 4) else {
+            return;
+        };
+        attr.typ = AttrType(u16::from_be_bytes([h[0], h[1]]));
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        offset += 4 + len.div_ceil(4) * 4;
+    }
 }
 
 /// A decoded STUN message with the attributes that count.
@@ -224,10 +286,11 @@ fn verify_fingerprint(msg: &Message) -> bool {
 }
 
 /// Decodes XOR-MAPPED/PEER/RELAYED-ADDRESS values: family 1 with 4 address
-/// bytes or family 2 with 16, nothing else.
+/// bytes or family 2 with 16, nothing else. The first byte is reserved and
+/// ignored, whatever a client put there (RFC 8489 §14.1-14.2).
 pub fn decode_xor_address(value: &[u8], transaction_id: &[u8; 12]) -> Option<SocketAddr> {
     let (head, addr) = value.split_at_checked(4)?;
-    let family = u16::from_be_bytes([head[0], head[1]]);
+    let family = head[1];
     let port = u16::from_be_bytes([head[2], head[3]]) ^ (MAGIC_COOKIE >> 16) as u16;
     let mut mask = [0u8; 16];
     mask[..4].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());

@@ -12,7 +12,9 @@ pub mod admin;
 pub mod allocation;
 pub mod audit;
 pub mod auth;
+mod binding_sync;
 pub mod classic;
+pub mod command;
 pub mod expiry;
 pub mod five_tuple;
 pub mod framing;
@@ -23,16 +25,20 @@ pub mod message;
 pub mod nonce;
 pub mod peer_policy;
 pub mod ports;
+pub mod precis;
 pub mod rate_limit;
 pub mod redact;
+pub mod redirect;
 pub mod server;
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+pub use command::{ChannelBinding, Command};
 pub use five_tuple::{FiveTuple, Transport};
-pub use server::{CoreConfig, Server};
+pub use indication::Icmp;
+pub use server::{Alternates, CoreConfig, Server};
 
 /// The current time, as both clocks: the monotonic one orders expiries, the
 /// wall clock (seconds since the Unix epoch) checks TURN REST usernames and
@@ -62,10 +68,17 @@ pub struct Transmit {
 
 /// What the engine wants sent, written into buffers that are reused from
 /// one call to the next: once warm, relaying allocates nothing.
+///
+/// Relayed data carries the ECN bits of the datagram it came in (RFC 8656
+/// §14, preferred behaviour): the shell states them with
+/// [`Outbox::set_ecn`] before handing the engine a datagram, and the engine
+/// queues relayed data with [`Outbox::push_relayed`]. Responses are not
+/// ECN-capable (0).
 #[derive(Debug, Default)]
 pub struct Outbox {
     bytes: Vec<u8>,
-    items: Vec<(Source, SocketAddr, std::ops::Range<usize>)>,
+    items: Vec<(Source, SocketAddr, std::ops::Range<usize>, u8)>,
+    ecn: u8,
 }
 
 impl Outbox {
@@ -81,17 +94,49 @@ impl Outbox {
         destination: SocketAddr,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
+        self.push_marked(source, destination, 0, write);
+    }
+
+    /// Queues relayed data: like [`Outbox::push_with`], marked with the ECN
+    /// bits of the datagram being handled.
+    pub fn push_relayed(
+        &mut self,
+        source: Source,
+        destination: SocketAddr,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        self.push_marked(source, destination, self.ecn, write);
+    }
+
+    fn push_marked(
+        &mut self,
+        source: Source,
+        destination: SocketAddr,
+        ecn: u8,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
         let start = self.bytes.len();
         write(&mut self.bytes);
         self.items
-            .push((source, destination, start..self.bytes.len()));
+            .push((source, destination, start..self.bytes.len(), ecn));
+    }
+
+    /// The ECN bits (the low two of the TOS or traffic class byte) of the
+    /// datagram handled next; 0 (Not-ECT) for stream transports.
+    pub fn set_ecn(&mut self, ecn: u8) {
+        self.ecn = ecn & 0b11;
     }
 
     /// Everything queued, in order.
     pub fn iter(&self) -> impl Iterator<Item = (Source, SocketAddr, &[u8])> {
+        self.iter_marked().map(|(s, d, p, _)| (s, d, p))
+    }
+
+    /// Everything queued, in order, with the ECN bits to send it with.
+    pub fn iter_marked(&self) -> impl Iterator<Item = (Source, SocketAddr, &[u8], u8)> {
         self.items
             .iter()
-            .map(|(s, d, r)| (*s, *d, &self.bytes[r.clone()]))
+            .map(|(s, d, r, e)| (*s, *d, &self.bytes[r.clone()], *e))
     }
 
     pub fn len(&self) -> usize {
@@ -134,4 +179,8 @@ pub trait RelaySockets {
     fn claim(&mut self, addr: SocketAddr) -> io::Result<()>;
     /// Closes a reserved socket nobody claimed.
     fn unreserve(&mut self, addr: SocketAddr);
+    /// Sets the don't-fragment bit on every datagram the open relay socket
+    /// at `addr` sends (DONT-FRAGMENT, RFC 8656 §7.2); an error means the
+    /// platform cannot, and the Allocate gets 420.
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()>;
 }

@@ -146,6 +146,12 @@ impl PeerPolicy {
         Verdict::Allowed
     }
 
+    /// Whether the operator's `deny` names `ip` (or an IPv4 address it
+    /// embeds): it wins over everything, turnd's own relay address included.
+    pub fn operator_denies(&self, ip: IpAddr) -> bool {
+        self.check(ip) == Verdict::Denied(DenyReason::Configured)
+    }
+
     /// Whether the operator's `allow` names `ip` (and `deny` does not): the
     /// test for addresses that are public yet must not be reached by default,
     /// such as this host's own relay address on ports turnd does not hold.

@@ -22,6 +22,23 @@ pub enum Parity {
     EvenReserveNext,
 }
 
+/// Why no relay port could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoPort {
+    /// Every port tried is taken (by turnd or another process).
+    Taken,
+    /// The process is out of file descriptors: no socket can be opened,
+    /// whichever the port (EMFILE, ENFILE).
+    Descriptors,
+}
+
+/// Whether a bind failed for want of a file descriptor.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(e.raw_os_error(), Some(ENFILE | EMFILE))
+}
+
 /// The relay port range and which of its ports turnd holds.
 #[derive(Debug)]
 pub struct Ports {
@@ -49,14 +66,19 @@ impl Ports {
         usize::from(self.high - self.low) + 1
     }
 
-    /// Binds a port (or an even/odd pair) on `ip`, returning the port.
+    /// Binds a port (or an even/odd pair) on `ip`, returning the port. Out
+    /// of file descriptors, it stops at the first failure. Ports
+    /// `held_elsewhere` (by another worker's engine) are skipped without a
+    /// bind attempt: only failures of ports turnd does not know to be taken
+    /// count toward [`MAX_BIND_ATTEMPTS`].
     pub fn acquire(
         &mut self,
         rng: &mut impl Rng,
         ip: IpAddr,
         parity: Parity,
         relays: &mut dyn RelaySockets,
-    ) -> Option<u16> {
+        held_elsewhere: &dyn Fn(u16) -> bool,
+    ) -> Result<u16, NoPort> {
         let total = self.total();
         let start = rng.gen_range(0..total);
         let mut attempts = 0;
@@ -65,30 +87,38 @@ impl Ports {
             if parity != Parity::Any && port % 2 == 1 {
                 continue;
             }
-            if self.in_use.contains(&port) {
+            let taken = |p: u16| self.in_use.contains(&p) || held_elsewhere(p);
+            if taken(port) {
                 continue;
             }
             let pair = parity == Parity::EvenReserveNext;
-            if pair && (port == self.high || self.in_use.contains(&(port + 1))) {
+            if pair && (port == self.high || taken(port + 1)) {
                 continue;
             }
             attempts += 1;
             if attempts > MAX_BIND_ATTEMPTS {
-                return None;
+                return Err(NoPort::Taken);
             }
-            if relays.open(SocketAddr::new(ip, port)).is_err() {
-                continue;
+            match relays.open(SocketAddr::new(ip, port)) {
+                Err(e) if out_of_descriptors(&e) => return Err(NoPort::Descriptors),
+                Err(_) => continue,
+                Ok(()) => {}
             }
-            if pair && relays.reserve(SocketAddr::new(ip, port + 1)).is_err() {
-                relays.close(SocketAddr::new(ip, port));
-                continue;
+            if pair {
+                if let Err(e) = relays.reserve(SocketAddr::new(ip, port + 1)) {
+                    relays.close(SocketAddr::new(ip, port));
+                    if out_of_descriptors(&e) {
+                        return Err(NoPort::Descriptors);
+                    }
+                    continue;
+                }
             }
             // A reserved port is held by its socket, not counted here: the
             // allocation that claims it may live on another worker.
             self.in_use.insert(port);
-            return Some(port);
+            return Ok(port);
         }
-        None
+        Err(NoPort::Taken)
     }
 
     /// Counts a port claimed from a reservation as this engine's.
@@ -115,9 +145,15 @@ mod tests {
     struct FakeRelays {
         taken: HashSet<u16>,
         open: HashSet<u16>,
+        /// Every open fails with EMFILE; counts the attempts.
+        no_descriptors: Option<usize>,
     }
     impl RelaySockets for FakeRelays {
         fn open(&mut self, addr: SocketAddr) -> io::Result<()> {
+            if let Some(n) = &mut self.no_descriptors {
+                *n += 1;
+                return Err(io::Error::from_raw_os_error(24));
+            }
             if self.taken.contains(&addr.port()) || !self.open.insert(addr.port()) {
                 return Err(io::ErrorKind::AddrInUse.into());
             }
@@ -135,6 +171,9 @@ mod tests {
         fn unreserve(&mut self, addr: SocketAddr) {
             self.close(addr)
         }
+        fn dont_fragment(&mut self, _addr: SocketAddr) -> io::Result<()> {
+            Ok(())
+        }
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -148,18 +187,54 @@ mod tests {
         let mut got: Vec<u16> = (0..3)
             .map(|_| {
                 ports
-                    .acquire(&mut rng, IP, Parity::Any, &mut relays)
+                    .acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false)
                     .unwrap()
             })
             .collect();
         got.sort();
         assert_eq!(got, vec![50000, 50002, 50003]);
-        assert_eq!(ports.acquire(&mut rng, IP, Parity::Any, &mut relays), None);
+        assert_eq!(
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
+            Err(NoPort::Taken)
+        );
         ports.release(IP, 50002, &mut relays);
         assert_eq!(
-            ports.acquire(&mut rng, IP, Parity::Any, &mut relays),
-            Some(50002)
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
+            Ok(50002)
         );
+    }
+
+    #[test]
+    fn out_of_descriptors_stops_at_once() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut relays = FakeRelays {
+            no_descriptors: Some(0),
+            ..FakeRelays::default()
+        };
+        let mut ports = Ports::new(50000, 50100);
+        assert_eq!(
+            ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &|_| false),
+            Err(NoPort::Descriptors)
+        );
+        assert_eq!(relays.no_descriptors, Some(1), "one attempt, not 32");
+    }
+
+    #[test]
+    fn ports_of_other_workers_do_not_use_up_the_bind_attempts() {
+        // 80 ports, 79 held by another worker (their binds would fail): the
+        // last free one is found whatever the start (issue 16: a 508 while
+        // a port was free).
+        for seed in 0..20 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut relays = FakeRelays::default();
+            relays.taken.extend((50000..50080).filter(|p| *p != 50041));
+            let held = |p: u16| p != 50041;
+            let mut ports = Ports::new(50000, 50079);
+            assert_eq!(
+                ports.acquire(&mut rng, IP, Parity::Any, &mut relays, &held),
+                Ok(50041)
+            );
+        }
     }
 
     #[test]
@@ -168,7 +243,9 @@ mod tests {
         let mut relays = FakeRelays::default();
         let mut ports = Ports::new(50000, 50005);
         let p = ports
-            .acquire(&mut rng, IP, Parity::EvenReserveNext, &mut relays)
+            .acquire(&mut rng, IP, Parity::EvenReserveNext, &mut relays, &|_| {
+                false
+            })
             .unwrap();
         assert_eq!(p % 2, 0);
         assert!(relays.open.contains(&(p + 1)), "the odd port is held");
@@ -178,7 +255,7 @@ mod tests {
             "the reserved port is not counted as in use"
         );
         let q = ports
-            .acquire(&mut rng, IP, Parity::Even, &mut relays)
+            .acquire(&mut rng, IP, Parity::Even, &mut relays, &|_| false)
             .unwrap();
         assert_eq!(q % 2, 0);
         assert_ne!(p, q);

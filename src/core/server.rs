@@ -2,7 +2,7 @@
 //! clients and peers send, relays data, and expires state on time.
 //! Requests are handled in [`super::handlers`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,15 +14,19 @@ use tracing::{debug, info, trace};
 
 use super::allocation::{Allocation, Flow, Usage};
 use super::audit::{AuditKind, AuditLimit};
-use super::auth::Credentials;
+use super::auth::{Credentials, RestPolicy, UsernameChars};
+use super::classic::ChangeRequest;
+use super::command::{ChannelBinding, Command};
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy};
 use super::ports::Ports;
+use super::rate_limit::{Limits, PrefixLimit};
 use super::redact::Redactor;
-use super::{classic, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
+use super::redirect::RedirectPolicy;
+use super::{classic, handlers, indication, FiveTuple, Now, Outbox, RelaySockets, Source};
 use crate::metrics::{Direction, Metrics};
 
 /// Permission lifetime (RFC 8656 §9).
@@ -33,8 +37,11 @@ pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 pub const CHANNEL_QUARANTINE: Duration = Duration::from_secs(300);
 /// How long the odd port of an EVEN-PORT pair is held (RFC 8656 §14.9).
 pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
-/// Largest UDP payload: what the relay can send in one datagram.
+/// Largest UDP payload: what the relay can send in one IPv4 datagram
+/// (65 535 minus the IPv4 and UDP headers).
 const MAX_UDP_PAYLOAD: usize = 65_507;
+/// The same over IPv6 (the payload length excludes the fixed header).
+const MAX_UDP6_PAYLOAD: usize = 65_527;
 
 /// Everything the engine needs to know about its configuration.
 #[derive(Debug, Clone)]
@@ -63,8 +70,17 @@ pub struct CoreConfig {
     /// Unauthenticated UDP responses per source IP per second (0: no limit).
     pub unauthenticated_per_s: u32,
     pub unauthenticated_burst: u32,
+    /// The same answers per source prefix (/24, /64 by default).
+    pub prefix_rate_limit: PrefixLimit,
+    /// Refused ChannelBind/CreatePermission requests an allocation may make
+    /// at once (then one per `peer_refusal_interval`), so that probing which
+    /// relay ports turnd holds takes hours (0: no limit).
+    pub peer_refusal_burst: u32,
+    pub peer_refusal_interval: Duration,
     /// Hide client and peer addresses and usernames in logs.
     pub redact_logs: bool,
+    /// Redirects of new allocations for load (`[redirect]`).
+    pub redirect: RedirectPolicy,
 }
 
 impl CoreConfig {
@@ -96,7 +112,16 @@ impl CoreConfig {
             .map(|s| s.expose().to_string())
             .collect();
         CoreConfig {
-            credentials: Credentials::new(cfg.realm.clone(), users, secrets),
+            credentials: Credentials::new(cfg.realm.clone(), users, secrets).with_rest_policy(
+                RestPolicy {
+                    max_ttl_s: cfg.rest.max_ttl_s,
+                    max_username_bytes: cfg.rest.max_username_bytes.into(),
+                    chars: match cfg.rest.username_chars {
+                        crate::config::UsernameChars::Printable => UsernameChars::Printable,
+                        crate::config::UsernameChars::Ascii => UsernameChars::Ascii,
+                    },
+                },
+            ),
             relay_bind: cfg.relay.bind,
             relay_advertised: advertised,
             port_low: cfg.relay.ports.low,
@@ -117,7 +142,27 @@ impl CoreConfig {
             own_listeners: listeners.to_vec(),
             unauthenticated_per_s: cfg.rate_limit.unauthenticated_per_s,
             unauthenticated_burst: cfg.rate_limit.unauthenticated_burst,
+            prefix_rate_limit: PrefixLimit {
+                per_second: cfg.rate_limit.prefix_per_s,
+                burst: cfg.rate_limit.prefix_burst,
+                ipv4_prefix: cfg.rate_limit.ipv4_prefix,
+                ipv6_prefix: cfg.rate_limit.ipv6_prefix,
+            },
+            peer_refusal_burst: cfg.quota.peer_refusals_burst,
+            peer_refusal_interval: Duration::from_secs(cfg.quota.peer_refusal_interval_s.into()),
             redact_logs: cfg.log.redact,
+            redirect: cfg.redirect.policy(),
+        }
+    }
+}
+
+impl CoreConfig {
+    /// The limits of unauthenticated answers, per source and per prefix.
+    pub fn rate_limits(&self) -> Limits {
+        Limits {
+            per_second: self.unauthenticated_per_s,
+            burst: self.unauthenticated_burst,
+            prefix: self.prefix_rate_limit,
         }
     }
 }
@@ -152,6 +197,42 @@ impl EndReason {
     }
 }
 
+/// Where draining sends new clients (ALTERNATE-SERVER, RFC 8489 §10): at
+/// most one address per family, as a client may only be pointed at an
+/// address of the family it came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Alternates {
+    pub v4: Option<SocketAddr>,
+    pub v6: Option<SocketAddr>,
+}
+
+impl Alternates {
+    /// The alternate of `client`'s family, if one is configured.
+    pub fn for_client(&self, client: SocketAddr) -> Option<SocketAddr> {
+        if canonical(client.ip()).is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
+}
+
+impl From<Option<SocketAddr>> for Alternates {
+    fn from(addr: Option<SocketAddr>) -> Self {
+        match addr {
+            Some(a) if a.is_ipv4() => Alternates {
+                v4: Some(a),
+                v6: None,
+            },
+            Some(a) => Alternates {
+                v4: None,
+                v6: Some(a),
+            },
+            None => Alternates::default(),
+        }
+    }
+}
+
 /// The engine. One per worker; it owns its allocations outright.
 pub struct Server {
     pub(super) cfg: CoreConfig,
@@ -167,12 +248,16 @@ pub struct Server {
     stats: RelayStats,
     /// Refusing new allocations (SIGTERM), pointing at `alternate` if set.
     pub(super) draining: bool,
-    pub(super) alternate: Option<SocketAddr>,
+    pub(super) alternate: Alternates,
     pub(super) redact: Redactor,
     /// Per-source limit on audit lines (interior: logged from `&self`).
     audit: std::cell::RefCell<AuditLimit>,
     /// Users refused by the operator ([`super::admin`]).
     pub(super) revoked: super::admin::Revocations,
+    /// Channels announced to the shell as relayable ([`super::command`]).
+    pub(super) installed: BTreeMap<(FiveTuple, u16), ChannelBinding>,
+    /// Commands not yet taken by the shell.
+    pub(super) commands: Vec<Command>,
 }
 
 /// Relayed packets and bytes, not yet in the metrics.
@@ -207,7 +292,7 @@ impl Server {
         let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
         let redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut rng)));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
-        global.set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        global.set_rate_limit(cfg.rate_limits());
         metrics.relay_ports_total.set(ports.total() as i64);
         Server {
             cfg,
@@ -221,10 +306,12 @@ impl Server {
             timers: Expiries::default(),
             stats: RelayStats::default(),
             draining: false,
-            alternate: None,
+            alternate: Alternates::default(),
             redact,
             audit: Default::default(),
             revoked: Default::default(),
+            installed: BTreeMap::new(),
+            commands: Vec::new(),
         }
     }
 
@@ -235,19 +322,17 @@ impl Server {
     /// password, REST secret removed), a permission or channel to a peer
     /// the new policy denies. The relay address and port range need a
     /// restart, so the old ones are kept.
-    pub fn reconfigure(&mut self, now: Now, mut cfg: CoreConfig, relays: &mut dyn RelaySockets) {
+    pub fn reconfigure(&mut self, mut cfg: CoreConfig) {
         cfg.relay_bind = self.cfg.relay_bind;
         cfg.relay_advertised = self.cfg.relay_advertised;
         cfg.port_low = self.cfg.port_low;
         cfg.port_high = self.cfg.port_high;
         cfg.own_listeners = std::mem::take(&mut self.cfg.own_listeners);
-        self.global
-            .set_rate_limit(cfg.unauthenticated_per_s, cfg.unauthenticated_burst);
+        self.global.set_rate_limit(cfg.rate_limits());
         if cfg.redact_logs != self.cfg.redact_logs {
             self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }
         self.cfg = cfg;
-        self.end_what_reload_removed(now, relays);
     }
 
     fn end_what_reload_removed(&mut self, now: Now, relays: &mut dyn RelaySockets) {
@@ -266,46 +351,25 @@ impl Server {
             }
             self.delete_allocation(now, ft, EndReason::Reload, relays);
         }
-        let cfg = &self.cfg;
-        let denied = |ip: IpAddr| {
-            let own = ip == cfg.relay_advertised || (ip == cfg.relay_bind && !ip.is_unspecified());
-            !own && matches!(
-                cfg.peer_policy.check(ip),
-                super::peer_policy::Verdict::Denied(_)
-            )
-        };
-        for a in self.allocations.values_mut() {
-            let gone: Vec<IpAddr> = a
-                .permissions
-                .keys()
-                .copied()
-                .filter(|ip| denied(*ip))
-                .collect();
-            for ip in gone {
-                a.permissions.remove(&ip);
-                let channels: Vec<u16> = a
-                    .channels
-                    .iter()
-                    .filter(|(_, c)| canonical(c.peer.ip()) == ip)
-                    .map(|(n, _)| *n)
-                    .collect();
-                for n in channels {
-                    a.remove_channel(n);
-                }
-                self.metrics
-                    .peer_denied
-                    .with_label_values(&["configured"])
-                    .inc();
-                info!(client = %self.redact.show(a.five_tuple.client), user = %self.redact.show(&a.username), peer = %self.redact.show(ip), "reload: peer now denied, permission and channels removed");
-            }
-        }
+    }
+
+    /// [`Server::reconfigure`], then ends what the new config removed:
+    /// allocations whose key the new credentials no longer give (static
+    /// user removed or with a new password, REST secret removed), and
+    /// permissions to peers the new policy denies (their channels leave the
+    /// kernel path).
+    pub fn reconfigure_at(&mut self, now: Now, cfg: CoreConfig, relays: &mut dyn RelaySockets) {
+        self.reconfigure(cfg);
+        self.end_what_reload_removed(now, relays);
+        self.withdraw_denied_peers(now.instant);
     }
 
     /// Starts draining: every new Allocate gets 508, or 300 Try Alternate
-    /// with ALTERNATE-SERVER when `alternate` is given.
-    pub fn drain(&mut self, alternate: Option<SocketAddr>) {
+    /// with ALTERNATE-SERVER when an alternate of the client's family is
+    /// given.
+    pub fn drain(&mut self, alternate: impl Into<Alternates>) {
         self.draining = true;
-        self.alternate = alternate;
+        self.alternate = alternate.into();
     }
 
     pub fn allocation_count(&self) -> usize {
@@ -364,16 +428,34 @@ impl Server {
             Inbound::ChannelData { number, data } => {
                 self.channel_data_from_client(now, five_tuple, number, data, out)
             }
-            Inbound::ClassicBinding { transaction_id } => {
+            Inbound::ClassicBinding {
+                transaction_id,
+                change,
+            } => {
                 if !self.unauthenticated_allowed(now, five_tuple) {
                     return;
                 }
                 self.metrics.count_binding(five_tuple.transport.as_str());
-                self.metrics.count_request("binding", None);
-                let payload = classic::binding_response(&transaction_id, five_tuple.client);
+                let payload = if change == ChangeRequest::None {
+                    self.metrics.count_request("binding", None);
+                    classic::binding_response(&transaction_id, five_tuple.client)
+                } else {
+                    let code = if change == ChangeRequest::Malformed {
+                        400
+                    } else {
+                        420
+                    };
+                    self.metrics.count_request("binding", Some(code));
+                    classic::change_refused(&transaction_id, change)
+                };
                 out.push(Source::Client(five_tuple), five_tuple.client, &payload);
             }
             Inbound::Stun(mut req) => match req.class() {
+                // Requests of methods turnd does not serve (a Send request,
+                // RFC 6062's Connect) are discarded unanswered (RFC 8489 §6.3).
+                CLASS_REQUEST if !handlers::serves(req.msg.typ.method) => {
+                    self.drop_packet("unsupported_method")
+                }
                 CLASS_REQUEST => {
                     if let Some(payload) = self.handle_request(now, five_tuple, &mut req, relays) {
                         out.push(Source::Client(five_tuple), five_tuple.client, &payload);
@@ -445,6 +527,10 @@ impl Server {
         let Some(alloc) = self.allocations.get(&ft) else {
             return self.drop_packet("no_allocation");
         };
+        // What CreatePermission answers with 443 cannot be sent (§11.2).
+        if !handlers::same_family(alloc.relay, peer) {
+            return self.drop_packet("peer_family");
+        }
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }
@@ -470,8 +556,20 @@ impl Server {
         data: &[u8],
         out: &mut Outbox,
     ) {
+        // Over TCP or TLS a client may send up to 65 535 bytes of ChannelData
+        // or DATA; one UDP datagram to the peer holds less.
+        let max = if canonical(peer.ip()).is_ipv4() {
+            MAX_UDP_PAYLOAD
+        } else {
+            MAX_UDP6_PAYLOAD
+        };
+        if data.len() > max {
+            return self.drop_packet("too_big");
+        }
         self.stats.client_to_peer.count(data.len());
-        out.push(Source::Relay(relay), self.hairpin(peer), data);
+        out.push_relayed(Source::Relay(relay), self.hairpin(peer), |buf| {
+            buf.extend_from_slice(data)
+        });
     }
 
     /// Behind a 1:1 NAT (`relay.external`), traffic from one of our
@@ -554,7 +652,11 @@ impl Server {
         let Some(alloc) = self.allocations.get_mut(ft) else {
             return self.drop_packet("no_allocation");
         };
-        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+        // The same own-address rule as towards the peer: a port of our
+        // relay address that no allocation holds is not a peer.
+        if !alloc.has_permission(canonical(peer.ip()), now.instant)
+            || !relay_port_ok(&self.cfg, &self.global, peer)
+        {
             return self.drop_packet("no_permission");
         }
         let client = alloc.five_tuple;
@@ -570,7 +672,7 @@ impl Server {
                 if !stream && CHANNEL_DATA_HEADER + padded > MAX_UDP_PAYLOAD {
                     return self.drop_packet("too_big");
                 }
-                out.push_with(source, client.client, |buf| {
+                out.push_relayed(source, client.client, |buf| {
                     buf.extend_from_slice(&number.to_be_bytes());
                     buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
                     buf.extend_from_slice(data);
@@ -583,13 +685,47 @@ impl Server {
                     return self.drop_packet("too_big");
                 }
                 let tid: [u8; 12] = rand::Rng::gen(&mut self.rng);
-                out.push_with(source, client.client, |buf| {
+                out.push_relayed(source, client.client, |buf| {
                     indication::write_data(buf, &tid, peer, data)
                 });
             }
         }
         alloc.usage.received.count(data.len());
         self.stats.peer_to_client.count(data.len());
+    }
+
+    /// An ICMP error drawn by a datagram sent from the relay socket at
+    /// `relay` to `peer` (RFC 8656 §11.5): the client hears of it in a Data
+    /// indication with an ICMP attribute if the peer has a permission.
+    pub fn handle_icmp(
+        &mut self,
+        now: Now,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        icmp: indication::Icmp,
+        out: &mut Outbox,
+    ) {
+        if !icmp.relayed() {
+            return self.drop_packet("icmp_ignored");
+        }
+        let peer = self.unhairpin(peer);
+        let Some(alloc) = self
+            .by_relay_port
+            .get(&relay.port())
+            .and_then(|ft| self.allocations.get(ft))
+        else {
+            return self.drop_packet("no_allocation");
+        };
+        if !alloc.has_permission(canonical(peer.ip()), now.instant) {
+            return self.drop_packet("no_permission");
+        }
+        let client = alloc.five_tuple;
+        let tid: [u8; 12] = rand::Rng::gen(&mut self.rng);
+        out.push_with(Source::Client(client), client.client, |buf| {
+            indication::write_icmp(buf, &tid, peer, icmp)
+        });
+        self.metrics.icmp_relayed.inc();
+        debug!(client = %self.redact.show(client.client), peer = %self.redact.show(peer), icmp_type = icmp.typ, icmp_code = icmp.code, "ICMP relayed");
     }
 
     /// Moves the relayed packet and byte counts into the metrics (they are
@@ -630,11 +766,14 @@ impl Server {
                             debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(ip), "permission expired");
                         }
                     }
+                    self.sync_peer_ip(ft, ip, now.instant);
                 }
+                Timer::ChannelLapse(ft, number) => self.sync_channel(ft, number, now.instant),
                 Timer::ChannelRelease(ft, number) => {
                     if let Some(a) = self.allocations.get_mut(&ft) {
                         a.remove_channel(number);
                     }
+                    self.sync_channel(ft, number, now.instant);
                 }
                 Timer::Reservation(token) => {
                     if let Some((addr, owner)) = self.global.take_reservation(token) {
@@ -675,6 +814,11 @@ impl Server {
         reason: EndReason,
         relays: &mut dyn RelaySockets,
     ) {
+        if !self.allocations.contains_key(&ft) {
+            return;
+        }
+        // Out of the kernel path first, then forgotten.
+        self.remove_channels_of(ft);
         let Some(alloc) = self.allocations.remove(&ft) else {
             return;
         };
@@ -689,6 +833,7 @@ impl Server {
         }
         for number in alloc.channels.keys() {
             self.timers.cancel(Timer::ChannelRelease(ft, *number));
+            self.timers.cancel(Timer::ChannelLapse(ft, *number));
         }
         let transport = ft.transport.as_str();
         self.metrics

@@ -51,12 +51,19 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "stale_nonce",
     "unknown_user",
     "expired_credential",
+    "bad_username",
+    "credential_lifetime",
     "bad_integrity",
     "relay_disabled",
     "revoked",
 ];
 /// `reason` label values of `turnd_peer_denied_total`.
-pub const PEER_DENIED_REASONS: &[&str] = &["special_range", "configured", "own_address"];
+pub const PEER_DENIED_REASONS: &[&str] = &[
+    "special_range",
+    "configured",
+    "own_address",
+    "refusal_limit",
+];
 /// `kind` label values of `turnd_quota_rejections_total`.
 pub const QUOTA_KINDS: &[&str] = &["user", "total", "permissions", "channels", "relay_ports"];
 /// `kind` label values of `turnd_log_lines_suppressed_total`.
@@ -70,6 +77,9 @@ pub const DROP_REASONS: &[&str] = &[
     "no_permission",
     "no_channel",
     "unknown_indication",
+    "unsupported_method",
+    "peer_family",
+    "icmp_ignored",
     "too_big",
     "send_failed",
     "rate_limited",
@@ -79,7 +89,9 @@ pub const DROP_REASONS: &[&str] = &[
 /// or TLS connection was refused or cut.
 pub const CONNECTION_REJECT_REASONS: &[&str] = &[
     "per_ip_limit",
+    "per_prefix_limit",
     "total_limit",
+    "memory_limit",
     "handshake_timeout",
     "tls_handshake",
     "idle_timeout",
@@ -90,6 +102,9 @@ pub const CONNECTION_REJECT_REASONS: &[&str] = &[
 ];
 /// `result` label values of `turnd_tls_reloads_total`.
 pub const RELOAD_RESULTS: &[&str] = &["success", "failure"];
+/// `operation` of `turnd_fd_exhausted_total`: an Allocate answered 508, a
+/// TCP/TLS connection closed on accept.
+pub const FD_EXHAUSTED_OPERATIONS: &[&str] = &["allocate", "accept"];
 
 /// Which way relayed data flows, for the `direction` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,6 +151,9 @@ pub struct Metrics {
     pub quota_rejections: IntCounterVec,
     /// `turnd_dropped_packets_total{reason}`, reason in [`DROP_REASONS`].
     pub dropped_packets: IntCounterVec,
+    /// `turnd_icmp_relayed_total`: ICMP errors told to clients in Data
+    /// indications (RFC 8656 §11.5).
+    pub icmp_relayed: IntCounter,
     /// `turnd_log_lines_suppressed_total{kind}`, kind in [`AUDIT_KINDS`].
     pub log_lines_suppressed: IntCounterVec,
     /// `turnd_relay_ports_in_use`.
@@ -159,6 +177,11 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// `turnd_ready`: what /readyz says, 1 or 0.
     pub ready: IntGauge,
+    /// `turnd_fd_exhausted_total{operation}`, operation in
+    /// [`FD_EXHAUSTED_OPERATIONS`].
+    pub fd_exhausted: IntCounterVec,
+    /// The kernel fast path's series.
+    pub offload: offload::OffloadMetrics,
     /// The series the packet path counts, resolved once.
     hot: Hot,
 }
@@ -278,6 +301,12 @@ impl Metrics {
             "Packets dropped without a response, by reason.",
             &["reason"],
         );
+        let icmp_relayed = IntCounter::new(
+            "turnd_icmp_relayed_total",
+            "ICMP errors from peers' networks told to clients in Data indications (RFC 8656 §11.5).",
+        )
+        .unwrap_or_else(|e| panic!("invalid metric turnd_icmp_relayed_total: {e}"));
+        register(r, icmp_relayed.clone(), "turnd_icmp_relayed_total");
         let log_lines_suppressed = counter_vec(
             r,
             "turnd_log_lines_suppressed_total",
@@ -341,8 +370,16 @@ impl Metrics {
         let ready = gauge(
             r,
             "turnd_ready",
-            "1 when /readyz answers ready: not draining, relay ports and allocation quota left.",
+            "1 when /readyz answers ready: not draining, relay ports, allocation quota and file descriptors left.",
         );
+        let fd_exhausted = counter_vec(
+            r,
+            "turnd_fd_exhausted_total",
+            "Allocations answered 508 and connections closed on accept because no file descriptor was left (RLIMIT_NOFILE), by operation.",
+            &["operation"],
+        );
+
+        let offload = offload::OffloadMetrics::new(r);
 
         #[cfg(target_os = "linux")]
         register(
@@ -382,6 +419,7 @@ impl Metrics {
             (&peer_denied, PEER_DENIED_REASONS),
             (&quota_rejections, QUOTA_KINDS),
             (&dropped_packets, DROP_REASONS),
+            (&fd_exhausted, FD_EXHAUSTED_OPERATIONS),
             (&log_lines_suppressed, AUDIT_KINDS),
         ] {
             for v in values {
@@ -414,6 +452,7 @@ impl Metrics {
             peer_denied,
             quota_rejections,
             dropped_packets,
+            icmp_relayed,
             log_lines_suppressed,
             relay_ports_in_use,
             relay_ports_total,
@@ -425,6 +464,8 @@ impl Metrics {
             config_reloads,
             draining,
             ready,
+            fd_exhausted,
+            offload,
             hot,
         }
     }
@@ -549,6 +590,8 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 #[doc(hidden)]
 pub mod text;
 
+pub mod offload;
+
 #[cfg(test)]
 mod tests {
     use super::text::{find, parse_prometheus_text};
@@ -566,6 +609,7 @@ mod tests {
         "turnd_peer_denied_total",
         "turnd_quota_rejections_total",
         "turnd_dropped_packets_total",
+        "turnd_icmp_relayed_total",
         "turnd_log_lines_suppressed_total",
         "turnd_relay_ports_in_use",
         "turnd_relay_ports_configured",
@@ -577,6 +621,11 @@ mod tests {
         "turnd_config_reloads_total",
         "turnd_draining",
         "turnd_ready",
+        "turnd_offload_active",
+        "turnd_offload_channels",
+        "turnd_offload_relayed_packets_total",
+        "turnd_offload_relayed_bytes_total",
+        "turnd_offload_packets_total",
     ];
 
     #[test]

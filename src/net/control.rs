@@ -27,7 +27,7 @@ use crate::core::CoreConfig;
 pub enum Phase {
     Running,
     /// Refuse new allocations (pointing at the alternate server, if any).
-    Draining(Option<SocketAddr>),
+    Draining(crate::core::Alternates),
     /// End every allocation and exit.
     Stop,
 }
@@ -125,16 +125,20 @@ impl Supervisor {
         Ok(())
     }
 
-    /// `/readyz`: not draining, and both relay ports and allocation quota
-    /// left.
+    /// `/readyz`: not draining, and relay ports, allocation quota and file
+    /// descriptors left.
     fn update_readiness(&self) {
         let m = &self.process.metrics;
         let running = *self.phase_tx.borrow() == Phase::Running;
         let ports_left = m.relay_ports_in_use.get() < m.relay_ports_total.get();
         let quota_left = self.global.total() < self.config.quota.allocations_total as usize;
-        let ready = running && ports_left && quota_left;
+        let descriptors_left = super::descriptors::left();
+        let ready = running && ports_left && quota_left && descriptors_left;
         if self.ready.swap(ready, Ordering::SeqCst) != ready {
-            info!(ready, running, ports_left, quota_left, "readiness changed");
+            info!(
+                ready,
+                running, ports_left, quota_left, descriptors_left, "readiness changed"
+            );
         }
         m.ready.set(i64::from(ready));
     }
@@ -149,7 +153,8 @@ impl Supervisor {
             Ok(()) => metrics.config_reloads.with_label_values(&["success"]).inc(),
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["failure"]).inc();
-                error!(error = %format!("{e:#}"), "reload refused: the previous config stays in use");
+                let error = crate::config::one_line(&format!("{e:#}"));
+                error!(%error, "reload refused: the previous config stays in use");
             }
         }
         let _ = sd_notify::notify(&[NotifyState::Ready]);
@@ -161,10 +166,12 @@ impl Supervisor {
             return self.reload_certificate(None);
         };
         let new = Config::load(path)?;
+        for warning in new.warnings() {
+            warn!("{warning}");
+        }
         let filter = self.log_filter_change(&new);
         if let Some(level) = &filter {
-            tracing_subscriber::EnvFilter::try_new(level)
-                .map_err(|e| anyhow::anyhow!("log.level {level:?}: {e}"))?;
+            crate::log_filter::parse(level).map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
         }
         let restart: Vec<&str> = [
             ("listen", self.config.listen != new.listen),
@@ -252,6 +259,14 @@ impl Supervisor {
                 timeout_s = timeout.as_secs(),
                 "draining: no new allocations; waiting for live ones to end"
             );
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                // Someone at a terminal pressed Ctrl-C: say why nothing ends.
+                eprintln!(
+                    "turnd: draining: waiting up to {} s for {live} allocation(s) to end; \
+                     press Ctrl-C again to exit now",
+                    timeout.as_secs()
+                );
+            }
             let deadline = tokio::time::Instant::now() + timeout;
             let mut poll = tokio::time::interval(Duration::from_millis(200));
             loop {

@@ -4,7 +4,12 @@
 
 pub mod batch;
 pub mod clock;
+pub mod conn_limits;
 pub mod control;
+mod descriptors;
+mod holders;
+mod icmp;
+pub mod offload;
 pub mod stream;
 pub mod tls;
 mod udp;
@@ -33,10 +38,12 @@ pub struct Process {
     pub metrics: Arc<Metrics>,
     /// Sockets held for RESERVATION-TOKEN, until an allocation claims them.
     reserved: Mutex<HashMap<SocketAddr, std::net::UdpSocket>>,
-    pub connection_counts: Arc<stream::ConnectionCounts>,
+    pub connection_counts: Arc<conn_limits::ConnectionCounts>,
     /// TCP/TLS limits, replaced on reload.
     limits: std::sync::RwLock<Connections>,
     pub heartbeats: control::Heartbeats,
+    /// The kernel fast path, when attached.
+    pub offload: Option<Arc<offload::Offload>>,
 }
 
 impl Process {
@@ -98,6 +105,10 @@ fn worker_count(cfg: &Config) -> usize {
 /// Binds everything, then serves until SIGINT or SIGTERM.
 pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let workers = worker_count(&cfg);
+    match descriptors::raise_limit() {
+        Ok(limit) => descriptors::warn_if_short(limit, &cfg, workers),
+        Err(e) => warn!(error = %e, "cannot read the file descriptor limit (RLIMIT_NOFILE)"),
+    }
     let metrics = Arc::new(Metrics::new());
     let mut per_worker: Vec<WorkerSockets> =
         (0..workers).map(|_| WorkerSockets::default()).collect();
@@ -105,7 +116,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     for addr in &cfg.listen.udp {
         let (bound, sockets) =
             udp::bind_group(*addr, workers, udp::bind_listener, |s| s.local_addr())
-                .with_context(|| format!("cannot bind UDP listener on {addr}"))?;
+                .map_err(|e| bind_error(holders::Proto::Udp, "UDP", *addr, e))?;
+        refuse_shared(holders::Proto::Udp, "UDP", bound)?;
         udp_addrs.push(bound);
         for (w, socket) in per_worker.iter_mut().zip(sockets) {
             w.udp.push((bound, socket));
@@ -117,9 +129,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         (&cfg.listen.tls, Transport::Tls, &mut tls_addrs),
     ] {
         for addr in addrs {
+            let kind = transport.to_string().to_uppercase();
             let (bound, listeners) =
                 udp::bind_group(*addr, workers, stream::bind, |l| l.local_addr())
-                    .with_context(|| format!("cannot bind {transport} listener on {addr}"))?;
+                    .map_err(|e| bind_error(holders::Proto::Tcp, &kind, *addr, e))?;
+            refuse_shared(holders::Proto::Tcp, &kind, bound)?;
             out.push(bound);
             for (w, listener) in per_worker.iter_mut().zip(listeners) {
                 w.streams.push((listener, transport));
@@ -143,6 +157,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .copied()
         .collect();
     let core_cfg = CoreConfig::from_config(&cfg, advertised, &own);
+    for warning in cfg.warnings() {
+        warn!("{warning}");
+    }
     if core_cfg.credentials.is_empty() {
         warn!("no [[users]] and no [rest] secrets configured: answering STUN Binding only, refusing every allocation");
     }
@@ -152,6 +169,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         connection_counts: Arc::default(),
         limits: std::sync::RwLock::new(cfg.connections.clone()),
         heartbeats: control::Heartbeats::new(workers),
+        offload: offload::Offload::start(&cfg, advertised, &metrics),
     });
     let global = Arc::new(Global::default());
     let (config_tx, config_rx) = watch::channel(Arc::new(core_cfg.clone()));
@@ -210,6 +228,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(true));
     let result = runtime.block_on(async {
         let signals = control::Signals::new()?;
+        if let Some(offload) = process.offload.clone() {
+            // The kernel's counters into turnd_relayed_*, once a second.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    offload.publish();
+                }
+            });
+        }
         let mut http_addr = None;
         if let Some(listener) = http_listener {
             let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -238,7 +266,15 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             relay_address: advertised,
             workers,
         };
-        info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, http = ?bound.http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, workers, "turnd ready");
+        // One event per listener: every field a plain value, in text and
+        // in JSON alike.
+        for (transport, addrs) in [("udp", &bound.udp), ("tcp", &bound.tcp), ("tls", &bound.tls)] {
+            for addr in addrs {
+                info!(transport, %addr, "listening");
+            }
+        }
+        let http = bound.http.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        info!(udp = bound.udp.len(), tcp = bound.tcp.len(), tls = bound.tls.len(), %http, relay_address = %advertised, ports = %cfg.relay.ports, realm = %cfg.realm, workers, "turnd ready");
         if let Some(path) = &opts.ready_file {
             let json = serde_json::to_string(&bound)?;
             // Written whole, then renamed: a reader never sees half of it.
@@ -272,6 +308,47 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     // Let the HTTP endpoint finish its last responses.
     runtime.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     result
+}
+
+/// Why a listener could not be bound, naming who holds the port when that
+/// is the reason.
+fn bind_error(
+    proto: holders::Proto,
+    kind: impl std::fmt::Display,
+    addr: SocketAddr,
+    e: std::io::Error,
+) -> anyhow::Error {
+    let held = match e.kind() {
+        std::io::ErrorKind::AddrInUse => holders::others(proto, addr),
+        _ => Vec::new(),
+    };
+    if held.is_empty() {
+        return anyhow::Error::new(e).context(format!("cannot bind {kind} listener on {addr}"));
+    }
+    anyhow::anyhow!(
+        "cannot bind {kind} listener on {addr}: {e}: port {} is held by {}",
+        addr.port(),
+        holders::describe(&held)
+    )
+}
+
+/// Fails when another process has a socket on a listener port (bound with
+/// SO_REUSEPORT like ours): the kernel would hand it part of the clients.
+fn refuse_shared(
+    proto: holders::Proto,
+    kind: impl std::fmt::Display,
+    bound: SocketAddr,
+) -> anyhow::Result<()> {
+    let held = holders::others(proto, bound);
+    if held.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{kind} listener port {} ({bound}) is also held by {}: the kernel would split clients \
+         between that process and this one (SO_REUSEPORT); stop it or choose another port",
+        bound.port(),
+        holders::describe(&held)
+    )
 }
 
 /// One worker thread: a single-threaded runtime serving its sockets.

@@ -4,10 +4,9 @@
 //! and ends with it.
 
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::clock;
+use super::conn_limits::ConnectionCounts;
 use super::tls::Certificate;
 use super::worker::Worker;
 use crate::config::Connections;
@@ -26,23 +26,33 @@ use crate::core::{FiveTuple, Transport};
 /// relayed data to a slow client is dropped rather than buffered without
 /// bound (the kernel's socket buffer comes on top of this).
 const WRITE_QUEUE: usize = 512;
-const WRITE_QUEUE_BYTES: usize = 256 << 10;
+const WRITE_QUEUE_BYTES: usize = 64 << 10;
+/// A read buffer is grown this much at a time, and kept at about this size
+/// between messages (a large message's buffer is given back).
+const READ_CHUNK: usize = 4096;
 
 /// The worker's handle on one connection's writer: frames go in without
-/// waiting, within [`WRITE_QUEUE`] frames and [`WRITE_QUEUE_BYTES`] bytes.
+/// waiting, within [`WRITE_QUEUE`] frames and [`WRITE_QUEUE_BYTES`] bytes,
+/// and within the process's buffer budget for all connections.
 pub struct ConnectionTx {
     tx: mpsc::Sender<Vec<u8>>,
     queued: Rc<Cell<usize>>,
+    counts: Arc<ConnectionCounts>,
+    budget: usize,
 }
 
 impl ConnectionTx {
-    /// Queues a copy of `frame`; false when the queue is full (dropped).
+    /// Queues a copy of `frame`; false when a queue is full (dropped).
     pub fn try_send(&self, frame: &[u8]) -> bool {
         let queued = self.queued.get();
         if queued + frame.len() > WRITE_QUEUE_BYTES && queued > 0 {
             return false;
         }
+        if !self.counts.charge(frame.len(), self.budget) {
+            return false;
+        }
         if self.tx.try_send(frame.to_vec()).is_err() {
+            self.counts.refund(frame.len());
             return false;
         }
         self.queued.set(queued + frame.len());
@@ -50,47 +60,31 @@ impl ConnectionTx {
     }
 }
 
-/// Open connections per source IP and in total.
-#[derive(Default)]
-pub struct ConnectionCounts {
-    per_ip: Mutex<HashMap<IpAddr, u32>>,
-}
-
-/// A slot held by one connection, released on drop.
-pub struct Slot {
+/// Bytes of a read buffer counted against the buffer budget; given back
+/// when the connection ends.
+struct Charged {
     counts: Arc<ConnectionCounts>,
-    ip: IpAddr,
+    bytes: usize,
 }
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut per_ip = self.counts.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&self.ip);
+impl Charged {
+    /// Counts a buffer of `capacity` now; false if the budget is spent.
+    fn set(&mut self, capacity: usize, budget: usize) -> bool {
+        if capacity > self.bytes {
+            if !self.counts.charge(capacity - self.bytes, budget) {
+                return false;
             }
+        } else {
+            self.counts.refund(self.bytes - capacity);
         }
+        self.bytes = capacity;
+        true
     }
 }
 
-impl ConnectionCounts {
-    /// Takes a slot for `ip`, or says which limit is reached.
-    fn acquire(self: &Arc<Self>, ip: IpAddr, limits: &Connections) -> Result<Slot, &'static str> {
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let total: u32 = per_ip.values().sum();
-        if total >= limits.max_total {
-            return Err("total_limit");
-        }
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= limits.max_per_ip {
-            return Err("per_ip_limit");
-        }
-        *n += 1;
-        Ok(Slot {
-            counts: self.clone(),
-            ip,
-        })
+impl Drop for Charged {
+    fn drop(&mut self) {
+        self.counts.refund(self.bytes);
     }
 }
 
@@ -107,8 +101,16 @@ pub async fn serve(
     };
     let label = transport.as_str();
     loop {
-        let (tcp, client) = match listener.accept().await {
+        let accepted = listener.accept().await.and_then(|(tcp, client)| {
+            super::descriptors::outside_reserve(tcp).map(|tcp| (tcp, client))
+        });
+        let (tcp, client) = match accepted {
             Ok(c) => c,
+            Err(e) if super::descriptors::is_exhaustion(&e) => {
+                super::descriptors::exhausted(&worker.process.metrics, "accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             Err(e) => {
                 // Out of file descriptors, most likely: back off a little.
                 tracing::warn!(listener = %server_addr, error = %e, "accept failed");
@@ -220,15 +222,24 @@ async fn serve_stream<S>(
     let (mut reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
     let queued = Rc::new(Cell::new(0));
+    let counts = worker.process.connection_counts.clone();
     worker.register_connection(
         ft,
         ConnectionTx {
             tx,
             queued: queued.clone(),
+            counts: counts.clone(),
+            budget: limits.buffer_budget(),
         },
     );
     let write_timeout = Duration::from_secs(limits.write_timeout_s.into());
-    let mut writer_task = tokio::task::spawn_local(write_frames(writer, rx, queued, write_timeout));
+    let mut writer_task = tokio::task::spawn_local(write_frames(
+        writer,
+        rx,
+        queued.clone(),
+        counts.clone(),
+        write_timeout,
+    ));
     debug!(client = %ft.client, transport = ft.transport.as_str(), "connection open");
 
     let mut writer_done = false;
@@ -261,6 +272,8 @@ async fn serve_stream<S>(
     {
         writer_task.abort();
     }
+    // Frames never written leave the budget with the connection.
+    counts.refund(queued.get());
 }
 
 /// The read loop; returns why the server cut the connection, if it did.
@@ -274,7 +287,15 @@ async fn read_frames<R: AsyncRead + Unpin>(
     let handshake = Duration::from_secs(limits.handshake_timeout_s.into());
     let idle = Duration::from_secs(limits.idle_timeout_s.into());
     let max = limits.max_frame_bytes as usize;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let budget = limits.buffer_budget();
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut charged = Charged {
+        counts: worker.process.connection_counts.clone(),
+        bytes: 0,
+    };
+    if !charged.set(buf.capacity(), budget) {
+        return Some("memory_limit");
+    }
     let mut start = 0;
     let mut seen_frame = false;
     // Deadlines are absolute, so dribbling one byte at a time does not
@@ -322,8 +343,16 @@ async fn read_frames<R: AsyncRead + Unpin>(
         } else {
             (tokio::time::Instant::now() + idle, "idle_timeout")
         };
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(4096);
+        if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
+            // A large message is done: give its memory back.
+            buf.shrink_to(READ_CHUNK);
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK {
+            buf.reserve(READ_CHUNK);
+        }
+        if !charged.set(buf.capacity(), budget) {
+            debug!(client = %ft.client, budget, "connection buffers over budget");
+            return Some("memory_limit");
         }
         let was_empty = buf.is_empty();
         match tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)).await {
@@ -353,11 +382,13 @@ async fn write_frames<W: AsyncWrite>(
     mut writer: tokio::io::WriteHalf<W>,
     mut rx: mpsc::Receiver<Vec<u8>>,
     queued: Rc<Cell<usize>>,
+    counts: Arc<ConnectionCounts>,
     write_timeout: Duration,
 ) -> Option<&'static str> {
     let mut verdict = None;
     while let Some(frame) = rx.recv().await {
         queued.set(queued.get().saturating_sub(frame.len()));
+        counts.refund(frame.len());
         match tokio::time::timeout(write_timeout, writer.write_all(&frame)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,

@@ -51,6 +51,15 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
+/// The DNS names (SubjectAltName) of the first certificate in `path`: the
+/// names a `turns:` URL may use.
+pub fn dns_names(path: &Path) -> anyhow::Result<Vec<String>> {
+    let certs = read_certs(path)?;
+    let cert = webpki::EndEntityCert::try_from(&certs[0])
+        .map_err(|e| anyhow::anyhow!("cannot parse the certificate in {}: {e}", path.display()))?;
+    Ok(cert.valid_dns_names().map(str::to_owned).collect())
+}
+
 /// The certificate in use, replaceable while connections run: a handshake
 /// takes the config current at accept time and keeps it.
 pub struct Certificate {

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +46,7 @@ struct Relays<'a>(&'a Rc<Worker>);
 
 impl RelaySockets for Relays<'_> {
     fn open(&mut self, addr: SocketAddr) -> io::Result<()> {
-        let socket = super::udp::bind_relay(addr)?;
+        let socket = super::descriptors::bind_relay(&self.0.process.metrics, addr)?;
         self.0.start_relay(addr, socket)?;
         self.0.process.metrics.relay_ports_in_use.inc();
         Ok(())
@@ -60,7 +60,7 @@ impl RelaySockets for Relays<'_> {
     }
 
     fn reserve(&mut self, addr: SocketAddr) -> io::Result<()> {
-        let socket = super::udp::bind_relay(addr)?;
+        let socket = super::descriptors::bind_relay(&self.0.process.metrics, addr)?;
         self.0.process.reserved().insert(addr, socket);
         self.0.process.metrics.relay_ports_in_use.inc();
         Ok(())
@@ -78,6 +78,12 @@ impl RelaySockets for Relays<'_> {
         if self.0.process.reserved().remove(&addr).is_some() {
             self.0.process.metrics.relay_ports_in_use.dec();
         }
+    }
+
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let relays = self.0.relays.borrow();
+        let relay = relays.get(&addr).ok_or(io::ErrorKind::NotFound)?;
+        super::batch::set_dont_fragment(relay.udp.socket(), true)
     }
 }
 
@@ -103,7 +109,7 @@ impl Worker {
         addr: SocketAddr,
         socket: std::net::UdpSocket,
     ) -> io::Result<()> {
-        let udp = Rc::new(BatchSocket::new(socket)?);
+        let udp = Rc::new(BatchSocket::relay(socket)?);
         let reader =
             tokio::task::spawn_local(read_peers(self.clone(), addr, udp.clone())).abort_handle();
         self.relays.borrow_mut().insert(addr, Relay { udp, reader });
@@ -117,8 +123,11 @@ impl Worker {
     ) -> R {
         let mut server = self.server.borrow_mut();
         let mut out = self.out.borrow_mut();
+        out.set_ecn(0);
         let r = f(&mut server, &mut Relays(self), &mut out);
+        let commands = server.take_commands();
         drop(server);
+        super::offload::apply_all(self.process.offload.as_deref(), &commands);
         self.flush(&mut out);
         r
     }
@@ -126,21 +135,20 @@ impl Worker {
     /// Sends what the engine queued. UDP sends never wait: a full socket
     /// buffer drops the datagram (counted), as the network would.
     fn flush(&self, out: &mut Outbox) {
-        for (source, destination, payload) in out.iter() {
+        for (source, destination, payload, ecn) in out.iter_marked() {
             let sent = match source {
                 Source::Client(ft) if ft.transport.is_stream() => {
                     let connections = self.connections.borrow();
                     connections.get(&ft).is_some_and(|tx| tx.try_send(payload))
                 }
                 Source::Client(ft) => self
-                    .listeners
-                    .get(&ft.server)
-                    .is_some_and(|l| l.send_to(payload, destination)),
+                    .listener_of(ft.server)
+                    .is_some_and(|(l, src_ip)| l.send(payload, destination, src_ip, ecn)),
                 Source::Relay(addr) => {
                     let relays = self.relays.borrow();
                     relays
                         .get(&addr)
-                        .is_some_and(|r| r.udp.send_to(payload, destination))
+                        .is_some_and(|r| r.udp.send(payload, destination, None, ecn))
                 }
             };
             if !sent {
@@ -148,6 +156,22 @@ impl Worker {
             }
         }
         out.clear();
+    }
+
+    /// The listener socket that received on server address `server`, and
+    /// the source address to send from when it is bound to a wildcard
+    /// address: the 5-tuple's own, so replies, Data indications and
+    /// ChannelData leave from the address the client talks to.
+    fn listener_of(&self, server: SocketAddr) -> Option<(&BatchSocket, Option<IpAddr>)> {
+        if let Some(l) = self.listeners.get(&server) {
+            return Some((l, None));
+        }
+        let any: IpAddr = match server {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let l = self.listeners.get(&SocketAddr::new(any, server.port()))?;
+        Some((l, Some(server.ip())))
     }
 
     pub fn register_connection(&self, ft: FiveTuple, tx: ConnectionTx) {
@@ -168,7 +192,7 @@ impl Worker {
             &mut dyn RelaySockets,
             &mut Outbox,
             crate::core::Now,
-            SocketAddr,
+            &quinn_udp::RecvMeta,
             &[u8],
         ),
     ) {
@@ -177,6 +201,9 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
+            if readable.errored() {
+                self.relay_icmp(udp);
+            }
             let mut failed = false;
             for round in 1.. {
                 // Under a flood the socket never runs dry: let this worker's
@@ -201,9 +228,10 @@ impl Worker {
                 // to one shared counter per packet bounce its cache line.
                 self.with_server(|server, relays, out| {
                     for i in 0..n {
-                        let source = batch.meta[i].addr;
+                        let meta = &batch.meta[i];
+                        out.set_ecn(meta.ecn.map_or(0, |e| e as u8));
                         for datagram in batch.datagrams(i) {
-                            handle(server, relays, out, now, source, datagram);
+                            handle(server, relays, out, now, meta, datagram);
                         }
                     }
                 });
@@ -235,7 +263,28 @@ impl Worker {
             WorkerCmd::Revocations(r) => server.set_revocations(now, r, relays),
         });
     }
+
+    /// Hands the ICMP errors queued on relay socket `udp` to the engine
+    /// (at most [`MAX_ICMP_PER_WAKEUP`] per wakeup: a flood of them must
+    /// not starve the data path; the rest wait for the next wakeup).
+    fn relay_icmp(self: &Rc<Self>, udp: &BatchSocket) {
+        let Ok(relay) = udp.socket().local_addr() else {
+            return;
+        };
+        let now = clock::now();
+        self.with_server(|server, _, out| {
+            for _ in 0..MAX_ICMP_PER_WAKEUP {
+                let Some((peer, icmp)) = udp.icmp_error() else {
+                    break;
+                };
+                server.handle_icmp(now, relay, peer, icmp, out);
+            }
+        });
+    }
 }
+
+/// ICMP errors read from one relay socket per wakeup.
+const MAX_ICMP_PER_WAKEUP: usize = 64;
 
 /// Receive batches from one socket before giving the other tasks of the
 /// worker a turn.
@@ -247,10 +296,16 @@ pub async fn serve_listener(worker: Rc<Worker>, local: SocketAddr) {
         return;
     };
     worker
-        .drain(&udp, |server, relays, out, now, client, datagram| {
+        .drain(&udp, |server, relays, out, now, meta, datagram| {
+            // On a wildcard listener the 5-tuple's server address is the one
+            // the datagram came to (IP_PKTINFO), not 0.0.0.0 (RFC 8656 §2).
+            let server_addr = match meta.dst_ip {
+                Some(ip) if local.ip().is_unspecified() => SocketAddr::new(ip, local.port()),
+                _ => local,
+            };
             let ft = FiveTuple {
-                client,
-                server: local,
+                client: meta.addr,
+                server: server_addr,
                 transport: crate::core::Transport::Udp,
             };
             server.handle_client(now, ft, datagram, relays, out);
@@ -261,8 +316,8 @@ pub async fn serve_listener(worker: Rc<Worker>, local: SocketAddr) {
 /// What peers send to one relay socket.
 async fn read_peers(worker: Rc<Worker>, relay: SocketAddr, udp: Rc<BatchSocket>) {
     worker
-        .drain(&udp, |server, _, out, now, peer, datagram| {
-            server.handle_peer(now, relay, peer, datagram, out);
+        .drain(&udp, |server, _, out, now, meta, datagram| {
+            server.handle_peer(now, relay, meta.addr, datagram, out);
         })
         .await;
 }
@@ -292,7 +347,7 @@ pub async fn expire(
             Some(cmd) = admin.recv() => worker.admin(cmd),
             Ok(()) = config.changed() => {
                 let cfg = (**config.borrow_and_update()).clone();
-                worker.with_server(|server, relays, _| server.reconfigure(clock::now(), cfg, relays));
+                worker.with_server(|server, relays, _| server.reconfigure_at(clock::now(), cfg, relays));
             }
             changed = phase.changed() => {
                 // The supervisor gone (it failed before or while starting):

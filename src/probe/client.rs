@@ -405,7 +405,8 @@ fn error_of(resp: &Message) -> Option<Failure> {
             resp.typ.method
         )));
     }
-    let mut alternate = XorMappedAddress::default();
+    // ALTERNATE-SERVER is encoded as MAPPED-ADDRESS, not XORed (§14.15).
+    let mut alternate = stun::addr::MappedAddress::default();
     let alternate = alternate
         .get_from_as(resp, ATTR_ALTERNATE_SERVER)
         .ok()

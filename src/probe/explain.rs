@@ -52,6 +52,15 @@ impl Explain<'_> {
                     server.port()
                 )
             }
+            (Stage::Connect, Failure::Io(e))
+                if transport == "tls" && e.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                format!(
+                    "TLS handshake with {server} failed: {e}: give --ca with the CA that \
+                     signed the server's certificate (for a self-signed one, the certificate \
+                     itself), and --sni with a name the certificate is for"
+                )
+            }
             (_, Failure::Io(e)) => format!("{transport} {server}: {e}"),
             (Stage::Relay { from, to }, Failure::Timeout) => format!(
                 "the data sent from relayed address {from} to {to} did not arrive within \
@@ -121,6 +130,16 @@ impl Explain<'_> {
             .map(|r| format!(" (the server's realm is {r:?})"))
             .unwrap_or_default();
         match self.opts.auth {
+            AuthKind::Static if rest_expiry(&self.opts.username).is_some() => format!(
+                "authentication failed (401 Unauthorized): {:?} is a TURN REST username \
+                 (EXPIRY:USER){realm}: check that it has not expired{} and that its password \
+                 was minted from one of the server's [rest] secrets, or let the probe mint \
+                 credentials with --secret-file or --config",
+                self.opts.username,
+                rest_expiry(&self.opts.username)
+                    .map(expiry_note)
+                    .unwrap_or_default()
+            ),
             AuthKind::Static => format!(
                 "authentication failed (401 Unauthorized): check user/password/realm: user \
                  {:?} with this password must be a [[users]] entry of the server{realm}; a \
@@ -134,6 +153,23 @@ impl Explain<'_> {
                 self.opts.username
             ),
         }
+    }
+}
+
+/// The expiry of a REST username (`EXPIRY:USER`, EXPIRY in Unix seconds).
+fn rest_expiry(username: &str) -> Option<u64> {
+    let (expiry, user) = username.split_once(':')?;
+    (!user.is_empty()).then_some(())?;
+    expiry.parse().ok()
+}
+
+/// " (it expired N s ago)" or " (it expires in N s)".
+fn expiry_note(expiry: u64) -> String {
+    let now = turnd::net::clock::now().unix_secs;
+    if expiry <= now {
+        format!(" (it expired {} s ago)", now - expiry)
+    } else {
+        format!(" (it expires in {} s)", expiry - now)
     }
 }
 

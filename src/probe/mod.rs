@@ -36,6 +36,8 @@ const DEFAULT_PROBE_USER: &str = "turnd-probe";
 const PROBE_CREDENTIAL_TTL: Duration = Duration::from_secs(3600);
 /// The port when `--server` names none (RFC 8489 §6).
 const DEFAULT_PORT: u16 = 3478;
+/// The port of `turns:` when `--server` names none (RFC 7065 §3).
+const DEFAULT_TLS_PORT: u16 = 5349;
 /// The channel B binds to A's relayed address (the first of §12's range).
 const CHANNEL: u16 = 0x4000;
 /// How often data is resent over UDP while waiting for it to come through.
@@ -61,6 +63,20 @@ struct Options {
     auth: AuthKind,
     expect_realm: Option<String>,
     timeout: Duration,
+    /// `--ca`: the CAs a TLS server's certificate must chain to.
+    ca: Option<std::path::PathBuf>,
+    /// `--sni`: the name a TLS server's certificate must be for.
+    sni: Option<String>,
+}
+
+impl Options {
+    /// The port when `--server` names none.
+    fn default_port(&self) -> u16 {
+        match self.transport {
+            ProbeTransport::Tls => DEFAULT_TLS_PORT,
+            _ => DEFAULT_PORT,
+        }
+    }
 }
 
 /// `turnd probe`: exit status 0 only when the round trip came back.
@@ -74,7 +90,12 @@ pub fn run(args: &ProbeArgs, fallback_config: Option<&Path>) -> anyhow::Result<E
         auth,
         expect_realm: args.realm.clone(),
         timeout: args.timeout,
+        ca: args.ca.clone(),
+        sni: args.sni.clone(),
     };
+    if args.transport != ProbeTransport::Tls && (args.ca.is_some() || args.sni.is_some()) {
+        bail!("--ca and --sni are for -t tls");
+    }
     let mut rep = Reporter::new(&opts, args.json);
     let ok = probe(&opts, &mut rep);
     rep.finish(ok);
@@ -134,7 +155,7 @@ fn credentials(
 }
 
 /// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address.
-fn split_host_port(s: &str) -> Result<(String, u16), String> {
+fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
     let bad_port = |p: &str| format!("--server {s:?}: {p:?} is not a port number");
     if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest
@@ -142,23 +163,23 @@ fn split_host_port(s: &str) -> Result<(String, u16), String> {
             .ok_or_else(|| format!("--server {s:?}: missing ']'"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| bad_port(p))?,
-            None if after.is_empty() => DEFAULT_PORT,
+            None if after.is_empty() => default_port,
             None => return Err(format!("--server {s:?}: expected :PORT after ']'")),
         };
         return Ok((host.to_owned(), port));
     }
     match s.matches(':').count() {
-        0 => Ok((s.to_owned(), DEFAULT_PORT)),
+        0 => Ok((s.to_owned(), default_port)),
         1 => {
             let (host, port) = s.split_once(':').unwrap_or((s, ""));
             Ok((host.to_owned(), port.parse().map_err(|_| bad_port(port))?))
         }
-        _ => Ok((s.to_owned(), DEFAULT_PORT)),
+        _ => Ok((s.to_owned(), default_port)),
     }
 }
 
-fn resolve(server: &str) -> Result<(SocketAddr, bool), String> {
-    let (host, port) = split_host_port(server)?;
+fn resolve(server: &str, default_port: u16) -> Result<(SocketAddr, bool), String> {
+    let (host, port) = split_host_port(server, default_port)?;
     if host.is_empty() {
         return Err(format!("--server {server:?}: no host"));
     }
@@ -234,7 +255,12 @@ fn probe(opts: &Options, rep: &mut Reporter) -> bool {
 
 fn steps(opts: &Options, rep: &mut Reporter, s: &mut Session) -> Result<(), Failed> {
     let t = now();
-    let (server, looked_up) = quiet_step(rep, "resolve", t, resolve(&opts.server))?;
+    let (server, looked_up) = quiet_step(
+        rep,
+        "resolve",
+        t,
+        resolve(&opts.server, opts.default_port()),
+    )?;
     if looked_up {
         step(rep, "resolve", t, Ok(()), |()| {
             format!("{} is {server}", opts.server)
@@ -253,6 +279,9 @@ fn steps(opts: &Options, rep: &mut Reporter, s: &mut Session) -> Result<(), Fail
         ProbeTransport::Udp => quiet_step(rep, "connect", t, connect(opts, server, &ex))?,
         ProbeTransport::Tcp => step(rep, "connect", t, connect(opts, server, &ex), |_| {
             format!("tcp {server}")
+        })?,
+        ProbeTransport::Tls => step(rep, "connect", t, connect(opts, server, &ex), |_| {
+            format!("tls {server}, certificate valid for {:?}", tls_name(opts))
         })?,
     };
     let a = s.a.insert(a);
@@ -397,6 +426,14 @@ fn connect(opts: &Options, server: SocketAddr, ex: &Explain) -> Result<Client, S
     let link = match opts.transport {
         ProbeTransport::Udp => Link::udp(server),
         ProbeTransport::Tcp => Link::tcp(server, opts.timeout),
+        ProbeTransport::Tls => Link::tls(
+            server,
+            opts.timeout,
+            &link::TlsCheck {
+                ca: opts.ca.as_deref(),
+                name: &tls_name(opts),
+            },
+        ),
     };
     let link = link.map_err(|e| ex.why(Stage::Connect, &Failure::Io(e)))?;
     Ok(Client::new(
@@ -502,7 +539,17 @@ fn transport_name(t: ProbeTransport) -> &'static str {
     match t {
         ProbeTransport::Udp => "udp",
         ProbeTransport::Tcp => "tcp",
+        ProbeTransport::Tls => "tls",
     }
+}
+
+/// The name a TLS server's certificate must be for: `--sni`, else the
+/// host of `--server`.
+fn tls_name(opts: &Options) -> String {
+    opts.sni.clone().unwrap_or_else(|| {
+        split_host_port(&opts.server, DEFAULT_TLS_PORT)
+            .map_or_else(|_| opts.server.clone(), |(h, _)| h)
+    })
 }
 
 #[cfg(test)]
@@ -511,16 +558,16 @@ mod tests {
 
     #[test]
     fn server_syntax() {
-        let hp = |s: &str| split_host_port(s).unwrap();
+        let hp = |s: &str| split_host_port(s, DEFAULT_PORT).unwrap();
         assert_eq!(hp("turn.example.org"), ("turn.example.org".into(), 3478));
         assert_eq!(hp("127.0.0.1:5000"), ("127.0.0.1".into(), 5000));
         assert_eq!(hp("[2001:db8::1]:3479"), ("2001:db8::1".into(), 3479));
         assert_eq!(hp("[2001:db8::1]"), ("2001:db8::1".into(), 3478));
         assert_eq!(hp("2001:db8::1"), ("2001:db8::1".into(), 3478));
-        assert!(split_host_port("h:port").is_err());
-        assert!(split_host_port("[::1]x").is_err());
+        assert!(split_host_port("h:port", DEFAULT_PORT).is_err());
+        assert!(split_host_port("[::1]x", DEFAULT_PORT).is_err());
         assert_eq!(
-            resolve("127.0.0.1:9").unwrap(),
+            resolve("127.0.0.1:9", DEFAULT_PORT).unwrap(),
             ("127.0.0.1:9".parse().unwrap(), false)
         );
     }

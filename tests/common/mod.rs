@@ -57,6 +57,17 @@ pub struct Bound {
     pub relay_address: IpAddr,
 }
 
+/// How [`Daemon::start_with`] runs turnd.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// `--log-level`: `debug` when `None`; none at all when empty.
+    pub log_level: Option<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft, hard) to run under.
+    pub nofile: Option<(u64, u64)>,
+}
+
 /// A running `turnd`. Killed (by PID) when dropped; its stderr is printed
 /// when the test is failing.
 pub struct Daemon {
@@ -69,27 +80,78 @@ impl Daemon {
     /// Writes `config_toml` to a temporary directory, starts turnd on it and
     /// waits (at most [`READY_TIMEOUT`]) until it reports its sockets bound.
     pub fn start(config_toml: &str) -> Daemon {
+        Daemon::start_with(config_toml, &Launch::default())
+    }
+
+    /// [`Daemon::start`] with extra environment variables (`TURND_*`
+    /// overrides).
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Daemon {
+        let launch = Launch {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Launch::default()
+        };
+        Daemon::start_with(config_toml, &launch)
+    }
+
+    /// [`Daemon::start`] with `launch`'s log level, environment and limits.
+    pub fn start_with(config_toml: &str, launch: &Launch) -> Daemon {
+        Daemon::try_start(config_toml, launch).unwrap_or_else(|(status, stderr)| {
+            panic!("turnd exited ({status}) before it was ready; config:\n{config_toml}\nstderr:\n{stderr}")
+        })
+    }
+
+    /// Starts turnd; its exit status and stderr when it exits before it
+    /// is ready.
+    pub fn try_start(config_toml: &str, launch: &Launch) -> Result<Daemon, (ExitStatus, String)> {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let config = dir.path().join("turnd.toml");
         let ready = dir.path().join("ready.json");
         fs::write(&config, config_toml).expect("write the config file");
         let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
         let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_turnd"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnd"));
+        cmd.arg("--config")
             .arg(&config)
             .arg("--ready-file")
             .arg(&ready)
-            .arg("--log-level")
-            .arg("debug")
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .env_remove("TURND_CONFIG")
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn turnd");
+            .stderr(stderr);
+        if let Some(level) = launch
+            .log_level
+            .as_deref()
+            .or(Some("debug"))
+            .filter(|l| !l.is_empty())
+        {
+            cmd.arg("--log-level").arg(level);
+        }
+        for (k, v) in &launch.env {
+            cmd.env(k, v);
+        }
+        if let Some(limit) = launch.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec here.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit.0,
+                        rlim_max: limit.1,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn turnd");
         let mut daemon = Daemon {
             child,
             dir,
@@ -101,14 +163,11 @@ impl Daemon {
             if let Ok(text) = fs::read_to_string(&ready) {
                 if let Ok(bound) = serde_json::from_str::<Bound>(&text) {
                     daemon.bound = Some(bound);
-                    return daemon;
+                    return Ok(daemon);
                 }
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!(
-                    "turnd exited ({status}) before it was ready; config:\n{config_toml}\nstderr:\n{}",
-                    daemon.stderr()
-                );
+                return Err((status, daemon.stderr()));
             }
             assert!(
                 Instant::now() < deadline,
@@ -116,6 +175,11 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The config file turnd was started on (rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("turnd.toml")
     }
 
     pub fn bound(&self) -> &Bound {
@@ -354,6 +418,8 @@ pub struct TestConfig {
     pub users: Vec<(String, String)>,
     pub rest_secrets: Vec<String>,
     pub allow_loopback: bool,
+    /// Raw TOML keys of the `[rest]` table besides `secrets`.
+    pub rest_extra: String,
     /// Raw TOML tables appended at the end (e.g. a `[quota]` table).
     pub extra: String,
 }
@@ -364,6 +430,7 @@ impl Default for TestConfig {
             users: vec![(USER.to_string(), PASSWORD.to_string())],
             rest_secrets: Vec::new(),
             allow_loopback: false,
+            rest_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -392,7 +459,11 @@ impl TestConfig {
             );
         }
         let secrets: Vec<String> = self.rest_secrets.iter().map(|s| q(s)).collect();
-        t += &format!("[rest]\nsecrets = [{}]\n\n", secrets.join(", "));
+        t += &format!(
+            "[rest]\nsecrets = [{}]\n{}\n",
+            secrets.join(", "),
+            self.rest_extra
+        );
         let allow = if self.allow_loopback {
             "\"127.0.0.0/8\""
         } else {

@@ -114,6 +114,11 @@ impl RawClient {
         }
     }
 
+    /// The client's socket, to set IP options on (ECN marks).
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.socket.local_addr().expect("client socket address")
     }

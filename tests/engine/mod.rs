@@ -39,6 +39,10 @@ pub const UNIX_START: u64 = 1_800_000_000;
 pub struct FakeRelays {
     pub open: HashSet<SocketAddr>,
     pub taken: HashSet<u16>,
+    /// Relay sockets that send with the don't-fragment bit.
+    pub dont_fragment: HashSet<SocketAddr>,
+    /// A platform that cannot set it.
+    pub no_dont_fragment: bool,
 }
 
 impl RelaySockets for FakeRelays {
@@ -67,6 +71,14 @@ impl RelaySockets for FakeRelays {
     fn unreserve(&mut self, addr: SocketAddr) {
         self.close(addr)
     }
+    fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()> {
+        assert!(self.open.contains(&addr), "DF on a closed socket: {addr}");
+        if self.no_dont_fragment {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        self.dont_fragment.insert(addr);
+        Ok(())
+    }
 }
 
 pub fn config() -> CoreConfig {
@@ -93,7 +105,11 @@ pub fn config() -> CoreConfig {
         own_listeners: vec![SERVER.parse().unwrap()],
         unauthenticated_per_s: 100,
         unauthenticated_burst: 20,
+        prefix_rate_limit: Default::default(),
+        peer_refusal_burst: 0,
+        peer_refusal_interval: Duration::from_secs(6),
         redact_logs: false,
+        redirect: Default::default(),
     }
 }
 
@@ -325,4 +341,48 @@ pub fn signed(
 
 pub fn peer_ip() -> IpAddr {
     PEER.parse::<SocketAddr>().unwrap().ip()
+}
+
+pub fn relay_addr(port: u16) -> std::net::SocketAddr {
+    format!("{RELAY_IP}:{port}").parse().unwrap()
+}
+
+pub fn send_indication(peer: &str, data: &[u8], n: u8) -> Vec<u8> {
+    build(
+        METHOD_SEND,
+        CLASS_INDICATION,
+        tid(n),
+        &[
+            xor_attr(ATTR_XOR_PEER_ADDRESS, peer, tid(n)),
+            (ATTR_DATA, data.to_vec()),
+        ],
+        None,
+        false,
+    )
+}
+
+pub fn channel_data(number: u16, data: &[u8]) -> Vec<u8> {
+    let mut v = number.to_be_bytes().to_vec();
+    v.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+pub fn permit(h: &mut Harness, ft: FiveTuple, c: &Creds, peers: &[&str], n: u8) -> Message {
+    let attrs: Vec<_> = peers
+        .iter()
+        .map(|p| xor_attr(ATTR_XOR_PEER_ADDRESS, p, tid(n)))
+        .collect();
+    signed(h, ft, METHOD_CREATE_PERMISSION, n, &attrs, c)
+}
+
+pub fn bind(h: &mut Harness, ft: FiveTuple, c: &Creds, number: u16, peer: &str, n: u8) -> Message {
+    let attrs = [
+        (
+            ATTR_CHANNEL_NUMBER,
+            vec![(number >> 8) as u8, number as u8, 0, 0],
+        ),
+        xor_attr(ATTR_XOR_PEER_ADDRESS, peer, tid(n)),
+    ];
+    signed(h, ft, METHOD_CHANNEL_BIND, n, &attrs, c)
 }
