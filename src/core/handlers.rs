@@ -268,6 +268,10 @@ impl Server {
                 key: None,
             });
         }
+        if self.is_revoked(now, &username) {
+            self.refuse_auth(now, ft, "revoked", Some(&username));
+            return Err(unauthorized);
+        }
         // Requests on an allocation must come from its owner (RFC 8656 §5);
         // an Allocate on a 5-tuple in use gets 437 whoever sends it (§7.2).
         if let Some(alloc) = self.allocations.get(&ft) {
