@@ -11,6 +11,7 @@
 pub mod allocation;
 pub mod audit;
 pub mod auth;
+pub mod auth_sha256;
 mod binding_sync;
 pub mod classic;
 pub mod command;
