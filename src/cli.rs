@@ -4,6 +4,7 @@
 //! [`crate::probe`]; this file only declares the interface, so that the
 //! completions and the man page are generated from the same definitions.
 
+pub mod admin;
 pub mod commands;
 pub mod health;
 
@@ -107,6 +108,9 @@ pub enum Command {
     /// round trip between two allocations.
     #[command(after_help = PROBE_EXAMPLES, long_about = PROBE_ABOUT)]
     Probe(ProbeArgs),
+    /// Operate a running server through its admin API ([admin] listen):
+    /// list allocations, end them, revoke users.
+    Admin(admin::AdminArgs),
     /// Ask a running turnd's /healthz (or /readyz) and exit 0 only on 200:
     /// the container health check (the image has no shell or curl).
     #[command(after_help = HEALTH_EXAMPLES)]

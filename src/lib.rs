@@ -6,6 +6,7 @@
 //! [`metrics`] every Prometheus metric, [`http`] the endpoint serving them
 //! and [`log_format`] the escaping of text log lines.
 
+pub mod admin;
 pub mod config;
 pub mod core;
 pub mod http;

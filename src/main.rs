@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Some(Command::Admin(args)) => cli::admin::run(args, fallback),
         Some(Command::Health(args)) => cli::health::run(args, fallback),
         Some(Command::Completions { shell }) => commands::completions(*shell),
         Some(Command::Man { command, dir }) => commands::man(command.as_deref(), dir.as_deref()),

@@ -40,6 +40,14 @@ pub fn check(args: &CheckArgs, fallback: Option<&Path>) -> anyhow::Result<()> {
     for warning in config.warnings() {
         eprintln!("turnd: warning: {}: {warning}", path.display());
     }
+    if let Some(addr) = config.admin.listen.filter(|a| !a.ip().is_loopback()) {
+        eprintln!(
+            "{}: warning: admin.listen = {addr} is not a loopback address: the admin API \
+             (end allocations, revoke users) is reachable from the network, guarded only \
+             by its token; prefer 127.0.0.1 and an SSH tunnel",
+            path.display()
+        );
+    }
     println!("{}: ok", path.display());
     // The per-node values and where each came from: an operator checking a
     // container or a fleet node sees what the environment changed.

@@ -141,6 +141,8 @@ pub struct Config {
     pub drain: Drain,
     #[serde(default)]
     pub redirect: Redirect,
+    #[serde(default)]
+    pub admin: Admin,
 }
 
 fn check_workers(n: u32) -> Result<(), String> {
@@ -156,6 +158,32 @@ fn de_workers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let n = u32::deserialize(d)?;
     check_workers(n).map_err(serde::de::Error::custom)?;
     Ok(n)
+}
+
+/// `admin.state_dir`: where revocations are kept (systemd's
+/// `StateDirectory=turnd`).
+pub const DEFAULT_ADMIN_STATE_DIR: &str = "/var/lib/turnd";
+
+/// `[admin]`: the operator API (list, end, revoke) and the self-test page,
+/// on a listener of its own; off unless `listen` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Admin {
+    pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token (whitespace trimmed); required with
+    /// `listen`.
+    pub token_file: Option<PathBuf>,
+    pub state_dir: PathBuf,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: None,
+            token_file: None,
+            state_dir: PathBuf::from(DEFAULT_ADMIN_STATE_DIR),
+        }
+    }
 }
 
 /// `[listen]`: the addresses clients send STUN/TURN to. A key left out of
@@ -368,6 +396,7 @@ impl Default for Config {
             auth: Auth::default(),
             workers: 0,
             drain: Drain::default(),
+            admin: Admin::default(),
             redirect: Redirect::default(),
         }
     }
@@ -486,6 +515,9 @@ impl Config {
             tls.cert = dir.join(&tls.cert);
             tls.key = dir.join(&tls.key);
         }
+        if let Some(token) = &mut config.admin.token_file {
+            *token = dir.join(&*token);
+        }
         let applied = config.apply_env(vars, dir, Some(path))?;
         let sources = env::sources(&config, Some((&text, path)), &applied);
         Ok((config, sources))
@@ -591,6 +623,11 @@ impl Config {
         self.connections.check()?;
         self.rate_limit.check()?;
         self.auth.check()?;
+        if self.admin.listen.is_some() && self.admin.token_file.is_none() {
+            return Err(
+                "admin.listen needs admin.token_file (a file holding the bearer token)".into(),
+            );
+        }
 
         let relay = &self.relay;
         if relay.bind.is_multicast() {

@@ -138,6 +138,7 @@ impl Server {
                     METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
                         self.peer_request(now, ft, req, authed, method)
                     }
+                    // Only methods that `serves` reach here.
                     _ => Err(reject(400, authed.key)),
                 }
             }
@@ -333,6 +334,10 @@ impl Server {
                 code: 438,
                 key: None,
             });
+        }
+        if self.is_revoked(now, &username) {
+            self.refuse_auth(now, ft, "revoked", Some(&username));
+            return Err(unauthorized);
         }
         // Requests on an allocation must come from its owner (RFC 8656 §5);
         // an Allocate on a 5-tuple in use gets 437 whoever sends it (§7.2).

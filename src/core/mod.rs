@@ -8,6 +8,7 @@
 //! does the binding. Every RFC rule can therefore be tested in microseconds
 //! with exact expected bytes.
 
+pub mod admin;
 pub mod allocation;
 pub mod audit;
 pub mod auth;

@@ -109,6 +109,15 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// Buckets per source IP only (no prefix budget).
+    pub fn per_source(per_second: u32, burst: u32) -> Self {
+        Self::new(Limits {
+            per_second,
+            burst,
+            prefix: PrefixLimit::default(),
+        })
+    }
+
     pub fn new(limits: Limits) -> Self {
         RateLimit {
             limits,
@@ -148,14 +157,6 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn per_ip(per_second: u32, burst: u32) -> Limits {
-        Limits {
-            per_second,
-            burst,
-            ..Limits::default()
-        }
-    }
 
     #[test]
     fn a_prefix_shares_one_budget() {
@@ -198,7 +199,7 @@ mod tests {
         #[allow(clippy::disallowed_methods)] // only the origin of virtual time
         let t0 = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let mut rl = RateLimit::new(per_ip(10, 3));
+        let mut rl = RateLimit::per_source(10, 3);
         assert!((0..3).all(|_| rl.allow(ip, t0)));
         assert!(!rl.allow(ip, t0));
         assert!(
@@ -210,14 +211,14 @@ mod tests {
             "one token after 100 ms"
         );
         assert!(!rl.allow(ip, t0 + Duration::from_millis(100)));
-        assert!(RateLimit::new(per_ip(0, 0)).allow(ip, t0), "0 turns it off");
+        assert!(RateLimit::per_source(0, 0).allow(ip, t0), "0 turns it off");
     }
 
     #[test]
     fn state_stays_bounded() {
         #[allow(clippy::disallowed_methods)]
         let t0 = Instant::now();
-        let mut rl = RateLimit::new(per_ip(1, 1));
+        let mut rl = RateLimit::per_source(1, 1);
         for i in 0..(MAX_SOURCES as u32 + 10) {
             rl.allow(IpAddr::from(i.to_be_bytes()), t0);
         }

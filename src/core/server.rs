@@ -266,6 +266,8 @@ pub struct Server {
     pub(super) redact: Redactor,
     /// Per-source limit on audit lines (interior: logged from `&self`).
     audit: std::cell::RefCell<AuditLimit>,
+    /// Users refused by the operator ([`super::admin`]).
+    pub(super) revoked: super::admin::Revocations,
     /// Channels announced to the shell as relayable ([`super::command`]).
     pub(super) installed: BTreeMap<(FiveTuple, u16), ChannelBinding>,
     /// Commands not yet taken by the shell.
@@ -321,6 +323,7 @@ impl Server {
             alternate: Alternates::default(),
             redact,
             audit: Default::default(),
+            revoked: Default::default(),
             installed: BTreeMap::new(),
             commands: Vec::new(),
         }

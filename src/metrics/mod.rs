@@ -611,6 +611,7 @@ mod tests {
         "turnd_dropped_packets_total",
         "turnd_icmp_relayed_total",
         "turnd_log_lines_suppressed_total",
+        "turnd_fd_exhausted_total",
         "turnd_relay_ports_in_use",
         "turnd_relay_ports_configured",
         "turnd_build_info",

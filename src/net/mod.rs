@@ -67,6 +67,7 @@ pub struct Bound {
     pub tcp: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     pub http: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
     pub relay_address: IpAddr,
     pub workers: usize,
 }
@@ -173,8 +174,20 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let global = Arc::new(Global::default());
     let (config_tx, config_rx) = watch::channel(Arc::new(core_cfg.clone()));
     let (phase_tx, phase_rx) = watch::channel(control::Phase::Running);
+    let admin_listener = cfg
+        .admin
+        .listen
+        .map(|addr| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .with_context(|| format!("cannot bind the admin API on {addr}"))
+        })
+        .transpose()?;
+    let mut admin_senders = Vec::new();
     let mut threads = Vec::new();
     for (id, sockets) in per_worker.into_iter().enumerate() {
+        let (admin_tx, admin_rx) = tokio::sync::mpsc::unbounded_channel();
+        admin_senders.push(admin_tx);
         let server = Server::new(
             core_cfg.clone(),
             metrics.clone(),
@@ -186,7 +199,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         let (config, phase) = (config_rx.clone(), phase_rx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("turnd-worker-{id}"))
-            .spawn(move || run_worker(id, process, server, sockets, certificate, config, phase))
+            .spawn(move || {
+                run_worker(
+                    id,
+                    process,
+                    server,
+                    sockets,
+                    certificate,
+                    (config, phase, admin_rx),
+                )
+            })
             .context("cannot start a worker thread")?;
         threads.push(thread);
     }
@@ -195,6 +217,14 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    let admin = match (&admin_listener, &cfg.admin.token_file) {
+        (Some(_), Some(token)) => Some(Arc::new(crate::admin::Admin::new(
+            token,
+            &cfg.admin.state_dir,
+            admin_senders,
+        )?)),
+        _ => None,
+    };
     let ready = Arc::new(AtomicBool::new(true));
     let result = runtime.block_on(async {
         let signals = control::Signals::new()?;
@@ -221,7 +251,14 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
                 let _ = rx.wait_for(|p| *p == control::Phase::Stop).await;
             }));
         }
+        let mut admin_addr = None;
+        if let (Some(listener), Some(admin)) = (admin_listener, admin) {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            admin_addr = Some(listener.local_addr()?);
+            tokio::spawn(crate::admin::serve(listener, admin));
+        }
         let bound = Bound {
+            admin: admin_addr,
             udp: udp_addrs,
             tcp: tcp_addrs,
             tls: tls_addrs,
@@ -321,8 +358,11 @@ fn run_worker(
     server: Server,
     sockets: WorkerSockets,
     certificate: Option<Arc<tls::Certificate>>,
-    config: watch::Receiver<Arc<CoreConfig>>,
-    phase: watch::Receiver<control::Phase>,
+    (config, phase, admin): (
+        watch::Receiver<Arc<CoreConfig>>,
+        watch::Receiver<control::Phase>,
+        tokio::sync::mpsc::UnboundedReceiver<crate::admin::WorkerCmd>,
+    ),
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -360,7 +400,7 @@ fn run_worker(
                 .flatten();
             tokio::task::spawn_local(stream::serve(Rc::clone(&worker), listener, transport, cert));
         }
-        worker::expire(worker, id, config, phase).await;
+        worker::expire(worker, id, config, phase, admin).await;
     });
 }
 

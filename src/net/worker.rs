@@ -21,6 +21,8 @@ use tokio::task::AbortHandle;
 use super::batch::{Batch, BatchSocket};
 use super::stream::ConnectionTx;
 use super::{clock, Process};
+use crate::admin::WorkerCmd;
+use crate::core::server::EndReason;
 use crate::core::{FiveTuple, Outbox, RelaySockets, Server, Source};
 
 struct Relay {
@@ -247,6 +249,24 @@ impl Worker {
 }
 
 impl Worker {
+    /// Answers the admin API (from this worker's own loop).
+    fn admin(self: &Rc<Self>, cmd: WorkerCmd) {
+        let now = clock::now();
+        self.with_server(|server, relays, _| match cmd {
+            WorkerCmd::List { user, reply } => {
+                let _ = reply.send(server.list_allocations(now, user.as_deref()));
+            }
+            WorkerCmd::End { id, reply } => {
+                let _ = reply.send(server.end_allocation(now, id, relays));
+            }
+            WorkerCmd::EndUser { user, reply } => {
+                let ended = server.end_user(now, &user, EndReason::Admin, relays);
+                let _ = reply.send(ended);
+            }
+            WorkerCmd::Revocations(r) => server.set_revocations(now, r, relays),
+        });
+    }
+
     /// Hands the ICMP errors queued on relay socket `udp` to the engine
     /// (at most [`MAX_ICMP_PER_WAKEUP`] per wakeup: a flood of them must
     /// not starve the data path; the rest wait for the next wakeup).
@@ -313,6 +333,7 @@ pub async fn expire(
     id: usize,
     mut config: watch::Receiver<Arc<CoreConfig>>,
     mut phase: watch::Receiver<Phase>,
+    mut admin: tokio::sync::mpsc::UnboundedReceiver<WorkerCmd>,
 ) {
     loop {
         worker.process.heartbeats.beat(id);
@@ -326,6 +347,7 @@ pub async fn expire(
         });
         tokio::select! {
             _ = tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_secs(1))) => {}
+            Some(cmd) = admin.recv() => worker.admin(cmd),
             Ok(()) = config.changed() => {
                 let cfg = (**config.borrow_and_update()).clone();
                 worker.with_server(|server, relays, _| server.reconfigure(clock::now(), cfg, relays));

@@ -52,6 +52,8 @@ pub struct Bound {
     #[serde(default)]
     pub tls: Vec<SocketAddr>,
     pub http: Option<SocketAddr>,
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
     pub relay_address: IpAddr,
 }
 
