@@ -383,6 +383,46 @@ mod tests {
     }
 
     #[test]
+    fn sha256_keys_for_password_users_and_rest_users_only() {
+        let mut users = HashMap::new();
+        users.insert("alice".to_string(), long_term_key("alice", "r", "pw"));
+        users.insert("keyed".to_string(), long_term_key("keyed", "r", "pw"));
+        let sha = HashMap::from([("alice".to_string(), sha256_key("alice", "r", "pw"))]);
+        let creds =
+            Credentials::new("r".into(), users, vec!["s".into()]).with_sha256_keys(sha.clone());
+        assert_eq!(
+            creds.secrets("alice", 0, Algorithm::Sha256),
+            Ok(vec![Secret::Sha256(sha["alice"])])
+        );
+        assert_eq!(
+            creds.secrets("alice", 0, Algorithm::Md5),
+            Ok(vec![Secret::Md5(long_term_key("alice", "r", "pw"))])
+        );
+        assert_eq!(
+            creds.secrets("keyed", 0, Algorithm::Sha256),
+            Err(Refusal::NoSha256Key),
+            "an MD5 key gives no SHA-256 key"
+        );
+        let rest = creds.secrets("2000:bob", 1999, Algorithm::Sha256).unwrap();
+        assert_eq!(
+            rest,
+            vec![Secret::Sha256(sha256_key(
+                "2000:bob",
+                "r",
+                &rest_password("s", "2000:bob")
+            ))]
+        );
+        assert_eq!(
+            creds.secrets("2000:bob", 2000, Algorithm::Sha256),
+            Err(Refusal::Expired),
+            "REST checks apply to SHA-256 too"
+        );
+        assert_eq!(creds.user_by_hash(&userhash("alice", "r")), Some("alice"));
+        assert_eq!(creds.user_by_hash(&userhash("2000:bob", "r")), None);
+        assert_eq!(creds.user_by_hash(b"short"), None);
+    }
+
+    #[test]
     fn quota_is_counted_per_rest_user() {
         assert_eq!(quota_user("1700000000:alice"), "alice");
         assert_eq!(quota_user("alice"), "alice");
