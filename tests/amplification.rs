@@ -69,8 +69,13 @@ fn check_unauthenticated(m: &Message) {
         0x0113 | 0x0114 => {
             assert_eq!(
                 body,
-                [wire::ERROR_CODE, wire::REALM, wire::NONCE],
-                "a 401 carries ERROR-CODE, REALM and NONCE only: {m}"
+                [
+                    wire::ERROR_CODE,
+                    wire::REALM,
+                    wire::NONCE,
+                    wire::PASSWORD_ALGORITHMS
+                ],
+                "a 401 carries ERROR-CODE, REALM, NONCE and PASSWORD-ALGORITHMS only: {m}"
             );
             let mut e = ErrorCodeAttribute::default();
             e.get_from(m).expect("ERROR-CODE");
@@ -253,9 +258,13 @@ fn every_unauthenticated_response_has_its_exact_minimal_size() {
     let d = TestConfig::default().start();
     let server = d.udp_addr();
     let pad = |n: usize| n.next_multiple_of(4);
-    // 401/438: header, ERROR-CODE (4 + 4 + reason), REALM, NONCE (36 hex
-    // digits: issue time and a truncated HMAC, RFC 8489 §9.2).
-    let challenge = |reason: &str| 20 + 4 + pad(4 + reason.len()) + 4 + pad(REALM.len()) + 4 + 36;
+    // 401/438: header, ERROR-CODE (4 + 4 + reason), REALM, NONCE (the
+    // 13-character cookie and security features, then 36 hex digits: issue
+    // time and a truncated HMAC, RFC 8489 §9.2), PASSWORD-ALGORITHMS
+    // (SHA-256 and MD5, 4 bytes each).
+    let challenge = |reason: &str| {
+        20 + 4 + pad(4 + reason.len()) + 4 + pad(REALM.len()) + 4 + pad(13 + 36) + 4 + 8
+    };
     let mut table = Vec::new();
     // Signed requests go out on the socket their nonce was issued to.
     let mut stale = Client::new(server);

@@ -275,9 +275,10 @@ fn bad_fingerprint_and_wrong_integrity() {
                 wire::ERROR_CODE,
                 wire::REALM,
                 wire::NONCE,
+                wire::PASSWORD_ALGORITHMS,
                 wire::FINGERPRINT
             ],
-            "a 401 carries ERROR-CODE, REALM, NONCE (and FINGERPRINT): {resp}"
+            "a 401 carries ERROR-CODE, REALM, NONCE, PASSWORD-ALGORITHMS (and FINGERPRINT): {resp}"
         );
         before = expect_changes(&d, &before, &[(&auth_failure("bad_integrity"), 1.0)]);
     }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod auth;
 mod drain;
 mod env;
 mod rate_limit;
@@ -24,6 +25,7 @@ mod tests;
 mod types;
 mod warnings;
 
+pub use auth::{Auth, PasswordAlgorithm};
 pub use drain::{Drain, DEFAULT_DRAIN_TIMEOUT_S};
 pub use env::{
     Override as EnvOverride, Provenance, Source, CLI_VARIABLES, OVERRIDES as ENV_OVERRIDES,
@@ -129,6 +131,8 @@ pub struct Config {
     pub connections: Connections,
     #[serde(default)]
     pub rate_limit: RateLimit,
+    #[serde(default)]
+    pub auth: Auth,
     /// Worker threads, each with its own sockets and allocations; 0 means
     /// one per CPU core. At most [`MAX_WORKERS`].
     #[serde(default, deserialize_with = "de_workers")]
@@ -389,6 +393,7 @@ impl Default for Config {
             tls: None,
             connections: Connections::default(),
             rate_limit: RateLimit::default(),
+            auth: Auth::default(),
             workers: 0,
             drain: Drain::default(),
             admin: Admin::default(),
@@ -617,6 +622,7 @@ impl Config {
         }
         self.connections.check()?;
         self.rate_limit.check()?;
+        self.auth.check()?;
         if self.admin.listen.is_some() && self.admin.token_file.is_none() {
             return Err(
                 "admin.listen needs admin.token_file (a file holding the bearer token)".into(),

@@ -485,3 +485,19 @@ fn a_password_with_a_control_character_is_refused() {
     assert!(e.contains("control character '\\t'"), "{e}");
     assert!(e.contains("OpaqueString"), "{e}");
 }
+
+#[test]
+fn auth_algorithms_default_to_both_and_are_checked() {
+    assert_eq!(
+        parse("").auth.algorithms,
+        [PasswordAlgorithm::Sha256, PasswordAlgorithm::Md5]
+    );
+    assert_eq!(
+        parse("[auth]\nalgorithms = [\"md5\"]\n").auth.algorithms,
+        [PasswordAlgorithm::Md5]
+    );
+    assert!(err("[auth]\nalgorithms = []\n").contains("auth.algorithms"));
+    assert!(err("[auth]\nalgorithms = [\"md5\", \"md5\"]\n").contains("twice"));
+    let e = err("realm = \"r\"\n[auth]\nalgorithms = [\"sha1\"]\n");
+    assert!(e.contains("sha1") && e.contains("line 3"), "{e}");
+}

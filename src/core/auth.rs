@@ -1,7 +1,9 @@
 //! The long-term credential mechanism (RFC 8489 §9.2) with static users and
 //! TURN REST API shared secrets (draft-uberti-behave-turn-rest, as coturn's
 //! `use-auth-secret`): username `expiry:user`, password
-//! `base64(HMAC-SHA1(secret, username))`, key `MD5(username:realm:password)`.
+//! `base64(HMAC-SHA1(secret, username))`, key `MD5(username:realm:password)`
+//! or, with PASSWORD-ALGORITHM SHA-256, `SHA-256(username:realm:password)`
+//! ([`super::auth_sha256`]).
 
 use std::collections::HashMap;
 
@@ -12,12 +14,46 @@ use sha1::Sha1;
 
 use super::precis::opaque_string;
 
-/// A long-term credential key: MD5(username ":" realm ":" password).
-pub type Key = [u8; 16];
+use super::auth_sha256::{sha256_key, userhash, Algorithm};
+
+/// An MD5 long-term key: MD5(username ":" realm ":" password).
+pub type Md5Key = [u8; 16];
+
+/// A long-term key of either password algorithm (RFC 8489 §9.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    Md5(Md5Key),
+    Sha256([u8; 32]),
+}
+
+impl Secret {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Secret::Md5(k) => k,
+            Secret::Sha256(k) => k,
+        }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Secret::Md5(_) => Algorithm::Md5,
+            Secret::Sha256(_) => Algorithm::Sha256,
+        }
+    }
+}
+
+/// The key a request was authenticated with and the integrity attribute
+/// it used, which its response carries too (RFC 8489 §9.2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub secret: Secret,
+    /// MESSAGE-INTEGRITY-SHA256 rather than MESSAGE-INTEGRITY.
+    pub sha256_integrity: bool,
+}
 
 /// The long-term key for `username` in `realm` with `password`, realm and
 /// password prepared with OpaqueString first (RFC 8489 §9.2.2).
-pub fn long_term_key(username: &str, realm: &str, password: &str) -> Key {
+pub fn long_term_key(username: &str, realm: &str, password: &str) -> Md5Key {
     let mut h = Md5::new();
     h.update(username.as_bytes());
     h.update(b":");
@@ -47,6 +83,8 @@ pub enum Refusal {
     BadUsername,
     /// A REST username valid for longer than `[rest] max_ttl_s` from now.
     LifetimeTooLong,
+    /// A static user configured with an MD5 `key` asked for SHA-256.
+    NoSha256Key,
 }
 
 impl Refusal {
@@ -57,6 +95,7 @@ impl Refusal {
             Refusal::Expired => "expired_credential",
             Refusal::BadUsername => "bad_username",
             Refusal::LifetimeTooLong => "credential_lifetime",
+            Refusal::NoSha256Key => "algorithm_unavailable",
         }
     }
 }
@@ -113,7 +152,11 @@ impl RestPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     realm: String,
-    users: HashMap<String, Key>,
+    users: HashMap<String, Md5Key>,
+    /// SHA-256 keys of the static users configured with a password.
+    sha256_users: HashMap<String, [u8; 32]>,
+    /// USERHASH of every static user, to its name (RFC 8489 §14.4).
+    userhashes: HashMap<[u8; 32], String>,
     rest_secrets: Vec<String>,
     rest_policy: RestPolicy,
 }
@@ -121,10 +164,16 @@ pub struct Credentials {
 impl Credentials {
     /// `users` holds precomputed keys (a password is turned into one by the
     /// caller with [`long_term_key`]).
-    pub fn new(realm: String, users: HashMap<String, Key>, rest_secrets: Vec<String>) -> Self {
+    pub fn new(realm: String, users: HashMap<String, Md5Key>, rest_secrets: Vec<String>) -> Self {
+        let userhashes = users
+            .keys()
+            .map(|u| (userhash(u, &realm), u.clone()))
+            .collect();
         Credentials {
             realm,
             users,
+            sha256_users: HashMap::new(),
+            userhashes,
             rest_secrets,
             rest_policy: RestPolicy::default(),
         }
@@ -134,6 +183,55 @@ impl Credentials {
     pub fn with_rest_policy(mut self, policy: RestPolicy) -> Self {
         self.rest_policy = policy;
         self
+    }
+
+    /// These credentials with the SHA-256 keys of the static users that
+    /// have a password (an MD5 `key` cannot be turned into one).
+    pub fn with_sha256_keys(mut self, keys: HashMap<String, [u8; 32]>) -> Self {
+        self.sha256_users = keys;
+        self
+    }
+
+    /// The static user whose USERHASH is `hash`. REST usernames cannot be
+    /// found this way: they are not known in advance.
+    pub fn user_by_hash(&self, hash: &[u8]) -> Option<&str> {
+        let hash: [u8; 32] = hash.try_into().ok()?;
+        self.userhashes.get(&hash).map(String::as_str)
+    }
+
+    /// The keys of `algorithm` a request signed as `username` may use at
+    /// `unix_secs` (see [`Credentials::keys`]).
+    pub fn secrets(
+        &self,
+        username: &str,
+        unix_secs: u64,
+        algorithm: Algorithm,
+    ) -> Result<Vec<Secret>, Refusal> {
+        if algorithm == Algorithm::Md5 {
+            return Ok(self
+                .keys(username, unix_secs)?
+                .into_iter()
+                .map(Secret::Md5)
+                .collect());
+        }
+        if self.users.contains_key(username) {
+            return match self.sha256_users.get(username) {
+                Some(k) => Ok(vec![Secret::Sha256(*k)]),
+                None => Err(Refusal::NoSha256Key),
+            };
+        }
+        self.check_rest(username, unix_secs)?;
+        Ok(self
+            .rest_secrets
+            .iter()
+            .map(|s| {
+                Secret::Sha256(sha256_key(
+                    username,
+                    &self.realm,
+                    &rest_password(s, username),
+                ))
+            })
+            .collect())
     }
 
     pub fn realm(&self) -> &str {
@@ -152,10 +250,20 @@ impl Credentials {
 
     /// The keys a request signed as `username` may use at `unix_secs`: one for
     /// a static user, one per secret for a REST username (secrets rotate).
-    pub fn keys(&self, username: &str, unix_secs: u64) -> Result<Vec<Key>, Refusal> {
+    pub fn keys(&self, username: &str, unix_secs: u64) -> Result<Vec<Md5Key>, Refusal> {
         if let Some(key) = self.users.get(username) {
             return Ok(vec![*key]);
         }
+        self.check_rest(username, unix_secs)?;
+        Ok(self
+            .rest_secrets
+            .iter()
+            .map(|s| long_term_key(username, &self.realm, &rest_password(s, username)))
+            .collect())
+    }
+
+    /// Whether `username` is a REST username valid at `unix_secs`.
+    fn check_rest(&self, username: &str, unix_secs: u64) -> Result<(), Refusal> {
         let expiry = rest_expiry(username).ok_or(Refusal::UnknownUser)?;
         if self.rest_secrets.is_empty() {
             return Err(Refusal::UnknownUser);
@@ -169,11 +277,7 @@ impl Credentials {
         if expiry - unix_secs > self.rest_policy.max_ttl_s {
             return Err(Refusal::LifetimeTooLong);
         }
-        Ok(self
-            .rest_secrets
-            .iter()
-            .map(|s| long_term_key(username, &self.realm, &rest_password(s, username)))
-            .collect())
+        Ok(())
     }
 }
 
@@ -276,6 +380,46 @@ mod tests {
         let no_secrets = Credentials::new("r".into(), HashMap::new(), vec![]);
         assert!(no_secrets.is_empty());
         assert_eq!(no_secrets.keys("2000:bob", 0), Err(Refusal::UnknownUser));
+    }
+
+    #[test]
+    fn sha256_keys_for_password_users_and_rest_users_only() {
+        let mut users = HashMap::new();
+        users.insert("alice".to_string(), long_term_key("alice", "r", "pw"));
+        users.insert("keyed".to_string(), long_term_key("keyed", "r", "pw"));
+        let sha = HashMap::from([("alice".to_string(), sha256_key("alice", "r", "pw"))]);
+        let creds =
+            Credentials::new("r".into(), users, vec!["s".into()]).with_sha256_keys(sha.clone());
+        assert_eq!(
+            creds.secrets("alice", 0, Algorithm::Sha256),
+            Ok(vec![Secret::Sha256(sha["alice"])])
+        );
+        assert_eq!(
+            creds.secrets("alice", 0, Algorithm::Md5),
+            Ok(vec![Secret::Md5(long_term_key("alice", "r", "pw"))])
+        );
+        assert_eq!(
+            creds.secrets("keyed", 0, Algorithm::Sha256),
+            Err(Refusal::NoSha256Key),
+            "an MD5 key gives no SHA-256 key"
+        );
+        let rest = creds.secrets("2000:bob", 1999, Algorithm::Sha256).unwrap();
+        assert_eq!(
+            rest,
+            vec![Secret::Sha256(sha256_key(
+                "2000:bob",
+                "r",
+                &rest_password("s", "2000:bob")
+            ))]
+        );
+        assert_eq!(
+            creds.secrets("2000:bob", 2000, Algorithm::Sha256),
+            Err(Refusal::Expired),
+            "REST checks apply to SHA-256 too"
+        );
+        assert_eq!(creds.user_by_hash(&userhash("alice", "r")), Some("alice"));
+        assert_eq!(creds.user_by_hash(&userhash("2000:bob", "r")), None);
+        assert_eq!(creds.user_by_hash(b"short"), None);
     }
 
     #[test]

@@ -61,12 +61,12 @@ pub(super) fn serves(method: Method) -> bool {
 }
 
 /// A handler's answer: the error code and whether it is sent with integrity.
-struct Reject {
-    code: u16,
-    key: Option<Key>,
+pub(super) struct Reject {
+    pub(super) code: u16,
+    pub(super) key: Option<Key>,
 }
 
-fn reject(code: u16, key: Key) -> Reject {
+pub(super) fn reject(code: u16, key: Key) -> Reject {
     Reject {
         code,
         key: Some(key),
@@ -74,9 +74,9 @@ fn reject(code: u16, key: Key) -> Reject {
 }
 
 /// An authenticated request's credentials.
-struct Authed {
-    key: Key,
-    username: String,
+pub(super) struct Authed {
+    pub(super) key: Key,
+    pub(super) username: String,
 }
 
 /// Whether `peer` is of the relay address's family (RFC 8656 §9.2, §12.2:
@@ -151,11 +151,7 @@ impl Server {
                 self.count(label, &r.code.to_string());
                 let mut m = message::error_response(req, r.code);
                 if matches!(r.code, 401 | 438) {
-                    m.add(ATTR_REALM, self.cfg.credentials.realm().as_bytes());
-                    m.add(
-                        ATTR_NONCE,
-                        self.nonce_key.issue(now.unix_secs, ft.client).as_bytes(),
-                    );
+                    self.add_challenge(now, ft, &mut m);
                 }
                 // The one 420 a handler gives: DONT-FRAGMENT it cannot honour.
                 if r.code == 420 {
@@ -176,7 +172,7 @@ impl Server {
             .inc();
     }
 
-    fn auth_failure(&self, reason: &str) {
+    pub(super) fn auth_failure(&self, reason: &str) {
         self.metrics
             .auth_failures
             .with_label_values(&[reason])
@@ -212,78 +208,8 @@ impl Server {
         message::finish(m, None, req.has_fingerprint)
     }
 
-    /// The long-term credential mechanism, server side (RFC 8489 §9.2.4).
-    fn authenticate(
-        &mut self,
-        now: Now,
-        ft: FiveTuple,
-        req: &mut Request,
-    ) -> Result<Authed, Reject> {
-        let unauthorized = Reject {
-            code: 401,
-            key: None,
-        };
-        if req.get(ATTR_MESSAGE_INTEGRITY).is_none() {
-            // Every client's first request: the challenge, not a failure.
-            self.auth_failure("missing_integrity");
-            return Err(unauthorized);
-        }
-        let (Some(username), Some(_realm), Some(nonce)) = (
-            req.text(ATTR_USERNAME),
-            req.text(ATTR_REALM),
-            req.text(ATTR_NONCE),
-        ) else {
-            let user = req.text(ATTR_USERNAME).map(str::to_string);
-            self.refuse_auth(now, ft, "bad_request", user.as_deref());
-            return Err(Reject {
-                code: 400,
-                key: None,
-            });
-        };
-        let username = username.to_string();
-        let nonce_ok =
-            self.nonce_key
-                .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s);
-        if self.cfg.credentials.is_empty() {
-            self.refuse_auth(now, ft, "relay_disabled", Some(&username));
-            return Err(unauthorized);
-        }
-        let keys = match self.cfg.credentials.keys(&username, now.unix_secs) {
-            Ok(keys) => keys,
-            Err(refusal) => {
-                self.refuse_auth(now, ft, refusal.reason(), Some(&username));
-                return Err(unauthorized);
-            }
-        };
-        let Some(key) = keys.into_iter().find(|k| req.integrity_ok(k)) else {
-            self.refuse_auth(now, ft, "bad_integrity", Some(&username));
-            return Err(unauthorized);
-        };
-        // RFC 8489 §9.2.4 checks the nonce last: a client whose password is
-        // wrong learns it at once, not after a 438 round trip.
-        if !nonce_ok {
-            self.auth_failure("stale_nonce");
-            return Err(Reject {
-                code: 438,
-                key: None,
-            });
-        }
-        if self.is_revoked(now, &username) {
-            self.refuse_auth(now, ft, "revoked", Some(&username));
-            return Err(unauthorized);
-        }
-        // Requests on an allocation must come from its owner (RFC 8656 §5);
-        // an Allocate on a 5-tuple in use gets 437 whoever sends it (§7.2).
-        if let Some(alloc) = self.allocations.get(&ft) {
-            if alloc.username != username && req.msg.typ.method != METHOD_ALLOCATE {
-                return Err(reject(441, key));
-            }
-        }
-        Ok(Authed { key, username })
-    }
-
     /// Counts an authentication failure and writes its audit line.
-    fn refuse_auth(&self, now: Now, ft: FiveTuple, reason: &str, user: Option<&str>) {
+    pub(super) fn refuse_auth(&self, now: Now, ft: FiveTuple, reason: &str, user: Option<&str>) {
         self.auth_failure(reason);
         if let Some(suppressed) = self.audit(now, ft, AuditKind::AuthFailure) {
             let user = user.map(|u| self.redact.show(u).to_string());

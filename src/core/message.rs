@@ -26,6 +26,10 @@ use stun::message::{
 };
 use stun::xoraddr::XorMappedAddress;
 
+use super::auth::Key;
+use super::auth_sha256::{
+    self, ATTR_MESSAGE_INTEGRITY_SHA256, ATTR_PASSWORD_ALGORITHM, ATTR_USERHASH,
+};
 use super::classic::{classic_change_request, ChangeRequest};
 
 /// Why bytes from the network were dropped without an answer.
@@ -91,6 +95,9 @@ pub const KNOWN_REQUIRED: &[AttrType] = &[
     ATTR_RESERVATION_TOKEN,
     ATTR_PRIORITY,
     ATTR_USE_CANDIDATE,
+    ATTR_MESSAGE_INTEGRITY_SHA256,
+    ATTR_PASSWORD_ALGORITHM,
+    ATTR_USERHASH,
 ];
 
 /// True when turnd understands attribute type `t` or need not (optional).
@@ -205,10 +212,20 @@ impl Request {
             }
             Some(_) => return Err(Malformed::BadFingerprint),
         };
+        // MESSAGE-INTEGRITY-SHA256 may follow MESSAGE-INTEGRITY (§14.5-14.6).
         let visible = attrs
             .iter()
-            .position(|a| a.typ == ATTR_MESSAGE_INTEGRITY)
-            .map_or(attrs.len(), |i| i + 1);
+            .position(|a| a.typ == ATTR_MESSAGE_INTEGRITY || a.typ == ATTR_MESSAGE_INTEGRITY_SHA256)
+            .map_or(attrs.len(), |i| {
+                let next_is_sha256 = attrs
+                    .get(i + 1)
+                    .is_some_and(|a| a.typ == ATTR_MESSAGE_INTEGRITY_SHA256);
+                if attrs[i].typ == ATTR_MESSAGE_INTEGRITY && next_is_sha256 {
+                    i + 2
+                } else {
+                    i + 1
+                }
+            });
         Ok(Request {
             msg,
             visible,
@@ -271,6 +288,12 @@ impl Request {
             _ => return false,
         }
         MessageIntegrity(key.to_vec()).check(&mut self.msg).is_ok()
+    }
+
+    /// Checks MESSAGE-INTEGRITY-SHA256 (HMAC-SHA256, RFC 8489 §14.6).
+    pub fn integrity_sha256_ok(&self, key: &[u8]) -> bool {
+        self.get(ATTR_MESSAGE_INTEGRITY_SHA256).is_some()
+            && auth_sha256::integrity_ok(&self.msg.raw, key)
     }
 }
 
@@ -377,11 +400,16 @@ pub fn add_unknown_attributes(m: &mut Message, unknown: &[AttrType]) {
     m.add(ATTR_UNKNOWN_ATTRIBUTES, &value);
 }
 
-/// Seals a response: MESSAGE-INTEGRITY with `key` when the request was
-/// authenticated, FINGERPRINT when the request carried one; returns bytes.
-pub fn finish(mut m: Message, key: Option<&[u8; 16]>, fingerprint: bool) -> Vec<u8> {
-    if let Some(key) = key {
-        let _ = MessageIntegrity(key.to_vec()).add_to(&mut m);
+/// Seals a response: MESSAGE-INTEGRITY (or MESSAGE-INTEGRITY-SHA256, as
+/// the request used) with `key` when the request was authenticated,
+/// FINGERPRINT when the request carried one; returns bytes.
+pub fn finish(mut m: Message, key: Option<&Key>, fingerprint: bool) -> Vec<u8> {
+    match key {
+        Some(k) if k.sha256_integrity => auth_sha256::add_integrity(&mut m, k.secret.bytes()),
+        Some(k) => {
+            let _ = MessageIntegrity(k.secret.bytes().to_vec()).add_to(&mut m);
+        }
+        None => {}
     }
     if fingerprint {
         let _ = FINGERPRINT.add_to(&mut m);

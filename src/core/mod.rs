@@ -12,6 +12,8 @@ pub mod admin;
 pub mod allocation;
 pub mod audit;
 pub mod auth;
+pub mod auth_sha256;
+mod authenticate;
 mod binding_sync;
 pub mod classic;
 pub mod command;

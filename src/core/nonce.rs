@@ -33,8 +33,11 @@ impl NonceKey {
         NonceKey(key)
     }
 
-    fn mac(&self, issued: u64, client: SocketAddr) -> [u8; MAC_BYTES] {
+    fn mac(&self, prefix: &str, issued: u64, client: SocketAddr) -> [u8; MAC_BYTES] {
         let mut mac = HmacSha1::new_from_slice(&self.0).expect("HMAC takes any key length");
+        // The feature prefix is signed too: a middlebox cannot strip or
+        // change the features the server announced (RFC 8489 §9.2.1).
+        mac.update(prefix.as_bytes());
         mac.update(&issued.to_be_bytes());
         match client.ip() {
             std::net::IpAddr::V4(ip) => mac.update(&ip.octets()),
@@ -49,9 +52,15 @@ impl NonceKey {
 
     /// A nonce for `client`, issued at `unix_secs`.
     pub fn issue(&self, unix_secs: u64, client: SocketAddr) -> String {
+        self.issue_with("", unix_secs, client)
+    }
+
+    /// A nonce starting with `prefix` (the nonce cookie and security
+    /// features of RFC 8489 §9.2, or nothing).
+    pub fn issue_with(&self, prefix: &str, unix_secs: u64, client: SocketAddr) -> String {
         format!(
-            "{unix_secs:0width$x}{}",
-            hex::encode(self.mac(unix_secs, client)),
+            "{prefix}{unix_secs:0width$x}{}",
+            hex::encode(self.mac(prefix, unix_secs, client)),
             width = TIME_HEX
         )
     }
@@ -65,7 +74,18 @@ impl NonceKey {
         client: SocketAddr,
         lifetime_s: u64,
     ) -> bool {
-        if nonce.len() != TIME_HEX + 2 * MAC_BYTES || !nonce.is_ascii() {
+        if !nonce.is_ascii() {
+            return false;
+        }
+        let prefix_len = if nonce.starts_with(super::auth_sha256::NONCE_COOKIE) {
+            super::auth_sha256::NONCE_PREFIX_LEN
+        } else {
+            0
+        };
+        let Some((prefix, nonce)) = nonce.split_at_checked(prefix_len) else {
+            return false;
+        };
+        if nonce.len() != TIME_HEX + 2 * MAC_BYTES {
             return false;
         }
         let (time_hex, mac_hex) = nonce.split_at(TIME_HEX);
@@ -78,7 +98,7 @@ impl NonceKey {
         }
         let fresh =
             issued <= unix_secs + FUTURE_SKEW_S && unix_secs.saturating_sub(issued) < lifetime_s;
-        let expected = self.mac(issued, client);
+        let expected = self.mac(prefix, issued, client);
         // Compare in constant time; the MAC is the only secret-derived part.
         let same = expected
             .iter()
@@ -111,6 +131,18 @@ mod tests {
             !NonceKey::new([1; 32]).is_valid(&n, 1_000, client, 600),
             "other key"
         );
+    }
+
+    #[test]
+    fn the_feature_prefix_is_signed() {
+        let client: SocketAddr = CLIENT.parse().unwrap();
+        let n = key().issue_with("obMatJos2wAAA", 1_000, client);
+        assert!(n.starts_with("obMatJos2wAAA"));
+        assert!(key().is_valid(&n, 1_000, client, 600));
+        let stripped = &n["obMatJos2wAAA".len()..];
+        assert!(!key().is_valid(stripped, 1_000, client, 600));
+        let changed = n.replacen("wAAA", "AAAA", 1);
+        assert!(!key().is_valid(&changed, 1_000, client, 600));
     }
 
     #[test]

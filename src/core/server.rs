@@ -55,6 +55,8 @@ pub struct CoreConfig {
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
     pub nonce_lifetime_s: u64,
+    /// The password algorithms offered, in order (`[auth] algorithms`).
+    pub algorithms: Vec<super::auth_sha256::Algorithm>,
     /// Concurrent allocations per REST user (the user part of `EXPIRY:USER`).
     pub allocations_per_user: usize,
     /// Static users with their own allocation limit; a static user not in
@@ -92,6 +94,17 @@ impl CoreConfig {
         listeners: &[SocketAddr],
     ) -> Self {
         use crate::config::UserCredential;
+        let sha256_keys = cfg
+            .users
+            .iter()
+            .filter_map(|u| match &u.credential {
+                UserCredential::Password(p) => Some((
+                    u.name.clone(),
+                    super::auth_sha256::sha256_key(&u.name, &cfg.realm, p.expose()),
+                )),
+                UserCredential::Key(_) => None,
+            })
+            .collect();
         let users = cfg
             .users
             .iter()
@@ -112,16 +125,16 @@ impl CoreConfig {
             .map(|s| s.expose().to_string())
             .collect();
         CoreConfig {
-            credentials: Credentials::new(cfg.realm.clone(), users, secrets).with_rest_policy(
-                RestPolicy {
+            credentials: Credentials::new(cfg.realm.clone(), users, secrets)
+                .with_sha256_keys(sha256_keys)
+                .with_rest_policy(RestPolicy {
                     max_ttl_s: cfg.rest.max_ttl_s,
                     max_username_bytes: cfg.rest.max_username_bytes.into(),
                     chars: match cfg.rest.username_chars {
                         crate::config::UsernameChars::Printable => UsernameChars::Printable,
                         crate::config::UsernameChars::Ascii => UsernameChars::Ascii,
                     },
-                },
-            ),
+                }),
             relay_bind: cfg.relay.bind,
             relay_advertised: advertised,
             port_low: cfg.relay.ports.low,
@@ -129,6 +142,7 @@ impl CoreConfig {
             default_lifetime: Duration::from_secs(cfg.allocation.default_lifetime_s.into()),
             max_lifetime: Duration::from_secs(cfg.allocation.max_lifetime_s.into()),
             nonce_lifetime_s: cfg.allocation.nonce_lifetime_s.into(),
+            algorithms: cfg.auth.algorithms.clone(),
             allocations_per_user: cfg.quota.allocations_per_user as usize,
             static_user_allocations: cfg
                 .users
@@ -343,7 +357,11 @@ impl Server {
         let orphaned: Vec<FiveTuple> = self
             .allocations
             .values()
-            .filter(|a| !creds.keys(&a.username, 0).is_ok_and(|k| k.contains(&a.key)))
+            .filter(|a| {
+                !creds
+                    .secrets(&a.username, 0, a.key.secret.algorithm())
+                    .is_ok_and(|k| k.contains(&a.key.secret))
+            })
             .map(|a| a.five_tuple)
             .collect();
         for ft in orphaned {

@@ -94,6 +94,10 @@ pub fn config() -> CoreConfig {
         default_lifetime: Duration::from_secs(600),
         max_lifetime: Duration::from_secs(3600),
         nonce_lifetime_s: 600,
+        algorithms: vec![
+            turnd::core::auth_sha256::Algorithm::Sha256,
+            turnd::core::auth_sha256::Algorithm::Md5,
+        ],
         allocations_per_user: 3,
         static_user_allocations: [(USER.to_string(), 3), ("bob".to_string(), 3)].into(),
         allocations_total: 5,

@@ -34,6 +34,10 @@ pub const NONCE: u16 = 0x0015;
 pub const REQUESTED_ADDRESS_FAMILY: u16 = 0x0017;
 pub const EVEN_PORT: u16 = 0x0018;
 pub const REQUESTED_TRANSPORT: u16 = 0x0019;
+pub const MESSAGE_INTEGRITY_SHA256: u16 = 0x001C;
+pub const PASSWORD_ALGORITHM: u16 = 0x001D;
+pub const USERHASH: u16 = 0x001E;
+pub const PASSWORD_ALGORITHMS: u16 = 0x8002;
 pub const SOFTWARE: u16 = 0x8022;
 pub const FINGERPRINT: u16 = 0x8028;
 
@@ -99,6 +103,17 @@ impl Msg {
         mac.update(&self.bytes);
         let tag = mac.finalize().into_bytes();
         self.attr(MESSAGE_INTEGRITY, &tag)
+    }
+
+    /// Appends MESSAGE-INTEGRITY-SHA256: HMAC-SHA256 with `key` over the
+    /// message with its length already counting the attribute (§14.6).
+    pub fn integrity_sha256(mut self, key: &[u8]) -> Self {
+        let body = self.bytes.len() - 20 + 36;
+        self.set_len(body);
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key");
+        mac.update(&self.bytes);
+        let tag = mac.finalize().into_bytes();
+        self.attr(MESSAGE_INTEGRITY_SHA256, &tag)
     }
 
     /// Appends a FINGERPRINT (RFC 8489 §14.7), CRC-32 XOR 0x5354554e.

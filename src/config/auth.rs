@@ -1,0 +1,43 @@
+//! `[auth]`: which password algorithms of RFC 8489 §18.5 the long-term
+//! credential mechanism offers (PASSWORD-ALGORITHMS, §9.2.1, §14.11).
+
+use serde::Deserialize;
+
+/// One password algorithm (RFC 8489 §18.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordAlgorithm {
+    /// Key = MD5(username:realm:password); the only one RFC 5389 clients know.
+    Md5,
+    /// Key = SHA-256(username:realm:password) (RFC 8489 §9.2.2).
+    Sha256,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// The algorithms offered, in order of preference. SHA-1/MD5-only
+    /// clients (no PASSWORD-ALGORITHM) need "md5".
+    pub algorithms: Vec<PasswordAlgorithm>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            algorithms: vec![PasswordAlgorithm::Sha256, PasswordAlgorithm::Md5],
+        }
+    }
+}
+
+impl Auth {
+    pub(super) fn check(&self) -> Result<(), String> {
+        if self.algorithms.is_empty() {
+            return Err("auth.algorithms must name at least one of \"sha256\", \"md5\"".into());
+        }
+        let a = &self.algorithms;
+        if a.iter().enumerate().any(|(i, x)| a[..i].contains(x)) {
+            return Err("auth.algorithms names an algorithm twice".into());
+        }
+        Ok(())
+    }
+}
