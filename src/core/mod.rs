@@ -12,6 +12,7 @@ pub mod admin;
 pub mod allocation;
 pub mod audit;
 pub mod auth;
+pub mod bandwidth;
 mod binding_sync;
 pub mod classic;
 pub mod command;
