@@ -180,6 +180,17 @@ impl Shaper {
         Ok(())
     }
 
+    /// [`Shaper::admit`] for allocation `a`.
+    pub fn admit_to(
+        &mut self,
+        a: &mut super::allocation::Allocation,
+        way: Way,
+        bytes: usize,
+        now: Instant,
+    ) -> Result<(), Over> {
+        self.admit(&mut a.buckets, &a.quota_key, way, bytes, now)
+    }
+
     /// Forgets per-user buckets that are full again (idle users).
     pub fn prune(&mut self, now: Instant) {
         if self.users.is_empty() {

@@ -524,14 +524,10 @@ impl Server {
             return self.drop_packet("no_permission");
         }
         if self.shaper.active() {
-            let r = self.shaper.admit(
-                &mut alloc.buckets,
-                &alloc.quota_key,
-                Way::ToPeer,
-                data.len(),
-                now.instant,
-            );
-            if let Err(over) = r {
+            if let Err(over) = self
+                .shaper
+                .admit_to(alloc, Way::ToPeer, data.len(), now.instant)
+            {
                 return self.over_cap(now, over);
             }
         }
@@ -585,14 +581,10 @@ impl Server {
             return;
         };
         if self.shaper.active() {
-            let r = self.shaper.admit(
-                &mut alloc.buckets,
-                &alloc.quota_key,
-                Way::ToPeer,
-                data.len(),
-                now.instant,
-            );
-            if let Err(over) = r {
+            if let Err(over) = self
+                .shaper
+                .admit_to(alloc, Way::ToPeer, data.len(), now.instant)
+            {
                 return self.over_cap(now, over);
             }
         }
@@ -711,14 +703,10 @@ impl Server {
             return self.drop_packet("no_permission");
         }
         if self.shaper.active() {
-            let r = self.shaper.admit(
-                &mut alloc.buckets,
-                &alloc.quota_key,
-                Way::ToClient,
-                data.len(),
-                now.instant,
-            );
-            if let Err(over) = r {
+            if let Err(over) = self
+                .shaper
+                .admit_to(alloc, Way::ToClient, data.len(), now.instant)
+            {
                 return self.over_cap(now, over);
             }
         }
