@@ -635,7 +635,6 @@ mod tests {
         "turnd_offload_relayed_packets_total",
         "turnd_offload_relayed_bytes_total",
         "turnd_offload_packets_total",
-        "turnd_fd_exhausted_total",
     ];
 
     #[test]
