@@ -266,6 +266,12 @@ pub struct Quota {
     /// Then one more per this many seconds.
     #[serde(deserialize_with = "de_at_least_1")]
     pub peer_refusal_interval_s: u32,
+    /// Payload bytes per second each allocation may relay each way; 0: no cap.
+    pub max_bps_per_allocation: u64,
+    /// The same for all of one user's allocations together.
+    pub max_bps_per_user: u64,
+    /// The same for the whole server; past it new Allocates get 508 (or 300).
+    pub bps_capacity: u64,
 }
 
 impl Default for Quota {
@@ -277,6 +283,9 @@ impl Default for Quota {
             channels_per_allocation: DEFAULT_CHANNELS_PER_ALLOCATION,
             peer_refusals_burst: DEFAULT_PEER_REFUSALS_BURST,
             peer_refusal_interval_s: DEFAULT_PEER_REFUSAL_INTERVAL_S,
+            max_bps_per_allocation: 0,
+            max_bps_per_user: 0,
+            bps_capacity: 0,
         }
     }
 }

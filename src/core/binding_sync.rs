@@ -18,6 +18,11 @@ impl Server {
     /// What the engine would do with ChannelData on channel `number` of
     /// `ft` at `now`: relay it to this binding, or nothing.
     fn relayable(&self, ft: FiveTuple, number: u16, now: Instant) -> Option<ChannelBinding> {
+        // A capped allocation's traffic must pass the buckets, which the
+        // kernel path would bypass (every cap applies to every allocation).
+        if self.cfg.caps.any() {
+            return None;
+        }
         let alloc = self.allocations.get(&ft)?;
         let peer = alloc.channel_peer(number, now)?;
         if !alloc.has_permission(canonical(peer.ip()), now) || !self.own_relay_port_ok(peer) {
@@ -46,6 +51,18 @@ impl Server {
         if let Some(new) = want {
             self.installed.insert((ft, number), new);
             self.commands.push(Command::ChannelInstalled(new));
+        }
+    }
+
+    /// Syncs every channel of every allocation (after a reload).
+    pub(super) fn sync_all_channels(&mut self, now: Instant) {
+        let all: Vec<(FiveTuple, u16)> = self
+            .allocations
+            .values()
+            .flat_map(|a| a.channels.keys().map(|n| (a.five_tuple, *n)))
+            .collect();
+        for (ft, number) in all {
+            self.sync_channel(ft, number, now);
         }
     }
 

@@ -48,6 +48,10 @@ pub struct Global {
     held: Box<[AtomicU64]>,
     /// Whose turn it is among the `[redirect]` alternates, node-wide.
     pub redirect_turn: RoundRobin,
+    /// Until when (Unix seconds) the server's bandwidth capacity counts
+    /// as exceeded; written only when a packet is dropped for it, and then
+    /// at most once a second per worker.
+    saturated_until: AtomicU64,
 }
 
 impl Default for Global {
@@ -55,6 +59,7 @@ impl Default for Global {
         Global {
             held: (0..1024).map(|_| AtomicU64::new(0)).collect(),
             redirect_turn: RoundRobin::default(),
+            saturated_until: AtomicU64::new(0),
             inner: Mutex::default(),
             limiter: Mutex::new(Limiter {
                 params: Limits::default(),
@@ -96,6 +101,21 @@ impl Global {
     }
 
     /// Allocations counted, over all workers.
+    /// A packet was dropped over the server's capacity at `unix_secs`:
+    /// new Allocates are refused until the next second has passed.
+    pub fn mark_saturated(&self, unix_secs: u64) {
+        let until = unix_secs + 2;
+        if self.saturated_until.load(Ordering::Relaxed) < until {
+            self.saturated_until.store(until, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a packet was dropped over the server's capacity within the
+    /// last second or two.
+    pub fn saturated(&self, unix_secs: u64) -> bool {
+        self.saturated_until.load(Ordering::Relaxed) > unix_secs
+    }
+
     pub fn total(&self) -> usize {
         self.lock().total
     }

@@ -123,7 +123,7 @@ impl Server {
                     return Some(message::finish(m, Some(&authed.key), req.has_fingerprint));
                 }
                 if method == METHOD_ALLOCATE {
-                    if let Some(redirect) = self.redirect(ft, req, &authed.key) {
+                    if let Some(redirect) = self.redirect(now, ft, req, &authed.key) {
                         self.count(label, "300");
                         return Some(redirect);
                     }
@@ -271,6 +271,12 @@ impl Server {
         if self.draining {
             return Err(reject(508, key));
         }
+        // Over the server's bandwidth capacity (`[quota] bps_capacity`),
+        // with no alternate for this client (see `redirect`).
+        if self.saturated(now) {
+            let code = self.quota_rejected(now, ft, &authed.username, "bandwidth", 508);
+            return Err(reject(code, key));
+        }
         match req.get(ATTR_REQUESTED_TRANSPORT) {
             None => return Err(reject(400, key)),
             Some(v) if v.len() != 4 => return Err(reject(400, key)),
@@ -368,6 +374,7 @@ impl Server {
                 created: now.instant,
                 created_unix: now.unix_secs,
                 usage: Default::default(),
+                buckets: Default::default(),
             },
         );
         let transport = ft.transport.as_str();
@@ -387,12 +394,12 @@ impl Server {
     /// (the drain alternate first) or while this node is over its
     /// `[redirect]` threshold (the alternates in turn); `None` when the
     /// Allocate is handled here: no redirect due, or no alternate fits.
-    fn redirect(&mut self, ft: FiveTuple, req: &Request, key: &Key) -> Option<Vec<u8>> {
+    fn redirect(&mut self, now: Now, ft: FiveTuple, req: &Request, key: &Key) -> Option<Vec<u8>> {
         if self.allocations.contains_key(&ft) {
             return None; // a retransmission or 437, answered by allocate
         }
         let policy = &self.cfg.redirect;
-        if !self.draining && !policy.over(self.global.total()) {
+        if !self.draining && !policy.over(self.global.total()) && !self.saturated(now) {
             return None;
         }
         let drain = self

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod auth_sha256;
 mod authenticate;
+pub mod bandwidth;
 mod binding_sync;
 pub mod classic;
 pub mod command;

@@ -15,6 +15,7 @@ use tracing::{debug, info, trace};
 use super::allocation::{Allocation, Flow, Usage};
 use super::audit::{AuditKind, AuditLimit};
 use super::auth::{Credentials, RestPolicy, UsernameChars};
+use super::bandwidth::{Caps, Over, Shaper, Way};
 use super::classic::ChangeRequest;
 use super::command::{ChannelBinding, Command};
 use super::expiry::{Expiries, Timer};
@@ -83,6 +84,11 @@ pub struct CoreConfig {
     pub redact_logs: bool,
     /// Redirects of new allocations for load (`[redirect]`).
     pub redirect: RedirectPolicy,
+    /// Bandwidth caps ([`super::bandwidth`]).
+    pub caps: Caps,
+    /// Worker threads sharing the per-user and server caps (set by the
+    /// shell; a reload keeps it).
+    pub workers: usize,
 }
 
 impl CoreConfig {
@@ -166,6 +172,12 @@ impl CoreConfig {
             peer_refusal_interval: Duration::from_secs(cfg.quota.peer_refusal_interval_s.into()),
             redact_logs: cfg.log.redact,
             redirect: cfg.redirect.policy(),
+            caps: Caps {
+                per_allocation: cfg.quota.max_bps_per_allocation,
+                per_user: cfg.quota.max_bps_per_user,
+                capacity: cfg.quota.bps_capacity,
+            },
+            workers: 1,
         }
     }
 }
@@ -272,6 +284,8 @@ pub struct Server {
     pub(super) installed: BTreeMap<(FiveTuple, u16), ChannelBinding>,
     /// Commands not yet taken by the shell.
     pub(super) commands: Vec<Command>,
+    /// This worker's share of the bandwidth caps.
+    pub(super) shaper: Shaper,
 }
 
 /// Relayed packets and bytes, not yet in the metrics.
@@ -308,7 +322,9 @@ impl Server {
         let ports = Ports::new(cfg.port_low, cfg.port_high);
         global.set_rate_limit(cfg.rate_limits());
         metrics.relay_ports_total.set(ports.total() as i64);
+        let shaper = Shaper::new(cfg.caps, cfg.workers);
         Server {
+            shaper,
             cfg,
             metrics,
             rng,
@@ -342,12 +358,16 @@ impl Server {
         cfg.port_low = self.cfg.port_low;
         cfg.port_high = self.cfg.port_high;
         cfg.own_listeners = std::mem::take(&mut self.cfg.own_listeners);
+        cfg.workers = self.cfg.workers;
+        self.shaper.set_caps(cfg.caps, cfg.workers);
         self.global.set_rate_limit(cfg.rate_limits());
         if cfg.redact_logs != self.cfg.redact_logs {
             self.redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut self.rng)));
         }
         self.cfg = cfg;
         self.end_what_reload_removed(now, relays);
+        // Caps set or lifted: channels leave or return to the kernel path.
+        self.sync_all_channels(now.instant);
     }
 
     fn end_what_reload_removed(&mut self, now: Now, relays: &mut dyn RelaySockets) {
@@ -521,9 +541,32 @@ impl Server {
                 .inc();
             return self.drop_packet("no_permission");
         }
+        if self.shaper.active() {
+            if let Err(over) = self
+                .shaper
+                .admit_to(alloc, Way::ToPeer, data.len(), now.instant)
+            {
+                return self.over_cap(now, over);
+            }
+        }
         alloc.usage.sent.count(data.len());
         let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
+    }
+
+    /// Drops a packet over a bandwidth cap; over the server's capacity,
+    /// new Allocates are refused for the next second or two.
+    fn over_cap(&self, now: Now, over: Over) {
+        if over == Over::Capacity {
+            self.global.mark_saturated(now.unix_secs);
+        }
+        self.drop_packet("bandwidth_cap");
+    }
+
+    /// Whether the server's bandwidth capacity was exceeded just now (an
+    /// Allocate is then refused or redirected).
+    pub(super) fn saturated(&self, now: Now) -> bool {
+        self.cfg.caps.capacity != 0 && self.global.saturated(now.unix_secs)
     }
 
     /// Relays a Send indication's DATA to its XOR-PEER-ADDRESS (RFC 8656 §11.2).
@@ -555,6 +598,14 @@ impl Server {
         let Some(alloc) = self.allocations.get_mut(&ft) else {
             return;
         };
+        if self.shaper.active() {
+            if let Err(over) = self
+                .shaper
+                .admit_to(alloc, Way::ToPeer, data.len(), now.instant)
+            {
+                return self.over_cap(now, over);
+            }
+        }
         alloc.usage.sent.count(data.len());
         let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
@@ -669,6 +720,14 @@ impl Server {
         if !alloc.has_permission(canonical(peer.ip()), now.instant) || !own_ok {
             return self.drop_packet("no_permission");
         }
+        if self.shaper.active() {
+            if let Err(over) = self
+                .shaper
+                .admit_to(alloc, Way::ToClient, data.len(), now.instant)
+            {
+                return self.over_cap(now, over);
+            }
+        }
         let client = alloc.five_tuple;
         let source = Source::Client(client);
         let stream = client.transport.is_stream();
@@ -755,6 +814,7 @@ impl Server {
     /// Expires whatever is due at `now`, and flushes the relay counters.
     pub fn handle_timeout(&mut self, now: Now, relays: &mut dyn RelaySockets) {
         self.flush_metrics();
+        self.shaper.prune(now.instant);
         while let Some(timer) = self.timers.pop_due(now.instant) {
             match timer {
                 Timer::Allocation(ft) => {

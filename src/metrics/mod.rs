@@ -65,7 +65,14 @@ pub const PEER_DENIED_REASONS: &[&str] = &[
     "refusal_limit",
 ];
 /// `kind` label values of `turnd_quota_rejections_total`.
-pub const QUOTA_KINDS: &[&str] = &["user", "total", "permissions", "channels", "relay_ports"];
+pub const QUOTA_KINDS: &[&str] = &[
+    "user",
+    "total",
+    "permissions",
+    "channels",
+    "relay_ports",
+    "bandwidth",
+];
 /// `kind` label values of `turnd_log_lines_suppressed_total`.
 pub const AUDIT_KINDS: &[&str] = &["auth_failure", "quota", "peer_denied"];
 /// `reason` label values of `turnd_dropped_packets_total`.
@@ -83,6 +90,7 @@ pub const DROP_REASONS: &[&str] = &[
     "too_big",
     "send_failed",
     "rate_limited",
+    "bandwidth_cap",
 ];
 
 /// `reason` label values of `turnd_connections_rejected_total`: why a TCP

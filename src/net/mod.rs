@@ -156,7 +156,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .chain(&tls_addrs)
         .copied()
         .collect();
-    let core_cfg = CoreConfig::from_config(&cfg, advertised, &own);
+    let mut core_cfg = CoreConfig::from_config(&cfg, advertised, &own);
+    core_cfg.workers = workers;
     for warning in cfg.warnings() {
         warn!("{warning}");
     }

@@ -114,6 +114,8 @@ pub fn config() -> CoreConfig {
         peer_refusal_interval: Duration::from_secs(6),
         redact_logs: false,
         redirect: Default::default(),
+        caps: Default::default(),
+        workers: 1,
     }
 }
 
