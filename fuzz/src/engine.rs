@@ -152,10 +152,12 @@ pub fn config() -> CoreConfig {
         default_lifetime: Duration::from_secs(600),
         max_lifetime: MAX_LIFETIME,
         nonce_lifetime_s: 600,
+        algorithms: vec![
+            turnd::core::auth_sha256::Algorithm::Sha256,
+            turnd::core::auth_sha256::Algorithm::Md5,
+        ],
         allocations_per_user: PER_USER,
-        static_user_allocations: ["alice", "bob"]
-            .map(|u| (u.to_string(), PER_USER))
-            .into(),
+        static_user_allocations: ["alice", "bob"].map(|u| (u.to_string(), PER_USER)).into(),
         allocations_total: TOTAL,
         permissions_per_allocation: PERMISSIONS,
         channels_per_allocation: CHANNELS,
@@ -168,6 +170,9 @@ pub fn config() -> CoreConfig {
         peer_refusal_interval: Duration::from_secs(6),
         redact_logs: false,
         redirect: Default::default(),
+        caps: Default::default(),
+        // The fake kernel below has two workers.
+        workers: 2,
     }
 }
 
@@ -255,7 +260,10 @@ impl RelaySockets for Relays<'_> {
     fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()> {
         match self.kernel.sockets.get(&addr) {
             Some(s) if s.worker == self.worker && !s.reserved => Ok(()),
-            other => panic!("worker {} set DF on {addr}, which is {other:?}", self.worker),
+            other => panic!(
+                "worker {} set DF on {addr}, which is {other:?}",
+                self.worker
+            ),
         }
     }
 }
