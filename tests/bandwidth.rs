@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{pattern, Daemon, TestConfig, PASSWORD, USER};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
-use turn::client::{Client, ClientConfig};
+use turn::client::Client;
 use webrtc_util::Conn;
 
 const STEP: Duration = Duration::from_secs(10);
@@ -30,20 +30,7 @@ fn daemon(quota: &str) -> Daemon {
 
 async fn client(server: SocketAddr) -> Client {
     let conn = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.to_string(),
-        turn_serv_addr: server.to_string(),
-        username: USER.to_string(),
-        password: PASSWORD.to_string(),
-        realm: String::new(),
-        software: String::new(),
-        rto_in_ms: 1600,
-        conn,
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    client.listen().await.unwrap();
+    let client = common::turn_client(server, USER, PASSWORD, conn).await;
     client
 }
 

@@ -345,20 +345,7 @@ async fn a_turn_client_session_goes_through_the_kernel() {
         return;
     };
     let conn = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let client = turn::client::Client::new(turn::client::ClientConfig {
-        stun_serv_addr: d.udp_addr().to_string(),
-        turn_serv_addr: d.udp_addr().to_string(),
-        username: USER.to_string(),
-        password: PASSWORD.to_string(),
-        realm: String::new(),
-        software: String::new(),
-        rto_in_ms: 1600,
-        conn,
-        vnet: None,
-    })
-    .await
-    .expect("create the TURN client");
-    client.listen().await.expect("listen");
+    let client = common::turn_client(d.udp_addr(), USER, PASSWORD, conn).await;
     let relay = timeout(STEP, client.allocate())
         .await
         .expect("in time")

@@ -14,46 +14,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::raw::{error_code, recv_from_within, relayed_address, RawAttr, RawClient, Relayed};
-use common::{pattern, rest_credential, unix_now, Daemon, TestConfig, PASSWORD, RELAY_PORTS, USER};
+use common::{
+    pattern, rest_credential, turn_client, unix_now, Daemon, TestConfig, PASSWORD, RELAY_PORTS,
+    USER,
+};
 use stun::attributes::{ATTR_EVEN_PORT, ATTR_RESERVATION_TOKEN};
 use stun::message::{
     MessageType, Setter, CLASS_SUCCESS_RESPONSE, METHOD_CHANNEL_BIND, METHOD_REFRESH,
 };
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
-use turn::client::{Client, ClientConfig};
+
 use webrtc_util::Conn;
 
 /// Bound on any single network step of a test.
 const STEP: Duration = Duration::from_secs(10);
 /// Wait that shows nothing arrives.
 const SILENCE: Duration = Duration::from_millis(300);
-
-/// A `turn::client` on `conn`, listening, with a retransmission timeout long
-/// enough that no request is sent twice on a busy test machine (turnd
-/// would count it twice).
-async fn turn_client(
-    server: SocketAddr,
-    username: &str,
-    password: &str,
-    conn: Arc<dyn Conn + Send + Sync>,
-) -> Client {
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.to_string(),
-        turn_serv_addr: server.to_string(),
-        username: username.to_string(),
-        password: password.to_string(),
-        realm: String::new(), // learnt from turnd's 401
-        software: String::new(),
-        rto_in_ms: 1600,
-        conn,
-        vnet: None,
-    })
-    .await
-    .expect("create the TURN client");
-    client.listen().await.expect("client listens");
-    client
-}
 
 async fn udp_socket() -> Arc<UdpSocket> {
     Arc::new(

@@ -12,7 +12,6 @@ use std::time::Duration;
 use common::{pattern, Daemon, TestConfig, PASSWORD, USER};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
-use turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
 
 const STEP: Duration = Duration::from_secs(10);
@@ -37,20 +36,7 @@ struct Counts {
 /// the client's own counts and its relayed address.
 async fn relay_some(server: SocketAddr) -> (Counts, SocketAddr) {
     let conn = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.to_string(),
-        turn_serv_addr: server.to_string(),
-        username: USER.to_string(),
-        password: PASSWORD.to_string(),
-        realm: String::new(),
-        software: String::new(),
-        rto_in_ms: 1600,
-        conn,
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    client.listen().await.unwrap();
+    let client = common::turn_client(server, USER, PASSWORD, conn).await;
     let relay = timeout(STEP, client.allocate()).await.unwrap().unwrap();
     let relayed = relay.local_addr().unwrap();
     let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();

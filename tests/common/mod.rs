@@ -580,3 +580,29 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
         .collect()
 }
+
+/// A `turn::client` on `conn`, listening, with a retransmission timeout long
+/// enough that no request is sent twice on a busy test machine (turnd
+/// would count it twice).
+pub async fn turn_client(
+    server: SocketAddr,
+    username: &str,
+    password: &str,
+    conn: std::sync::Arc<dyn webrtc_util::Conn + Send + Sync>,
+) -> turn::client::Client {
+    let client = turn::client::Client::new(turn::client::ClientConfig {
+        stun_serv_addr: server.to_string(),
+        turn_serv_addr: server.to_string(),
+        username: username.to_string(),
+        password: password.to_string(),
+        realm: String::new(), // learnt from turnd's 401
+        software: String::new(),
+        rto_in_ms: 1600,
+        conn,
+        vnet: None,
+    })
+    .await
+    .expect("create the TURN client");
+    client.listen().await.expect("client listens");
+    client
+}
