@@ -248,6 +248,7 @@ fn allocation_json(a: &AllocationInfo) -> Value {
         "transport": a.transport.as_str(),
         "client": a.client.to_string(),
         "relay": a.relay.to_string(),
+        "relay_additional": a.relay_additional.map(|r| r.to_string()),
         "created": a.created_unix,
         "expires": a.expires_unix,
         "permissions": a.permissions.iter().map(|p| p.to_string()).collect::<Vec<_>>(),

@@ -147,6 +147,7 @@ pub fn config() -> CoreConfig {
         credentials: Credentials::new(REALM.into(), users, vec![SECRET.into()]),
         relay_bind: RELAY_BIND.into(),
         relay_advertised: RELAY_ADVERTISED.into(),
+        relay_other: None,
         port_low: PORT_LOW,
         port_high: PORT_HIGH,
         default_lifetime: Duration::from_secs(600),

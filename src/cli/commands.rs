@@ -139,7 +139,9 @@ pub fn credentials(args: &CredentialsArgs, fallback: Option<&Path>) -> anyhow::R
     let mut urls = args.urls.clone();
     let host = match (&args.host, &config) {
         (Some(h), _) => Some(check_host(h)?),
-        (None, Some(c)) if args.urls.is_empty() => c.relay.external.map(|ip| ip.to_string()),
+        (None, Some(c)) if args.urls.is_empty() => {
+            c.relay.external.primary().map(|ip| ip.to_string())
+        }
         _ => None,
     };
     if let Some(host) = host {

@@ -19,7 +19,8 @@ use serde::de::value::Error as ValueError;
 use serde::de::IntoDeserializer;
 use serde::Deserialize;
 
-use super::types::{de_realm, de_relay_bind, de_relay_external, with_base_dir, FileSecret};
+use super::relay::FamilyAddrs;
+use super::types::{de_realm, with_base_dir, FileSecret};
 use super::{drain, stream, Config, LogFormat, PortRange};
 
 /// The prefix every turnd variable starts with.
@@ -87,7 +88,7 @@ pub const OVERRIDES: &[Override] = &[
         var: "TURND_RELAY_BIND",
         key: "relay.bind",
         apply: |c, v, _| {
-            c.relay.bind = de_relay_bind(v.into_deserializer()).map_err(msg)?;
+            c.relay.bind = FamilyAddrs::parse_list("relay.bind", v)?;
             Ok(())
         },
         show: |c| c.relay.bind.to_string(),
@@ -97,14 +98,10 @@ pub const OVERRIDES: &[Override] = &[
         var: "TURND_RELAY_EXTERNAL",
         key: "relay.external",
         apply: |c, v, _| {
-            c.relay.external = de_relay_external(v.into_deserializer()).map_err(msg)?;
+            c.relay.external = FamilyAddrs::parse_list("relay.external", v)?;
             Ok(())
         },
-        show: |c| {
-            c.relay
-                .external
-                .map_or("(unset)".into(), |ip| ip.to_string())
-        },
+        show: |c| c.relay.external.to_string(),
         file_keys: &["relay.external"],
     },
     Override {

@@ -18,6 +18,7 @@ mod drain;
 mod env;
 mod rate_limit;
 mod redirect;
+mod relay;
 mod rest;
 mod stream;
 #[cfg(test)]
@@ -32,12 +33,13 @@ pub use env::{
 };
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
 pub use redirect::Redirect;
+pub use relay::FamilyAddrs;
+use relay::{de_relay_bind, de_relay_external};
 pub use rest::{Rest, UsernameChars, DEFAULT_REST_MAX_TTL_S, DEFAULT_REST_MAX_USERNAME_BYTES};
 pub use stream::*;
 use types::{
     check_log_level, check_realm, check_user_name, de_at_least_1, de_http_listen, de_log_level,
-    de_peers_allow, de_peers_deny, de_realm, de_relay_bind, de_relay_external, de_udp_listeners,
-    with_base_dir,
+    de_peers_allow, de_peers_deny, de_realm, de_udp_listeners, with_base_dir,
 };
 pub use types::{parse_net, OffloadMode, PortRange, PortRangeError, Secret, User, UserCredential};
 pub use warnings::MIN_SECRET_BYTES;
@@ -52,8 +54,9 @@ pub const DEFAULT_UDP_LISTEN: SocketAddr =
 /// `listen.tcp`: TURN over TCP on the same port as UDP, as coturn does.
 pub const DEFAULT_TCP_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 3478));
-/// `relay.bind`: relay sockets are bound on every IPv4 address.
-pub const DEFAULT_RELAY_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// `relay.bind`: relay sockets are bound on every IPv4 address (IPv6
+/// relaying is added with `bind = ["0.0.0.0", "::"]`).
+pub const DEFAULT_RELAY_BIND: FamilyAddrs = FamilyAddrs::one(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
 /// `relay.ports`: the dynamic port range RFC 8656 §7.2 recommends.
 pub const DEFAULT_RELAY_PORTS: PortRange = PortRange {
     low: 49152,
@@ -216,11 +219,13 @@ impl Default for Listen {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Relay {
+    /// Where relay sockets are bound: one address per family relayed.
     #[serde(deserialize_with = "de_relay_bind")]
-    pub bind: IpAddr,
-    /// The public address behind a 1:1 NAT, advertised instead of `bind`.
+    pub bind: FamilyAddrs,
+    /// The public address behind a 1:1 NAT, advertised instead of `bind`,
+    /// per family (empty: unset).
     #[serde(deserialize_with = "de_relay_external")]
-    pub external: Option<IpAddr>,
+    pub external: FamilyAddrs,
     pub ports: PortRange,
     /// Relay channel data in the kernel (XDP); see README "Kernel offload".
     pub offload: OffloadMode,
@@ -230,7 +235,7 @@ impl Default for Relay {
     fn default() -> Self {
         Relay {
             bind: DEFAULT_RELAY_BIND,
-            external: None,
+            external: FamilyAddrs::default(),
             ports: DEFAULT_RELAY_PORTS,
             offload: OffloadMode::Off,
         }
@@ -639,26 +644,7 @@ impl Config {
         }
 
         let relay = &self.relay;
-        if relay.bind.is_multicast() {
-            return Err(format!(
-                "relay.bind ({}) must not be a multicast address",
-                relay.bind
-            ));
-        }
-        if let Some(ext) = relay.external {
-            if ext.is_unspecified() || ext.is_multicast() {
-                return Err(format!(
-                    "relay.external ({ext}) must be a unicast address clients can reach, \
-                     not unspecified or multicast"
-                ));
-            }
-            if ext.is_ipv4() != relay.bind.is_ipv4() {
-                return Err(format!(
-                    "relay.external ({ext}) must be the same address family as relay.bind ({})",
-                    relay.bind
-                ));
-            }
-        }
+        relay::check(&relay.bind, &relay.external)?;
         PortRange::new(relay.ports.low, relay.ports.high)
             .map_err(|e| format!("relay.ports: {e}"))?;
 

@@ -19,8 +19,8 @@ fn empty_file_gives_the_documented_defaults() {
     assert_eq!(c, Config::default());
     assert_eq!(c.realm, "turnd");
     assert_eq!(c.listen.udp, vec!["0.0.0.0:3478".parse().unwrap()]);
-    assert_eq!(c.relay.bind, "0.0.0.0".parse::<IpAddr>().unwrap());
-    assert_eq!(c.relay.external, None);
+    assert_eq!(c.relay.bind, FamilyAddrs::one("0.0.0.0".parse().unwrap()));
+    assert!(c.relay.external.is_empty());
     assert_eq!(c.relay.ports, PortRange::new(49152, 65535).unwrap());
     assert!(c.users.is_empty() && c.rest.secrets.is_empty());
     assert!(c.peers.allow.is_empty() && c.peers.deny.is_empty());
@@ -161,7 +161,7 @@ fn listeners_need_at_least_one_valid_unique_address() {
 #[test]
 fn relay_external_must_match_bind_family() {
     let c = parse("[relay]\nbind = \"10.0.0.5\"\nexternal = \"203.0.113.7\"\n");
-    assert_eq!(c.relay.external, Some("203.0.113.7".parse().unwrap()));
+    assert_eq!(c.relay.external.v4, Some("203.0.113.7".parse().unwrap()));
     let e = err("[relay]\nexternal = \"2001:db8::7\"\n");
     assert!(
         e.contains("relay.external (2001:db8::7) must be the same address family as relay.bind"),
@@ -170,6 +170,50 @@ fn relay_external_must_match_bind_family() {
     assert!(err("[relay]\nexternal = \"0.0.0.0\"\n").contains("not unspecified"));
     assert!(err("[relay]\nbind = \"224.0.0.1\"\n").contains("multicast"));
     assert!(err("[relay]\nbind = \"host\"\n").contains("relay.bind: \"host\" is not an IP"));
+}
+
+#[test]
+fn relay_addresses_per_family() {
+    let c = parse(
+        "[relay]\nbind = [\"0.0.0.0\", \"::\"]\nexternal = [\"2001:db8::7\", \"203.0.113.7\"]\n",
+    );
+    assert_eq!(c.relay.bind.v4, Some("0.0.0.0".parse().unwrap()));
+    assert_eq!(c.relay.bind.v6, Some("::".parse().unwrap()));
+    assert_eq!(c.relay.external.v4, Some("203.0.113.7".parse().unwrap()));
+    assert_eq!(c.relay.external.v6, Some("2001:db8::7".parse().unwrap()));
+    // IPv6 only, and external for one family of two.
+    let c = parse("[relay]\nbind = [\"::\"]\n");
+    assert_eq!(
+        (c.relay.bind.v4, c.relay.bind.primary()),
+        (None, Some("::".parse().unwrap()))
+    );
+    parse("[relay]\nbind = [\"10.0.0.5\", \"::\"]\nexternal = \"203.0.113.7\"\n");
+
+    let e = err("[relay]\nbind = [\"0.0.0.0\", \"10.0.0.5\"]\n");
+    assert!(
+        e.contains("relay.bind: 0.0.0.0 and 10.0.0.5 are both IPv4"),
+        "{e}"
+    );
+    assert!(e.contains("line 2"), "the error names the line: {e}");
+    let e = err("[relay]\nbind = []\n");
+    assert!(e.contains("relay.bind: give at least one address"), "{e}");
+    let e = err("[relay]\nbind = [\"::ffff:10.0.0.5\"]\n");
+    assert!(e.contains("IPv4-mapped"), "{e}");
+    let e = err("[relay]\nbind = [\"0.0.0.0\", \"nope\"]\n");
+    assert!(e.contains("relay.bind: \"nope\" is not an IP"), "{e}");
+    let e = err("[relay]\nbind = \"::\"\nexternal = [\"203.0.113.7\"]\n");
+    assert!(
+        e.contains(
+            "relay.external (203.0.113.7) must be the same address family as relay.bind (::)"
+        ),
+        "{e}"
+    );
+    let e = err("[relay]\nexternal = [\"203.0.113.7\", \"203.0.113.8\"]\n");
+    assert!(
+        e.contains("relay.external: 203.0.113.7 and 203.0.113.8 are both IPv4"),
+        "{e}"
+    );
+    assert!(err("[relay]\nbind = 7\n").contains("an IP address or an array"));
 }
 
 #[test]

@@ -474,22 +474,11 @@ pub(super) fn de_http_listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAd
     parse_socket_addr("http.listen", &String::deserialize(d)?)
 }
 
-fn parse_ip<E: serde::de::Error>(key: &str, s: &str) -> Result<IpAddr, E> {
+/// `s` as an IP address, or an error naming `key`.
+pub(super) fn parse_ip_str(key: &str, s: &str) -> Result<IpAddr, String> {
     s.parse().map_err(|_| {
-        E::custom(format!(
-            "{key}: {s:?} is not an IP address (e.g. \"203.0.113.7\" or \"2001:db8::7\")"
-        ))
+        format!("{key}: {s:?} is not an IP address (e.g. \"203.0.113.7\" or \"2001:db8::7\")")
     })
-}
-
-pub(super) fn de_relay_bind<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
-    parse_ip("relay.bind", &String::deserialize(d)?)
-}
-
-pub(super) fn de_relay_external<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<IpAddr>, D::Error> {
-    parse_ip("relay.external", &String::deserialize(d)?).map(Some)
 }
 
 /// A CIDR (`"10.0.0.0/8"`) or a bare address (a /32 or /128), host bits cleared.

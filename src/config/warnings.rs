@@ -85,7 +85,7 @@ impl Config {
             addrs.extend(list.iter().map(|a| (key, a.ip())));
         }
         addrs.extend(self.http.listen.map(|a| ("http.listen", a.ip())));
-        addrs.push(("relay.bind", self.relay.bind));
+        addrs.extend(self.relay.bind.iter().map(|ip| ("relay.bind", ip)));
         for (key, ip) in addrs {
             if ip.is_unspecified() {
                 continue;

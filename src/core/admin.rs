@@ -26,6 +26,8 @@ pub struct AllocationInfo {
     pub transport: Transport,
     pub client: SocketAddr,
     pub relay: SocketAddr,
+    /// The IPv6 (or other family's) relayed address of a dual allocation.
+    pub relay_additional: Option<SocketAddr>,
     pub created_unix: u64,
     pub expires_unix: u64,
     pub permissions: Vec<IpAddr>,
@@ -67,6 +69,7 @@ impl Server {
                     transport: a.five_tuple.transport,
                     client: a.five_tuple.client,
                     relay: a.advertised,
+                    relay_additional: a.additional.map(|r| r.advertised),
                     created_unix: a.created_unix,
                     expires_unix: now.unix_secs + left,
                     permissions,

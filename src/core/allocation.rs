@@ -1,5 +1,8 @@
-//! One allocation (RFC 8656 §2.2, §7): its relayed transport address,
-//! lifetime, permissions (§9) and channel bindings (§12).
+//! One allocation (RFC 8656 §2.2, §7): its relayed transport address (or
+//! two, one per family, for ADDITIONAL-ADDRESS-FAMILY), lifetime,
+//! permissions (§9) and channel bindings (§12). Permissions and channels
+//! live in one table for both families: a peer's address says which relayed
+//! address serves it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -59,6 +62,15 @@ impl RefusalBudget {
     }
 }
 
+/// A relayed transport address of an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relayed {
+    /// Where the relay socket is bound.
+    pub relay: SocketAddr,
+    /// What XOR-RELAYED-ADDRESS says.
+    pub advertised: SocketAddr,
+}
+
 #[derive(Debug)]
 pub struct Allocation {
     pub five_tuple: FiveTuple,
@@ -66,6 +78,9 @@ pub struct Allocation {
     pub relay: SocketAddr,
     /// What XOR-RELAYED-ADDRESS says (the external address behind 1:1 NAT).
     pub advertised: SocketAddr,
+    /// The relayed address of the other family, in a dual allocation
+    /// (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2).
+    pub additional: Option<Relayed>,
     pub username: String,
     /// What the per-user quota counts this allocation under
     /// ([`super::auth::quota_key`]).
@@ -118,6 +133,29 @@ pub struct Usage {
 }
 
 impl Allocation {
+    /// Its relayed addresses, the first family first.
+    pub fn relays(&self) -> impl Iterator<Item = Relayed> {
+        let first = Relayed {
+            relay: self.relay,
+            advertised: self.advertised,
+        };
+        std::iter::once(first).chain(self.additional)
+    }
+
+    /// The bound relay address that reaches `peer`: the one of its family,
+    /// or none (443, RFC 8656 §9.2, §12.2).
+    pub fn relay_for(&self, peer: SocketAddr) -> Option<SocketAddr> {
+        self.relays()
+            .map(|r| r.relay)
+            .find(|r| super::family::serves(*r, peer))
+    }
+
+    /// Whether it has a relayed address of `family`.
+    pub fn has_family(&self, family: super::family::Family) -> bool {
+        self.relays()
+            .any(|r| super::family::Family::of(r.relay.ip()) == family)
+    }
+
     pub fn has_permission(&self, ip: IpAddr, now: Instant) -> bool {
         self.permissions.get(&ip).is_some_and(|exp| *exp > now)
     }

@@ -31,7 +31,7 @@ impl Server {
         Some(ChannelBinding {
             client: ft,
             channel: number,
-            relay: alloc.relay,
+            relay: alloc.relay_for(peer)?,
             peer,
         })
     }

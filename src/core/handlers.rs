@@ -12,11 +12,12 @@ use stun::message::{
 };
 use tracing::{debug, info};
 
-use super::allocation::{Allocation, Channel, RefusalBudget};
+use super::allocation::{Allocation, Channel, RefusalBudget, Relayed};
 use super::audit::{self, AuditKind};
 use super::auth::{quota_key, Key};
 use super::classic::ChangeRequest;
 use super::expiry::Timer;
+use super::family::{self, Family, FamilyPlan, ATTR_ADDITIONAL_ADDRESS_FAMILY};
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
 use super::peer_policy::{canonical, Verdict};
@@ -77,17 +78,6 @@ pub(super) fn reject(code: u16, key: Key) -> Reject {
 pub(super) struct Authed {
     pub(super) key: Key,
     pub(super) username: String,
-}
-
-/// Whether `peer` is of the relay address's family (RFC 8656 §9.2, §12.2:
-/// 443 otherwise). An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is of
-/// neither: an IPv4 relay socket cannot send to an IPv6 address, and an
-/// IPv6 one (IPV6_V6ONLY) cannot reach an IPv4 peer.
-pub(super) fn same_family(relay: SocketAddr, peer: SocketAddr) -> bool {
-    match peer.ip() {
-        IpAddr::V4(_) => relay.is_ipv4(),
-        IpAddr::V6(ip) => relay.is_ipv6() && ip.to_ipv4_mapped().is_none(),
-    }
 }
 
 fn u32_attr(value: &[u8]) -> Option<u32> {
@@ -286,35 +276,30 @@ impl Server {
         let token = req.get(ATTR_RESERVATION_TOKEN);
         let even = req.get(ATTR_EVEN_PORT);
         let family = req.get(ATTR_REQUESTED_ADDRESS_FAMILY);
-        if token.is_some() && (even.is_some() || family.is_some()) {
+        let additional = req.get(ATTR_ADDITIONAL_ADDRESS_FAMILY);
+        if token.is_some() && (even.is_some() || family.is_some() || additional.is_some()) {
             return Err(reject(400, key));
         }
-        // Without REQUESTED-ADDRESS-FAMILY the client gets IPv4 (RFC 8656
-        // §7.2, RFC 6156 §4.2); a reservation token carries its own family.
-        if token.is_none() {
-            let wanted_v6 = match family.map(|f| (f.first(), f.len())) {
-                None => false,
-                Some((Some(1), 4)) => false,
-                Some((Some(2), 4)) => true,
-                Some((Some(_), 4)) => return Err(reject(440, key)),
-                Some(_) => return Err(reject(400, key)),
-            };
-            if wanted_v6 != self.cfg.relay_bind.is_ipv6() {
-                return Err(reject(440, key));
-            }
-        }
+        // The families asked for and served (§7.2); a reservation token
+        // carries its own family.
+        let plan = match token {
+            Some(_) => FamilyPlan::default(),
+            None => self
+                .family_plan(family, additional)
+                .map_err(|code| reject(code, key))?,
+        };
         let lifetime = self.lifetime(req).map_err(|_| reject(400, key))?;
         let lifetime = if lifetime.is_zero() {
             self.cfg.default_lifetime
         } else {
             lifetime
         };
-        // Quotas (§7.2 step 8): per user 486, in total 508. A claimed
-        // reservation brings its own slot, so it is not admitted again.
+        // Quotas (§7.2 step 8): per user 486, in total 508, counted once
+        // for a dual allocation. A claimed reservation brings its own slot,
+        // so it is not admitted again.
         let is_static = self.cfg.credentials.is_static(&authed.username);
         let user = quota_key(&authed.username, is_static);
-        let ip = self.cfg.relay_bind;
-        let (port, reserved_token) = match token {
+        let (relay, reserved_token) = match token {
             Some(t) => (
                 self.claim(t, &user, relays).map_err(|c| reject(c, key))?,
                 None,
@@ -322,8 +307,9 @@ impl Server {
             None => {
                 self.admit(now, ft, &user, &authed.username)
                     .map_err(|code| reject(code, key))?;
-                match self.relay_port(now, ft, even, &user, relays) {
-                    Ok(p) => p,
+                let ip = self.relay_ip_of(plan.first).bind;
+                match self.relay_port(now, ft, even, &user, ip, relays) {
+                    Ok((port, t)) => (SocketAddr::new(ip, port), t),
                     Err(code) => {
                         self.global.release(&user);
                         return Err(reject(code, key));
@@ -331,19 +317,50 @@ impl Server {
                 }
             }
         };
-        let relay = SocketAddr::new(ip, port);
+        // The other family of a dual allocation: its own port from the
+        // same range, or ADDRESS-ERROR-CODE 508 when none is free.
+        let mut unserved = plan.unserved.map(|f| (f, 440));
+        let second = plan.second.and_then(|f| {
+            let r = self.relay_ip_of(f);
+            match self.second_port(now, ft, even, &authed.username, r.bind, relays) {
+                Ok(port) => Some(Relayed {
+                    relay: SocketAddr::new(r.bind, port),
+                    advertised: SocketAddr::new(r.advertised, port),
+                }),
+                Err(code) => {
+                    unserved = Some((f, code));
+                    None
+                }
+            }
+        });
         // DONT-FRAGMENT (§7.2): DF on this allocation's datagrams, or 420
         // where the platform cannot set it.
-        if req.get(ATTR_DONT_FRAGMENT).is_some() && relays.dont_fragment(relay).is_err() {
-            self.ports.release(ip, port, relays);
-            self.global.unhold(port);
+        if req.get(ATTR_DONT_FRAGMENT).is_some()
+            && std::iter::once(relay)
+                .chain(second.map(|r| r.relay))
+                .any(|r| relays.dont_fragment(r).is_err())
+        {
+            for r in std::iter::once(relay).chain(second.map(|r| r.relay)) {
+                self.ports.release(r.ip(), r.port(), relays);
+                self.global.unhold(r.port());
+            }
             self.global.release(&user);
             return Err(reject(420, key));
         }
-        let advertised = SocketAddr::new(self.cfg.relay_advertised, port);
+        let advertised = SocketAddr::new(
+            self.relay_ip_of(Family::of(relay.ip())).advertised,
+            relay.port(),
+        );
 
+        // Both XOR-RELAYED-ADDRESSes, IPv4 first (§7.2).
         let mut m = message::response(req, CLASS_SUCCESS_RESPONSE);
         message::add_xor_address(&mut m, ATTR_XOR_RELAYED_ADDRESS, advertised);
+        if let Some(r) = second {
+            message::add_xor_address(&mut m, ATTR_XOR_RELAYED_ADDRESS, r.advertised);
+        }
+        if let Some((f, code)) = unserved {
+            family::add_address_error(&mut m, f, code);
+        }
         m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());
         if let Some(t) = reserved_token {
             m.add(ATTR_RESERVATION_TOKEN, &t.to_be_bytes());
@@ -353,13 +370,17 @@ impl Server {
 
         let expires = now.instant + lifetime;
         self.timers.schedule(Timer::Allocation(ft), expires);
-        self.by_relay_port.insert(port, ft);
+        self.by_relay_port.insert(relay.port(), ft);
+        if let Some(r) = second {
+            self.by_relay_port.insert(r.relay.port(), ft);
+        }
         self.allocations.insert(
             ft,
             Allocation {
                 five_tuple: ft,
                 relay,
                 advertised,
+                additional: second,
                 username: authed.username,
                 quota_key: user,
                 key,
@@ -386,7 +407,8 @@ impl Server {
             .allocations_active
             .with_label_values(&[transport])
             .inc();
-        info!(client = %self.redact.show(ft.client), user = %self.redact.show(&self.allocations[&ft].username), %transport, relay = %advertised, lifetime_s = lifetime.as_secs(), "allocation created");
+        let additional = second.map(|r| r.advertised.to_string());
+        info!(client = %self.redact.show(ft.client), user = %self.redact.show(&self.allocations[&ft].username), %transport, relay = %advertised, additional = additional.as_deref().unwrap_or(""), lifetime_s = lifetime.as_secs(), "allocation created");
         Ok(response)
     }
 
@@ -464,7 +486,7 @@ impl Server {
         token: &[u8],
         user: &str,
         relays: &mut dyn RelaySockets,
-    ) -> Result<u16, u16> {
+    ) -> Result<SocketAddr, u16> {
         let t = u64::from_be_bytes(token.try_into().map_err(|_| 400u16)?);
         // Only the user who made the reservation may claim it; another
         // user's claim leaves it in place.
@@ -476,7 +498,7 @@ impl Server {
             return Err(508);
         }
         self.ports.adopt(addr.port());
-        Ok(addr.port())
+        Ok(addr)
     }
 
     /// The username a quota key was taken for (for logs).
@@ -485,7 +507,7 @@ impl Server {
     }
 
     /// Counts and logs a quota rejection; returns its error code.
-    fn quota_rejected(
+    pub(super) fn quota_rejected(
         &self,
         now: Now,
         ft: FiveTuple,
@@ -501,7 +523,7 @@ impl Server {
         code
     }
 
-    /// The relay port of a new allocation: an even one (EVEN-PORT,
+    /// The relay port of a new allocation on `ip`: an even one (EVEN-PORT,
     /// reserving the next when asked), or any. Returns the port and the
     /// token of a new reservation; errors are codes.
     fn relay_port(
@@ -510,6 +532,7 @@ impl Server {
         ft: FiveTuple,
         even: Option<&[u8]>,
         user: &str,
+        ip: IpAddr,
         relays: &mut dyn RelaySockets,
     ) -> Result<(u16, Option<u64>), u16> {
         let parity = match even.map(|v| v.first()) {
@@ -525,7 +548,6 @@ impl Server {
             let username = self.quota_owner(user);
             self.admit(now, ft, user, &username)?;
         }
-        let ip = self.cfg.relay_bind;
         let global = &self.global;
         let held = |p: u16| global.holds(p);
         let port = match self.ports.acquire(&mut self.rng, ip, parity, relays, &held) {
@@ -570,10 +592,16 @@ impl Server {
         };
         // A family other than the allocation's is 443, even with LIFETIME 0
         // (RFC 8656 §7.3): the request names some other allocation.
+        // A dual allocation matches either of its families.
         if let Some(family) = req.get(ATTR_REQUESTED_ADDRESS_FAMILY) {
             match (family.first(), family.len()) {
                 (Some(1), 4) | (Some(2), 4) => {
-                    if (family[0] == 1) != alloc.relay.is_ipv4() {
+                    let f = if family[0] == 1 {
+                        Family::V4
+                    } else {
+                        Family::V6
+                    };
+                    if !alloc.has_family(f) {
                         return Err(reject(443, key));
                     }
                 }
@@ -593,17 +621,19 @@ impl Server {
         Ok(message::finish(m, Some(&key), req.has_fingerprint))
     }
 
-    /// Checks a peer against the allocation's family and the peer policy.
+    /// Checks a peer against the allocation's families (443 when it has
+    /// no relayed address of the peer's family) and the peer policy, which
+    /// judges IPv4 and IPv6 peers alike.
     fn check_peer(
         &self,
         now: Now,
         ft: FiveTuple,
         user: &str,
-        relay: SocketAddr,
+        alloc: &Allocation,
         peer: SocketAddr,
         key: Key,
     ) -> Result<IpAddr, Reject> {
-        if !same_family(relay, peer) {
+        if alloc.relay_for(peer).is_none() {
             return Err(reject(443, key));
         }
         let ip = canonical(peer.ip());
@@ -685,7 +715,7 @@ impl Server {
         let mut ips = Vec::new();
         for value in req.get_all(ATTR_XOR_PEER_ADDRESS) {
             let peer = req.xor_address(value).ok_or_else(|| reject(400, key))?;
-            ips.push(self.check_peer(now, ft, &authed.username, alloc.relay, peer, key)?);
+            ips.push(self.check_peer(now, ft, &authed.username, alloc, peer, key)?);
         }
         if ips.is_empty() {
             return Err(reject(400, key));
@@ -738,7 +768,7 @@ impl Server {
         if !CHANNEL_NUMBERS.contains(&number) {
             return Err(reject(400, key));
         }
-        let ip = self.check_peer(now, ft, &authed.username, alloc.relay, peer, key)?;
+        let ip = self.check_peer(now, ft, &authed.username, alloc, peer, key)?;
         if self.is_own_listener(peer) || !self.own_relay_port_ok(peer) {
             self.metrics
                 .peer_denied

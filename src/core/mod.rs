@@ -19,6 +19,7 @@ mod binding_sync;
 pub mod classic;
 pub mod command;
 pub mod expiry;
+pub mod family;
 pub mod five_tuple;
 pub mod framing;
 pub mod global;
@@ -39,6 +40,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use command::{ChannelBinding, Command};
+pub use family::{Family, RelayIp};
 pub use five_tuple::{FiveTuple, Transport};
 pub use indication::Icmp;
 pub use server::{Alternates, CoreConfig, Server};

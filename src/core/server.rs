@@ -19,6 +19,7 @@ use super::bandwidth::{Caps, Over, Shaper, Way};
 use super::classic::ChangeRequest;
 use super::command::{ChannelBinding, Command};
 use super::expiry::{Expiries, Timer};
+use super::family::{Family, RelayIp};
 use super::global::Global;
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
@@ -48,9 +49,14 @@ const MAX_UDP6_PAYLOAD: usize = 65_527;
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     pub credentials: Credentials,
+    /// The relay address of the family an Allocate gets by default (IPv4
+    /// when it is relayed, else IPv6): bound, and put in
+    /// XOR-RELAYED-ADDRESS.
     pub relay_bind: IpAddr,
-    /// The address put in XOR-RELAYED-ADDRESS.
     pub relay_advertised: IpAddr,
+    /// The relay address of the other family, when both are relayed
+    /// (dual-stack, RFC 8656 §7.2).
+    pub relay_other: Option<RelayIp>,
     pub port_low: u16,
     pub port_high: u16,
     pub default_lifetime: Duration,
@@ -92,14 +98,31 @@ pub struct CoreConfig {
 }
 
 impl CoreConfig {
-    /// The engine's view of `cfg`; `advertised` is the relay address the
-    /// shell resolved, `listeners` the addresses it bound.
+    /// The engine's view of `cfg`; `advertised` holds the relay address of
+    /// each family of `relay.bind` as the shell resolved it, `listeners`
+    /// the addresses it bound.
     pub fn from_config(
         cfg: &crate::config::Config,
-        advertised: IpAddr,
+        advertised: &crate::config::FamilyAddrs,
         listeners: &[SocketAddr],
     ) -> Self {
         use crate::config::UserCredential;
+        // The primary family first ([`crate::config::FamilyAddrs::iter`]).
+        let relays: Vec<RelayIp> = cfg
+            .relay
+            .bind
+            .iter()
+            .map(|bind| RelayIp {
+                bind,
+                advertised: advertised.of(bind.is_ipv6()).unwrap_or(bind),
+            })
+            .collect();
+        // `relay.bind` is never empty once parsed; a hand-built config
+        // without it relays IPv4 from every address.
+        let primary = relays.first().copied().unwrap_or(RelayIp {
+            bind: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            advertised: std::net::Ipv4Addr::LOCALHOST.into(),
+        });
         let sha256_keys = cfg
             .users
             .iter()
@@ -141,8 +164,9 @@ impl CoreConfig {
                         crate::config::UsernameChars::Ascii => UsernameChars::Ascii,
                     },
                 }),
-            relay_bind: cfg.relay.bind,
-            relay_advertised: advertised,
+            relay_bind: primary.bind,
+            relay_advertised: primary.advertised,
+            relay_other: relays.get(1).copied(),
             port_low: cfg.relay.ports.low,
             port_high: cfg.relay.ports.high,
             default_lifetime: Duration::from_secs(cfg.allocation.default_lifetime_s.into()),
@@ -183,6 +207,20 @@ impl CoreConfig {
 }
 
 impl CoreConfig {
+    /// The relay address of `family`, if that family is relayed.
+    pub fn relay_ip(&self, family: Family) -> Option<RelayIp> {
+        self.relay_ips().find(|r| r.family() == family)
+    }
+
+    /// Every relay address, the primary family first.
+    pub fn relay_ips(&self) -> impl Iterator<Item = RelayIp> {
+        let primary = RelayIp {
+            bind: self.relay_bind,
+            advertised: self.relay_advertised,
+        };
+        std::iter::once(primary).chain(self.relay_other)
+    }
+
     /// The limits of unauthenticated answers, per source and per prefix.
     pub fn rate_limits(&self) -> Limits {
         Limits {
@@ -304,7 +342,7 @@ pub const USAGE_TARGET: &str = "turnd::usage";
 /// can ask while it holds an allocation mutably.
 fn relay_port_ok(cfg: &CoreConfig, global: &Global, peer: SocketAddr) -> bool {
     let ip = canonical(peer.ip());
-    let own = ip == cfg.relay_advertised || (ip == cfg.relay_bind && !ip.is_unspecified());
+    let own = cfg.relay_ips().any(|r| r.is(ip));
     !own || global.holds(peer.port()) || cfg.peer_policy.explicitly_allowed(ip)
 }
 
@@ -355,6 +393,7 @@ impl Server {
     pub fn reconfigure(&mut self, now: Now, mut cfg: CoreConfig, relays: &mut dyn RelaySockets) {
         cfg.relay_bind = self.cfg.relay_bind;
         cfg.relay_advertised = self.cfg.relay_advertised;
+        cfg.relay_other = self.cfg.relay_other;
         cfg.port_low = self.cfg.port_low;
         cfg.port_high = self.cfg.port_high;
         cfg.own_listeners = std::mem::take(&mut self.cfg.own_listeners);
@@ -529,6 +568,10 @@ impl Server {
         let Some(peer) = alloc.channel_peer(number, now.instant) else {
             return self.drop_packet("no_channel");
         };
+        // Bound only after a check of its family (443 otherwise).
+        let Some(relay) = alloc.relay_for(peer) else {
+            return self.drop_packet("peer_family");
+        };
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }
@@ -550,7 +593,6 @@ impl Server {
             }
         }
         alloc.usage.sent.count(data.len());
-        let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
     }
 
@@ -581,10 +623,12 @@ impl Server {
         let Some(alloc) = self.allocations.get(&ft) else {
             return self.drop_packet("no_allocation");
         };
-        // What CreatePermission answers with 443 cannot be sent (§11.2).
-        if !handlers::same_family(alloc.relay, peer) {
+        // What CreatePermission answers with 443 cannot be sent (§11.2);
+        // a dual allocation sends from the relayed address of the peer's
+        // family.
+        let Some(relay) = alloc.relay_for(peer) else {
             return self.drop_packet("peer_family");
-        }
+        };
         if !alloc.has_permission(canonical(peer.ip()), now.instant) {
             return self.drop_packet("no_permission");
         }
@@ -607,7 +651,6 @@ impl Server {
             }
         }
         alloc.usage.sent.count(data.len());
-        let relay = alloc.relay;
         self.relay_to_peer(relay, peer, data, out);
     }
 
@@ -636,16 +679,19 @@ impl Server {
 
     /// Behind a 1:1 NAT (`relay.external`), traffic from one of our
     /// allocations to another must not rely on the NAT hairpinning: it goes
-    /// to the relay socket's local address instead.
+    /// to the relay socket's local address instead (per family).
     fn hairpin(&self, peer: SocketAddr) -> SocketAddr {
         let cfg = &self.cfg;
-        if peer.ip() != cfg.relay_advertised || cfg.relay_advertised == cfg.relay_bind {
-            return peer;
-        }
         if !(cfg.port_low..=cfg.port_high).contains(&peer.port()) {
             return peer;
         }
-        let local = match cfg.relay_bind {
+        let Some(r) = cfg
+            .relay_ips()
+            .find(|r| r.advertised == peer.ip() && r.advertised != r.bind)
+        else {
+            return peer;
+        };
+        let local = match r.bind {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
             ip => ip,
@@ -657,21 +703,25 @@ impl Server {
     /// relay sockets, seen at its local address, is from its advertised one.
     fn unhairpin(&self, peer: SocketAddr) -> SocketAddr {
         let cfg = &self.cfg;
-        let local = peer.ip().is_loopback()
-            || (peer.ip() == cfg.relay_bind && !cfg.relay_bind.is_unspecified());
-        if cfg.relay_advertised != cfg.relay_bind
-            && local
-            && (cfg.port_low..=cfg.port_high).contains(&peer.port())
-        {
-            return SocketAddr::new(cfg.relay_advertised, peer.port());
+        if !(cfg.port_low..=cfg.port_high).contains(&peer.port()) {
+            return peer;
         }
-        peer
+        let ip = peer.ip();
+        let local = |r: &RelayIp| {
+            r.advertised != r.bind
+                && r.family() == Family::of(ip)
+                && (ip.is_loopback() || (ip == r.bind && !r.bind.is_unspecified()))
+        };
+        match cfg.relay_ips().find(local) {
+            Some(r) => SocketAddr::new(r.advertised, peer.port()),
+            None => peer,
+        }
     }
 
-    /// True when `ip` is the address our relay sockets are bound to or
-    /// advertised at.
+    /// True when `ip` is an address our relay sockets are bound to or
+    /// advertised at (of either family).
     pub(super) fn is_own_relay_ip(&self, ip: IpAddr) -> bool {
-        ip == self.cfg.relay_advertised || (ip == self.cfg.relay_bind && !ip.is_unspecified())
+        self.cfg.relay_ips().any(|r| r.is(ip))
     }
 
     /// False when `peer` is on our relay address on a port turnd does not
@@ -692,8 +742,10 @@ impl Server {
                 && (l.ip() == ip
                     || (l.ip().is_unspecified()
                         && (ip.is_loopback()
-                            || ip == self.cfg.relay_advertised
-                            || ip == self.cfg.relay_bind)))
+                            || self
+                                .cfg
+                                .relay_ips()
+                                .any(|r| ip == r.advertised || ip == r.bind))))
         })
     }
 
@@ -892,10 +944,11 @@ impl Server {
         let Some(alloc) = self.allocations.remove(&ft) else {
             return;
         };
-        self.by_relay_port.remove(&alloc.relay.port());
-        self.ports
-            .release(alloc.relay.ip(), alloc.relay.port(), relays);
-        self.global.unhold(alloc.relay.port());
+        for r in alloc.relays() {
+            self.by_relay_port.remove(&r.relay.port());
+            self.ports.release(r.relay.ip(), r.relay.port(), relays);
+            self.global.unhold(r.relay.port());
+        }
         self.global.release(&alloc.quota_key);
         self.timers.cancel(Timer::Allocation(ft));
         for ip in alloc.permissions.keys() {

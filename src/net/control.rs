@@ -5,7 +5,7 @@
 //! SIGTERM exits at once. Readiness, systemd notify and the watchdog live
 //! here too.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,7 +39,7 @@ pub type LogReload = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 pub struct Supervisor {
     pub config: Config,
     pub config_path: Option<PathBuf>,
-    pub advertised: IpAddr,
+    pub advertised: crate::config::FamilyAddrs,
     pub own: Vec<SocketAddr>,
     pub certificate: Option<Arc<tls::Certificate>>,
     pub process: Arc<Process>,
@@ -191,7 +191,7 @@ impl Supervisor {
         if let (Some(level), Some(set)) = (&filter, &self.log_reload) {
             set(level).map_err(|e| anyhow::anyhow!("log.level {level:?}: {e}"))?;
         }
-        let core = CoreConfig::from_config(&new, self.advertised, &self.own);
+        let core = CoreConfig::from_config(&new, &self.advertised, &self.own);
         self.config_tx.send_replace(Arc::new(core));
         *self
             .process

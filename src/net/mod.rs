@@ -149,14 +149,14 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     // Bound before any worker starts, so a taken port fails the start
     // cleanly, naming the address.
     let http_listener = cfg.http.listen.map(crate::http::bind).transpose()?;
-    let advertised = advertised_relay_ip(&cfg);
+    let advertised = advertised_relay_ips(&cfg)?;
     let own: Vec<SocketAddr> = udp_addrs
         .iter()
         .chain(&tcp_addrs)
         .chain(&tls_addrs)
         .copied()
         .collect();
-    let mut core_cfg = CoreConfig::from_config(&cfg, advertised, &own);
+    let mut core_cfg = CoreConfig::from_config(&cfg, &advertised, &own);
     core_cfg.workers = workers;
     for warning in cfg.warnings() {
         warn!("{warning}");
@@ -170,7 +170,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         connection_counts: Arc::default(),
         limits: std::sync::RwLock::new(cfg.connections.clone()),
         heartbeats: control::Heartbeats::new(workers),
-        offload: offload::Offload::start(&cfg, advertised, &metrics),
+        offload: offload::Offload::start(&cfg, &advertised, &metrics),
     });
     let global = Arc::new(Global::default());
     let (config_tx, config_rx) = watch::channel(Arc::new(core_cfg.clone()));
@@ -264,7 +264,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             tcp: tcp_addrs,
             tls: tls_addrs,
             http: http_addr,
-            relay_address: advertised,
+            relay_address: advertised
+                .primary()
+                .unwrap_or(Ipv4Addr::LOCALHOST.into()),
             workers,
         };
         // One event per listener: every field a plain value, in text and
@@ -405,18 +407,41 @@ fn run_worker(
     });
 }
 
-/// The address put in XOR-RELAYED-ADDRESS: `relay.external`, else
-/// `relay.bind` when it is a concrete address, else the address of the
-/// interface holding the default route (found with a UDP `connect`, which
-/// sends nothing), else loopback with a warning.
-pub fn advertised_relay_ip(cfg: &Config) -> IpAddr {
-    if let Some(ip) = cfg.relay.external {
+/// The addresses put in XOR-RELAYED-ADDRESS, one per family of
+/// `relay.bind` ([`advertised_relay_ip`]). Fails when a family of
+/// `relay.bind` cannot be bound at all (IPv6 disabled on the host), which
+/// would otherwise fail every allocation of that family.
+pub fn advertised_relay_ips(cfg: &Config) -> anyhow::Result<crate::config::FamilyAddrs> {
+    let mut out = crate::config::FamilyAddrs::default();
+    for bind in cfg.relay.bind.iter() {
+        if let Err(e) = std::net::UdpSocket::bind(SocketAddr::new(bind, 0)) {
+            anyhow::bail!(
+                "relay.bind: cannot bind a relay socket on {bind} ({e}){}",
+                if bind.is_ipv6() {
+                    "; if IPv6 is disabled on this host, remove the IPv6 address from relay.bind"
+                } else {
+                    ""
+                }
+            );
+        }
+        let _ = out.add("relay.bind", advertised_relay_ip(cfg, bind));
+    }
+    Ok(out)
+}
+
+/// The address put in XOR-RELAYED-ADDRESS for relay sockets bound at
+/// `bind`: `relay.external` of its family, else `bind` when it is a
+/// concrete address, else the address of the interface holding the
+/// default route of its family (found with a UDP `connect`, which sends
+/// nothing), else loopback with a warning.
+pub fn advertised_relay_ip(cfg: &Config, bind: IpAddr) -> IpAddr {
+    if let Some(ip) = cfg.relay.external.of(bind.is_ipv6()) {
         return ip;
     }
-    if !cfg.relay.bind.is_unspecified() {
-        return cfg.relay.bind;
+    if !bind.is_unspecified() {
+        return bind;
     }
-    let (any, probe): (IpAddr, IpAddr) = if cfg.relay.bind.is_ipv4() {
+    let (any, probe): (IpAddr, IpAddr) = if bind.is_ipv4() {
         (
             Ipv4Addr::UNSPECIFIED.into(),
             Ipv4Addr::new(192, 0, 2, 1).into(),
@@ -437,7 +462,7 @@ pub fn advertised_relay_ip(cfg: &Config) -> IpAddr {
             ip
         }
         _ => {
-            let ip: IpAddr = if cfg.relay.bind.is_ipv4() {
+            let ip: IpAddr = if bind.is_ipv4() {
                 Ipv4Addr::LOCALHOST.into()
             } else {
                 Ipv6Addr::LOCALHOST.into()

@@ -89,6 +89,7 @@ pub fn config() -> CoreConfig {
         credentials: Credentials::new(REALM.into(), users, vec![SECRET.into()]),
         relay_bind: RELAY_IP.parse().unwrap(),
         relay_advertised: EXTERNAL_IP.parse().unwrap(),
+        relay_other: None,
         port_low: 50000,
         port_high: 50099,
         default_lifetime: Duration::from_secs(600),
@@ -326,6 +327,30 @@ pub fn allocate_as(h: &mut Harness, ft: FiveTuple, user: &str) -> (Creds, u16) {
     assert_eq!(error_code(&resp), None, "allocate failed: {resp}");
     let relay = xor_addr(&resp, ATTR_XOR_RELAYED_ADDRESS).unwrap();
     (creds, relay.port())
+}
+
+/// Logs in as alice and sends an Allocate (UDP) with `attrs` added;
+/// returns the credentials and the response, whatever it is.
+pub fn allocate_with(
+    h: &mut Harness,
+    ft: FiveTuple,
+    attrs: &[(AttrType, Vec<u8>)],
+) -> (Creds, Message) {
+    let c = login(h, ft, USER, PASSWORD);
+    let mut all = vec![transport_udp()];
+    all.extend_from_slice(attrs);
+    let r = h.request(
+        ft,
+        &build(
+            METHOD_ALLOCATE,
+            CLASS_REQUEST,
+            tid(1),
+            &all,
+            Some(&c),
+            false,
+        ),
+    );
+    (c, r)
 }
 
 /// Sends a signed request and returns the response.

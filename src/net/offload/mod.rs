@@ -49,21 +49,27 @@ pub struct Offload {
 
 impl Offload {
     /// Attaches as `cfg.relay.offload` says, or returns `None` (offload off,
-    /// or it failed: logged, and user space relays everything).
-    pub fn start(cfg: &Config, advertised: IpAddr, metrics: &Arc<Metrics>) -> Option<Arc<Offload>> {
+    /// or it failed: logged, and user space relays everything). The
+    /// program relays IPv4 only: channels of IPv6 relayed addresses (and of
+    /// IPv6 clients) stay in user space ([`maps::entries`]).
+    pub fn start(
+        cfg: &Config,
+        advertised: &crate::config::FamilyAddrs,
+        metrics: &Arc<Metrics>,
+    ) -> Option<Arc<Offload>> {
         metrics.offload.active.set(0);
         let iface = match &cfg.relay.offload {
             OffloadMode::Off => return None,
             OffloadMode::Xdp(iface) => iface.clone(),
-            OffloadMode::Auto => match interface_of(cfg.relay.bind) {
+            OffloadMode::Auto => match cfg.relay.bind.v4.and_then(interface_of) {
                 Some(iface) => iface,
                 None => {
-                    warn!(relay_bind = %cfg.relay.bind, "relay.offload = \"auto\": no interface holds relay.bind (it must be a concrete IPv4 address of this host); relaying in user space");
+                    warn!(relay_bind = %cfg.relay.bind, "relay.offload = \"auto\": no interface holds the IPv4 address of relay.bind (it must be a concrete IPv4 address of this host); relaying in user space");
                     return None;
                 }
             },
         };
-        let mut relay_ips = vec![cfg.relay.bind, advertised];
+        let mut relay_ips: Vec<IpAddr> = cfg.relay.bind.iter().chain(advertised.iter()).collect();
         relay_ips.retain(|ip| !ip.is_unspecified());
         match Offload::attach(&iface, relay_ips, cfg.relay.ports, metrics.clone()) {
             Ok(o) => {
