@@ -302,3 +302,43 @@ fn no_port_for_the_second_family_is_address_error_code_508() {
     assert!(relayed(&r)[0].is_ipv4());
     assert_eq!(address_error(&r), Some((2, 508)));
 }
+
+#[test]
+fn coturn_draft_code_points_are_understood_and_answered_in_kind() {
+    // turnutils_uclient -Z sends ADDITIONAL-ADDRESS-FAMILY as 0x8032 and
+    // reads ADDRESS-ERROR-CODE as 0x8033 (the draft before RFC 8656).
+    let mut h = Harness::with(dual());
+    let (_, r) = allocate_with(&mut h, client(1), &[(AttrType(0x8032), family(2))]);
+    assert_eq!(relayed(&r).len(), 2, "{r}");
+    let mut h = Harness::new();
+    let (_, r) = allocate_with(&mut h, client(2), &[(AttrType(0x8032), family(2))]);
+    assert_eq!(relayed(&r).len(), 1, "{r}");
+    assert_eq!(address_error(&r), None, "not RFC 8656's code point");
+    let v = r
+        .get(AttrType(0x8033))
+        .expect("the draft's ADDRESS-ERROR-CODE");
+    assert_eq!(&v[..4], &[2, 0, 4, 40]);
+}
+
+#[test]
+fn default_family_keep_gives_the_clients_own_family() {
+    let mut cfg = dual();
+    cfg.default_family = None; // relay.default_family = "keep"
+    let mut h = Harness::with(cfg);
+    let (_, r) = allocate_with(&mut h, client(1), &[]);
+    assert!(relayed(&r)[0].is_ipv4(), "{r}");
+    let v6_client = FiveTuple {
+        client: "[2001:db8:99::1]:4000".parse().unwrap(),
+        server: "[2001:db8::10]:3478".parse().unwrap(),
+        transport: turnd::core::Transport::Udp,
+    };
+    let (_, r) = allocate_with(&mut h, v6_client, &[]);
+    assert_eq!(relayed(&r).len(), 1);
+    assert!(relayed(&r)[0].is_ipv6(), "{r}");
+    // Asking still wins.
+    let v4 = (ATTR_REQUESTED_ADDRESS_FAMILY, family(1));
+    let mut other = v6_client;
+    other.client.set_port(4001);
+    let (_, r) = allocate_with(&mut h, other, &[v4]);
+    assert!(relayed(&r)[0].is_ipv4(), "{r}");
+}

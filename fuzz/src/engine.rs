@@ -148,6 +148,7 @@ pub fn config() -> CoreConfig {
         relay_bind: RELAY_BIND.into(),
         relay_advertised: RELAY_ADVERTISED.into(),
         relay_other: None,
+        default_family: Some(turnd::core::Family::V4),
         port_low: PORT_LOW,
         port_high: PORT_HIGH,
         default_lifetime: Duration::from_secs(600),

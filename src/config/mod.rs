@@ -33,8 +33,8 @@ pub use env::{
 };
 pub use rate_limit::{RateLimit, DEFAULT_UNAUTHENTICATED_BURST, DEFAULT_UNAUTHENTICATED_PER_S};
 pub use redirect::Redirect;
-pub use relay::FamilyAddrs;
 use relay::{de_relay_bind, de_relay_external};
+pub use relay::{DefaultFamily, FamilyAddrs};
 pub use rest::{Rest, UsernameChars, DEFAULT_REST_MAX_TTL_S, DEFAULT_REST_MAX_USERNAME_BYTES};
 pub use stream::*;
 use types::{
@@ -226,6 +226,8 @@ pub struct Relay {
     /// per family (empty: unset).
     #[serde(deserialize_with = "de_relay_external")]
     pub external: FamilyAddrs,
+    /// The family of an Allocate without REQUESTED-ADDRESS-FAMILY.
+    pub default_family: DefaultFamily,
     pub ports: PortRange,
     /// Relay channel data in the kernel (XDP); see README "Kernel offload".
     pub offload: OffloadMode,
@@ -236,6 +238,7 @@ impl Default for Relay {
         Relay {
             bind: DEFAULT_RELAY_BIND,
             external: FamilyAddrs::default(),
+            default_family: DefaultFamily::Ipv4,
             ports: DEFAULT_RELAY_PORTS,
             offload: OffloadMode::Off,
         }

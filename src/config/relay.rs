@@ -9,6 +9,21 @@ use std::fmt;
 use std::net::IpAddr;
 
 use serde::de::{Deserializer, Error as _, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// `relay.default_family`: the family of an Allocate that names none
+/// (coturn's `allocation-default-address-family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultFamily {
+    /// IPv4, as RFC 8656 §7.2 and RFC 6156 §4.2 say.
+    #[default]
+    Ipv4,
+    Ipv6,
+    /// The family the client came over (for clients that cannot ask, such
+    /// as webrtc-rs `turn::client`, reaching the server over IPv6).
+    Keep,
+}
 
 /// At most one address of each family; `v4` holds only IPv4 addresses and
 /// `v6` only IPv6 ones (never IPv4-mapped).

@@ -214,6 +214,11 @@ fn relay_addresses_per_family() {
         "{e}"
     );
     assert!(err("[relay]\nbind = 7\n").contains("an IP address or an array"));
+    assert_eq!(parse("").relay.default_family, DefaultFamily::Ipv4);
+    let c = parse("[relay]\ndefault_family = \"keep\"\n");
+    assert_eq!(c.relay.default_family, DefaultFamily::Keep);
+    let e = err("[relay]\ndefault_family = \"both\"\n");
+    assert!(e.contains("default_family") && e.contains("line 2"), "{e}");
 }
 
 #[test]

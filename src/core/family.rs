@@ -18,6 +18,23 @@ use super::{FiveTuple, Now, RelaySockets};
 pub const ATTR_ADDITIONAL_ADDRESS_FAMILY: AttrType = AttrType(0x8000);
 /// ADDRESS-ERROR-CODE (RFC 8656 §18.12), comprehension-optional.
 pub const ATTR_ADDRESS_ERROR_CODE: AttrType = AttrType(0x8001);
+/// The code points of the draft that preceded RFC 8656 (SSODA), which
+/// coturn still sends and reads (`turnutils_uclient -Z`): a request with
+/// the draft's ADDITIONAL-ADDRESS-FAMILY is answered with the draft's
+/// ADDRESS-ERROR-CODE.
+pub const ATTR_ADDITIONAL_ADDRESS_FAMILY_DRAFT: AttrType = AttrType(0x8032);
+pub const ATTR_ADDRESS_ERROR_CODE_DRAFT: AttrType = AttrType(0x8033);
+
+/// The ADDITIONAL-ADDRESS-FAMILY of `req` (RFC 8656's code point, else the
+/// draft's) with the ADDRESS-ERROR-CODE type to answer it with.
+pub fn additional_of(req: &super::message::Request) -> Option<(&[u8], AttrType)> {
+    req.get(ATTR_ADDITIONAL_ADDRESS_FAMILY)
+        .map(|v| (v, ATTR_ADDRESS_ERROR_CODE))
+        .or_else(|| {
+            req.get(ATTR_ADDITIONAL_ADDRESS_FAMILY_DRAFT)
+                .map(|v| (v, ATTR_ADDRESS_ERROR_CODE_DRAFT))
+        })
+}
 
 /// An address family as the TURN attributes number it (RFC 8656 §18.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,12 +135,17 @@ fn parse_value(v: &[u8]) -> Result<Family, u16> {
 }
 
 /// The families an Allocate asks for, from its REQUESTED-ADDRESS-FAMILY
-/// and ADDITIONAL-ADDRESS-FAMILY; errors are codes (§7.2: both attributes
-/// 400; ADDITIONAL-ADDRESS-FAMILY may only name IPv6, else 400).
-pub fn wanted(requested: Option<&[u8]>, additional: Option<&[u8]>) -> Result<Wanted, u16> {
+/// and ADDITIONAL-ADDRESS-FAMILY, `default` without either; errors are
+/// codes (§7.2: both attributes 400; ADDITIONAL-ADDRESS-FAMILY may only
+/// name IPv6, else 400).
+pub fn wanted(
+    requested: Option<&[u8]>,
+    additional: Option<&[u8]>,
+    default: Family,
+) -> Result<Wanted, u16> {
     match (requested, additional) {
         (Some(_), Some(_)) => Err(400),
-        (None, None) => Ok(Wanted::One(Family::V4)),
+        (None, None) => Ok(Wanted::One(default)),
         (Some(r), None) => parse_value(r).map(Wanted::One),
         (None, Some(a)) => match parse_value(a) {
             Ok(Family::V6) => Ok(Wanted::Both),
@@ -133,14 +155,14 @@ pub fn wanted(requested: Option<&[u8]>, additional: Option<&[u8]>) -> Result<Wan
     }
 }
 
-/// Appends ADDRESS-ERROR-CODE (RFC 8656 §18.12): `family` was not
-/// allocated, for the reason `code` (440 or 508).
-pub fn add_address_error(m: &mut Message, family: Family, code: u16) {
+/// Appends ADDRESS-ERROR-CODE (RFC 8656 §18.12, as attribute type `typ`):
+/// `family` was not allocated, for the reason `code` (440 or 508).
+pub fn add_address_error(m: &mut Message, typ: AttrType, family: Family, code: u16) {
     let reason = reason_phrase(code).as_bytes();
     let mut v = Vec::with_capacity(4 + reason.len());
     v.extend_from_slice(&[family.code(), 0, (code / 100) as u8, (code % 100) as u8]);
     v.extend_from_slice(reason);
-    m.add(ATTR_ADDRESS_ERROR_CODE, &v);
+    m.add(typ, &v);
 }
 
 /// Which families a new allocation gets: `first` (the relayed address of
@@ -170,16 +192,21 @@ impl Server {
     /// what is relayed, the missing family named in ADDRESS-ERROR-CODE.
     pub(super) fn family_plan(
         &self,
+        client: IpAddr,
         requested: Option<&[u8]>,
         additional: Option<&[u8]>,
     ) -> Result<FamilyPlan, u16> {
+        let default = self
+            .cfg
+            .default_family
+            .unwrap_or_else(|| Family::of(super::peer_policy::canonical(client)));
         let has = |f: Family| self.cfg.relay_ip(f).is_some();
         let plan = |first, second, unserved| FamilyPlan {
             first,
             second,
             unserved,
         };
-        match wanted(requested, additional)? {
+        match wanted(requested, additional, default)? {
             Wanted::One(f) if has(f) => Ok(plan(f, None, None)),
             Wanted::One(_) => Err(440),
             Wanted::Both => match (has(Family::V4), has(Family::V6)) {
@@ -241,7 +268,12 @@ mod tests {
     fn families_asked_for() {
         let v4 = [1u8, 0, 0, 0];
         let v6 = [2u8, 0, 0, 0];
+        let wanted = |r, a| wanted(r, a, Family::V4);
         assert_eq!(wanted(None, None), Ok(Wanted::One(Family::V4)));
+        assert_eq!(
+            super::wanted(None, None, Family::V6),
+            Ok(Wanted::One(Family::V6))
+        );
         assert_eq!(wanted(Some(&v6), None), Ok(Wanted::One(Family::V6)));
         assert_eq!(wanted(Some(&v4), None), Ok(Wanted::One(Family::V4)));
         assert_eq!(wanted(None, Some(&v6)), Ok(Wanted::Both));
@@ -266,7 +298,7 @@ mod tests {
     #[test]
     fn address_error_code_layout() {
         let mut m = Message::new();
-        add_address_error(&mut m, Family::V6, 440);
+        add_address_error(&mut m, ATTR_ADDRESS_ERROR_CODE, Family::V6, 440);
         let (attr, _) = m.attributes.get(ATTR_ADDRESS_ERROR_CODE);
         assert_eq!(&attr.value[..4], &[2, 0, 4, 40]);
         assert_eq!(&attr.value[4..], b"Address Family not Supported");

@@ -17,7 +17,7 @@ use super::audit::{self, AuditKind};
 use super::auth::{quota_key, Key};
 use super::classic::ChangeRequest;
 use super::expiry::Timer;
-use super::family::{self, Family, FamilyPlan, ATTR_ADDITIONAL_ADDRESS_FAMILY};
+use super::family::{self, Family, FamilyPlan};
 use super::global::QuotaExceeded;
 use super::message::{self, Request};
 use super::peer_policy::{canonical, Verdict};
@@ -276,7 +276,10 @@ impl Server {
         let token = req.get(ATTR_RESERVATION_TOKEN);
         let even = req.get(ATTR_EVEN_PORT);
         let family = req.get(ATTR_REQUESTED_ADDRESS_FAMILY);
-        let additional = req.get(ATTR_ADDITIONAL_ADDRESS_FAMILY);
+        let (additional, error_attr) = match family::additional_of(req) {
+            Some((v, t)) => (Some(v), t),
+            None => (None, family::ATTR_ADDRESS_ERROR_CODE),
+        };
         if token.is_some() && (even.is_some() || family.is_some() || additional.is_some()) {
             return Err(reject(400, key));
         }
@@ -285,7 +288,7 @@ impl Server {
         let plan = match token {
             Some(_) => FamilyPlan::default(),
             None => self
-                .family_plan(family, additional)
+                .family_plan(ft.client.ip(), family, additional)
                 .map_err(|code| reject(code, key))?,
         };
         let lifetime = self.lifetime(req).map_err(|_| reject(400, key))?;
@@ -359,7 +362,7 @@ impl Server {
             message::add_xor_address(&mut m, ATTR_XOR_RELAYED_ADDRESS, r.advertised);
         }
         if let Some((f, code)) = unserved {
-            family::add_address_error(&mut m, f, code);
+            family::add_address_error(&mut m, error_attr, f, code);
         }
         m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());
         if let Some(t) = reserved_token {

@@ -57,6 +57,9 @@ pub struct CoreConfig {
     /// The relay address of the other family, when both are relayed
     /// (dual-stack, RFC 8656 §7.2).
     pub relay_other: Option<RelayIp>,
+    /// The family of an Allocate without REQUESTED-ADDRESS-FAMILY: IPv4 by
+    /// default (RFC 8656 §7.2), or `None` for the client's own family.
+    pub default_family: Option<Family>,
     pub port_low: u16,
     pub port_high: u16,
     pub default_lifetime: Duration,
@@ -167,6 +170,11 @@ impl CoreConfig {
             relay_bind: primary.bind,
             relay_advertised: primary.advertised,
             relay_other: relays.get(1).copied(),
+            default_family: match cfg.relay.default_family {
+                crate::config::DefaultFamily::Ipv4 => Some(Family::V4),
+                crate::config::DefaultFamily::Ipv6 => Some(Family::V6),
+                crate::config::DefaultFamily::Keep => None,
+            },
             port_low: cfg.relay.ports.low,
             port_high: cfg.relay.ports.high,
             default_lifetime: Duration::from_secs(cfg.allocation.default_lifetime_s.into()),

@@ -90,6 +90,7 @@ pub fn config() -> CoreConfig {
         relay_bind: RELAY_IP.parse().unwrap(),
         relay_advertised: EXTERNAL_IP.parse().unwrap(),
         relay_other: None,
+        default_family: Some(turnd::core::Family::V4),
         port_low: 50000,
         port_high: 50099,
         default_lifetime: Duration::from_secs(600),
