@@ -86,6 +86,17 @@ fn additional_address_family_gives_one_address_per_family_ipv4_first() {
     assert!(open.contains(&SocketAddr::new(RELAY_IP.parse().unwrap(), v4.port())));
     assert!(open.contains(&SocketAddr::new(RELAY6.parse().unwrap(), v6.port())));
     assert_eq!(open.len(), 2);
+    for f in ["ipv4", "ipv6"] {
+        let l = [("family", f)];
+        assert_eq!(h.counter("turnd_relayed_addresses_active", &l), 1.0, "{f}");
+        assert_eq!(h.counter("turnd_relayed_addresses_created_total", &l), 1.0);
+    }
+    let t = [("transport", "udp")];
+    assert_eq!(
+        h.counter("turnd_allocations_active", &t),
+        1.0,
+        "one allocation"
+    );
 }
 
 #[test]
@@ -122,6 +133,11 @@ fn a_family_not_relayed_is_440_alone_and_address_error_code_in_a_pair() {
     assert_eq!(relayed(&r).len(), 1);
     assert!(relayed(&r)[0].is_ipv4());
     assert_eq!(address_error(&r), Some((2, 440)));
+    let refused = [("family", "ipv6")];
+    assert_eq!(
+        h.counter("turnd_address_family_refused_total", &refused),
+        2.0
+    );
     // IPv6 only: the pair gets IPv6 and a 440 for IPv4.
     let mut h = Harness::with(v6_only());
     let (_, r) = allocate_with(&mut h, client(3), &[(ADDITIONAL, family(2))]);
@@ -287,6 +303,10 @@ fn a_dual_allocation_counts_once_and_frees_both_ports() {
     let r = signed(&mut h, ft, METHOD_REFRESH, 2, &[lifetime(0)], &c);
     assert_eq!(error_code(&r), None);
     assert!(h.relays.open.is_empty(), "both relay sockets closed");
+    for f in ["ipv4", "ipv6"] {
+        let l = [("family", f)];
+        assert_eq!(h.counter("turnd_relayed_addresses_active", &l), 0.0, "{f}");
+    }
     let (_, r) = allocate_with(&mut h, client(3), &[(ADDITIONAL, family(2))]);
     assert_eq!(relayed(&r).len(), 2, "the slot is free again: {r}");
 }

@@ -208,13 +208,51 @@ impl Server {
         };
         match wanted(requested, additional, default)? {
             Wanted::One(f) if has(f) => Ok(plan(f, None, None)),
-            Wanted::One(_) => Err(440),
+            Wanted::One(f) => {
+                self.family_refused(f);
+                Err(440)
+            }
             Wanted::Both => match (has(Family::V4), has(Family::V6)) {
                 (true, true) => Ok(plan(Family::V4, Some(Family::V6), None)),
                 (true, false) => Ok(plan(Family::V4, None, Some(Family::V6))),
                 (false, true) => Ok(plan(Family::V6, None, Some(Family::V4))),
                 (false, false) => Err(440),
             },
+        }
+    }
+
+    /// Counts a family asked for and not allocated.
+    pub(super) fn family_refused(&self, family: Family) {
+        self.metrics
+            .address_family_refused
+            .with_label_values(&[family.as_str()])
+            .inc();
+    }
+
+    /// Counts the relayed addresses of a new (`created`) or ended
+    /// allocation in the per-family metrics.
+    pub(super) fn count_relayed_addresses(
+        &self,
+        relays: impl Iterator<Item = SocketAddr>,
+        created: bool,
+    ) {
+        for r in relays {
+            let f = [Family::of(r.ip()).as_str()];
+            if created {
+                self.metrics
+                    .relayed_addresses_created
+                    .with_label_values(&f)
+                    .inc();
+                self.metrics
+                    .relayed_addresses_active
+                    .with_label_values(&f)
+                    .inc();
+            } else {
+                self.metrics
+                    .relayed_addresses_active
+                    .with_label_values(&f)
+                    .dec();
+            }
         }
     }
 

@@ -363,6 +363,7 @@ impl Server {
         }
         if let Some((f, code)) = unserved {
             family::add_address_error(&mut m, error_attr, f, code);
+            self.family_refused(f);
         }
         m.add(ATTR_LIFETIME, &(lifetime.as_secs() as u32).to_be_bytes());
         if let Some(t) = reserved_token {
@@ -401,6 +402,7 @@ impl Server {
                 buckets: Default::default(),
             },
         );
+        self.count_relayed_addresses(std::iter::once(relay).chain(second.map(|r| r.relay)), true);
         let transport = ft.transport.as_str();
         self.metrics
             .allocations_created

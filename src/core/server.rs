@@ -952,6 +952,7 @@ impl Server {
         let Some(alloc) = self.allocations.remove(&ft) else {
             return;
         };
+        self.count_relayed_addresses(alloc.relays().map(|r| r.relay), false);
         for r in alloc.relays() {
             self.by_relay_port.remove(&r.relay.port());
             self.ports.release(r.relay.ip(), r.relay.port(), relays);

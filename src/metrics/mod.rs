@@ -32,6 +32,8 @@ pub const END_REASONS: &[&str] = &[
 ];
 /// `direction` label values; see [`Direction`].
 pub const DIRECTIONS: &[&str] = &["client_to_peer", "peer_to_client"];
+/// Address families of relayed addresses (`family` label).
+pub const FAMILIES: &[&str] = &["ipv4", "ipv6"];
 /// `method` label values of `turnd_requests_total`.
 pub const METHODS: &[&str] = &[
     "binding",
@@ -168,6 +170,14 @@ pub struct Metrics {
     pub relay_ports_in_use: IntGauge,
     /// `turnd_relay_ports_configured`: size of the configured relay port range.
     pub relay_ports_total: IntGauge,
+    /// `turnd_relayed_addresses_active{family}`: relayed transport
+    /// addresses of live allocations (a dual allocation has one per family).
+    pub relayed_addresses_active: IntGaugeVec,
+    /// `turnd_relayed_addresses_created_total{family}`.
+    pub relayed_addresses_created: IntCounterVec,
+    /// `turnd_address_family_refused_total{family}`: a family an Allocate
+    /// asked for and did not get (440, or ADDRESS-ERROR-CODE in a dual one).
+    pub address_family_refused: IntCounterVec,
     /// `turnd_build_info{version}`, always 1.
     pub build_info: IntGaugeVec,
     /// `turnd_connections_active{transport}` (tcp, tls).
@@ -327,6 +337,31 @@ impl Metrics {
             "turnd_relay_ports_in_use",
             "Relay ports currently bound for allocations.",
         );
+        let relayed_addresses_active = gauge_vec(
+            r,
+            "turnd_relayed_addresses_active",
+            "Relayed transport addresses of live allocations, by address family \
+             (a dual-stack allocation has one of each).",
+            &["family"],
+        );
+        let relayed_addresses_created = counter_vec(
+            r,
+            "turnd_relayed_addresses_created_total",
+            "Relayed transport addresses allocated, by address family.",
+            &["family"],
+        );
+        let address_family_refused = counter_vec(
+            r,
+            "turnd_address_family_refused_total",
+            "Address families Allocate requests asked for and did not get \
+             (440, or ADDRESS-ERROR-CODE in a dual-stack allocation), by family.",
+            &["family"],
+        );
+        for f in FAMILIES {
+            relayed_addresses_active.with_label_values(&[f]);
+            relayed_addresses_created.with_label_values(&[f]);
+            address_family_refused.with_label_values(&[f]);
+        }
         let relay_ports_total = gauge(
             r,
             "turnd_relay_ports_configured",
@@ -464,6 +499,9 @@ impl Metrics {
             log_lines_suppressed,
             relay_ports_in_use,
             relay_ports_total,
+            relayed_addresses_active,
+            relayed_addresses_created,
+            address_family_refused,
             build_info,
             connections_active,
             connections_accepted,
