@@ -19,7 +19,9 @@
 //!
 //! IPv6 peers need an IPv6 relay (RFC 6156): those daemons bind relays to
 //! `::1` and allocate with REQUESTED-ADDRESS-FAMILY IPv6; without `::1` on
-//! the machine they are skipped with a message.
+//! the machine they are skipped with a message. The whole matrix is run
+//! once more through dual-stack allocations (ADDITIONAL-ADDRESS-FAMILY) of a
+//! daemon relaying 127.0.0.1 and `::1` side by side.
 
 // Deadlines of bounded waits; the clock rule is for the sans-IO core.
 #![allow(clippy::disallowed_methods)]
@@ -198,15 +200,42 @@ fn v6_toml(cfg: &TestConfig) -> String {
         )
 }
 
+/// A daemon of `cfg` relaying both families, 127.0.0.1 and `::1`
+/// (dual-stack), listening for clients on 127.0.0.1 and on `[::1]`.
+fn dual_toml(cfg: &TestConfig) -> String {
+    v6_toml(cfg).replacen("bind = \"::1\"", "bind = [\"127.0.0.1\", \"::1\"]", 1)
+}
+
+/// The allocations [`refuse_all`] tries the peers through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relays {
+    V4,
+    V6,
+    /// One dual-stack allocation (ADDITIONAL-ADDRESS-FAMILY).
+    Dual,
+}
+
+impl Relays {
+    /// Allocates for `c`; returns the relayed address (the IPv4 one of a
+    /// dual allocation).
+    fn allocate(self, c: &Client) -> SocketAddr {
+        match self {
+            Relays::V4 => c.allocate_family(false),
+            Relays::V6 => c.allocate_family(true),
+            Relays::Dual => c.allocate_dual().0,
+        }
+    }
+}
+
 /// Tries every peer of `peers` with CreatePermission, ChannelBind and a
 /// Send indication, and checks each is refused as stated, counted, and
 /// that nothing was relayed: afterwards one control packet relay to relay
 /// is the only packet the relayed counter shows.
-fn refuse_all(d: &Daemon, v6: bool, peers: &[(String, SocketAddr, Refusal)]) {
+fn refuse_all(d: &Daemon, relays: Relays, peers: &[(String, SocketAddr, Refusal)]) {
     let c = Client::new(d.udp_addr());
-    let relay_c = c.allocate_family(v6);
+    let relay_c = relays.allocate(&c);
     let b = Client::new(d.udp_addr());
-    let relay_b = b.allocate_family(v6);
+    let relay_b = relays.allocate(&b);
     let before = d.scrape();
     let snap = Snapshot::of(&before);
 
@@ -276,9 +305,8 @@ fn refuse_all(d: &Daemon, v6: bool, peers: &[(String, SocketAddr, Refusal)]) {
     d.wait_for_relayed((1, 7), (1, 7));
 }
 
-#[test]
-fn every_ipv4_special_range_is_refused_plain_and_ipv4_mapped() {
-    let d = TestConfig::default().start();
+/// Every IPv4 special range, plain (403) and IPv4-mapped (443).
+fn ipv4_matrix() -> Vec<(String, SocketAddr, Refusal)> {
     let mut peers = Vec::new();
     for range in V4_SPECIAL {
         for a in range.reps {
@@ -293,15 +321,12 @@ fn every_ipv4_special_range_is_refused_plain_and_ipv4_mapped() {
             ));
         }
     }
-    refuse_all(&d, false, &peers);
+    peers
 }
 
-#[test]
-fn every_ipv6_special_range_and_every_ipv4_encoding_is_refused_on_an_ipv6_relay() {
-    if !ipv6_loopback() {
-        return;
-    }
-    let d = Daemon::start(&v6_toml(&TestConfig::default()));
+/// Every IPv6 special range and every IPv6 form of every IPv4 special
+/// range (403), IPv4-mapped ones 443.
+fn ipv6_matrix() -> Vec<(String, SocketAddr, Refusal)> {
     let mut peers = Vec::new();
     for range in V6_SPECIAL {
         for a in range.reps {
@@ -328,7 +353,36 @@ fn every_ipv6_special_range_and_every_ipv4_encoding_is_refused_on_an_ipv6_relay(
             peers.push((label, mapped, Refusal::FamilyMismatch));
         }
     }
-    refuse_all(&d, true, &peers);
+    peers
+}
+
+#[test]
+fn every_ipv4_special_range_is_refused_plain_and_ipv4_mapped() {
+    let d = TestConfig::default().start();
+    refuse_all(&d, Relays::V4, &ipv4_matrix());
+}
+
+#[test]
+fn every_ipv6_special_range_and_every_ipv4_encoding_is_refused_on_an_ipv6_relay() {
+    if !ipv6_loopback() {
+        return;
+    }
+    let d = Daemon::start(&v6_toml(&TestConfig::default()));
+    refuse_all(&d, Relays::V6, &ipv6_matrix());
+}
+
+/// The whole matrix, both families, through dual-stack allocations of a
+/// daemon relaying IPv4 and IPv6: the IPv6 relayed address does not open
+/// what the IPv4 one refuses, nor the other way round.
+#[test]
+fn the_whole_matrix_is_refused_through_a_dual_stack_allocation() {
+    if !ipv6_loopback() {
+        return;
+    }
+    let d = Daemon::start(&dual_toml(&TestConfig::default()));
+    let mut peers = ipv4_matrix();
+    peers.extend(ipv6_matrix());
+    refuse_all(&d, Relays::Dual, &peers);
 }
 
 #[test]
@@ -818,7 +872,7 @@ fn dummy_ipv6_prefix_is_refused() {
             )
         })
         .collect();
-    refuse_all(&d, true, &peers);
+    refuse_all(&d, Relays::V6, &peers);
 }
 
 /// "deny beats allow" holds for turnd's own relay address too: listed in

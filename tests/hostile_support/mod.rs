@@ -287,6 +287,26 @@ impl Client {
         relay
     }
 
+    /// Allocate both families (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2);
+    /// asserts two relayed addresses and returns them, IPv4 first.
+    pub fn allocate_dual(&self) -> (SocketAddr, SocketAddr) {
+        let resp = self.allocate(&[(0x8000, vec![2, 0, 0, 0])]);
+        crate::common::raw::relayed_address(&resp);
+        let all: Vec<SocketAddr> = resp
+            .attributes
+            .0
+            .iter()
+            .filter(|a| a.typ == stun::attributes::ATTR_XOR_RELAYED_ADDRESS)
+            .filter_map(|a| {
+                turnd::core::message::decode_xor_address(&a.value, &resp.transaction_id.0)
+            })
+            .collect();
+        match all.as_slice() {
+            [v4, v6] if v4.is_ipv4() && v6.is_ipv6() => (*v4, *v6),
+            other => panic!("not a dual allocation: {other:?} in {resp}"),
+        }
+    }
+
     /// A signed request whose attributes depend on its transaction id (XOR
     /// addresses are masked with it, RFC 8489 §14.2).
     pub fn request_with(
