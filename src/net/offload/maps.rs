@@ -87,4 +87,38 @@ mod tests {
         let v6: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
         assert!(peer_key(v6, c).is_none());
     }
+
+    #[test]
+    fn ipv6_relayed_addresses_stay_in_user_space() {
+        // The program rewrites IPv4 only: the IPv6 side of a dual-stack
+        // allocation, and an IPv6 relay of an IPv4 client, are not offloaded.
+        let client = FiveTuple {
+            client: "10.0.0.1:5000".parse().unwrap(),
+            server: "10.0.0.2:3478".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let v4 = ChannelBinding {
+            client,
+            channel: 0x4001,
+            relay: "10.0.0.2:50000".parse().unwrap(),
+            peer: "10.0.0.3:6000".parse().unwrap(),
+        };
+        assert!(entries(&v4).is_some(), "the IPv4 side is carried");
+        let v6 = ChannelBinding {
+            channel: 0x4002,
+            relay: "[2001:db8::2]:50001".parse().unwrap(),
+            peer: "[2001:db8::3]:6000".parse().unwrap(),
+            ..v4
+        };
+        assert!(entries(&v6).is_none());
+        let v6_client = ChannelBinding {
+            client: FiveTuple {
+                client: "[2001:db8::1]:5000".parse().unwrap(),
+                server: "[2001:db8::2]:3478".parse().unwrap(),
+                transport: Transport::Udp,
+            },
+            ..v4
+        };
+        assert!(entries(&v6_client).is_none());
+    }
 }
