@@ -72,13 +72,18 @@ fn config(base: TestConfig, extra_relay: &str) -> String {
 
 /// turnd with the program on `lo`, or `None` (skipped) where it cannot be.
 fn start_offloaded(base: TestConfig, extra_relay: &str) -> Option<(Daemon, LoLock)> {
+    start_offloaded_toml(&config(base, extra_relay))
+}
+
+/// [`start_offloaded`] from a whole config.
+fn start_offloaded_toml(toml: &str) -> Option<(Daemon, LoLock)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip("not root: cannot attach XDP programs");
         return None;
     }
     let lock = lock_lo();
-    let d = Daemon::start(&config(base, extra_relay));
+    let d = Daemon::start(toml);
     if d.scrape().get("turnd_offload_active", &[]) != 1.0 {
         skip(&format!(
             "turnd could not attach its XDP program to lo; its log:\n{}",
@@ -213,6 +218,85 @@ fn channel_data_is_relayed_in_the_kernel_until_the_allocation_is_deleted() {
     assert_eq!(
         flows(&m, "offload_relayed_"),
         [(n as u64, c2p), (n as u64, p2c)]
+    );
+}
+
+/// The program rewrites IPv4 only: of a dual-stack allocation (relays on
+/// 127.0.0.1 and `::1`), the IPv4 channel is relayed by the kernel and the
+/// IPv6 one by user space, both working, neither seen by the other path.
+#[test]
+fn the_ipv6_side_of_a_dual_stack_allocation_stays_in_user_space() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        return eprintln!("skipping: no ::1");
+    }
+    let toml = config(TestConfig::default().allow_loopback(), "")
+        .replacen("bind = \"127.0.0.1\"", "bind = [\"127.0.0.1\", \"::1\"]", 1)
+        .replacen("\"127.0.0.0/8\"", "\"127.0.0.0/8\", \"::1/128\"", 1);
+    let Some((d, _lo)) = start_offloaded_toml(&toml) else {
+        return;
+    };
+    let mut client = RawClient::with_credentials(d.udp_addr(), USER, PASSWORD);
+    let resp = client.allocate_with(|| {
+        vec![Box::new(common::raw::RawAttr(
+            stun::attributes::AttrType(0x8000),
+            vec![2, 0, 0, 0],
+        ))]
+    });
+    let relayed: Vec<SocketAddr> = resp
+        .attributes
+        .0
+        .iter()
+        .filter(|a| a.typ == stun::attributes::ATTR_XOR_RELAYED_ADDRESS)
+        .filter_map(|a| turnd::core::message::decode_xor_address(&a.value, &resp.transaction_id.0))
+        .collect();
+    assert_eq!(relayed.len(), 2, "a dual allocation: {resp}");
+    let (relay4, relay6) = (relayed[0], relayed[1]);
+    let peer4 = peer_socket();
+    let peer6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    let resp = client.channel_bind(0x4001, peer6.local_addr().unwrap());
+    assert_eq!(error_code(&resp), None, "ChannelBind IPv6: {resp}");
+    let resp = client.channel_bind(0x4000, peer4.local_addr().unwrap());
+    assert_eq!(error_code(&resp), None, "ChannelBind IPv4: {resp}");
+    let m = d.wait_for_metric("turnd_offload_channels", &[], 1.0);
+    assert_eq!(
+        m.get("turnd_offload_channels", &[]),
+        1.0,
+        "only the IPv4 one"
+    );
+
+    // The IPv6 channel, through user space.
+    let before = user_space(&d.scrape_after_publish());
+    client.send_channel_data(0x4001, b"six");
+    let (got, from) = peer_recv(&peer6, STEP).expect("the IPv6 peer receives");
+    assert_eq!((got.as_slice(), from), (&b"six"[..], relay6));
+    peer6.send_to(b"back6", relay6).unwrap();
+    match client.recv_relayed(STEP) {
+        Some(Relayed::Channel { number, data }) => {
+            assert_eq!((number, data.as_slice()), (0x4001, &b"back6"[..]))
+        }
+        other => panic!("expected ChannelData on 0x4001, got {other:?}"),
+    }
+    let m = d.wait_for_relayed((1, 3), (1, 5));
+    assert_eq!(
+        flows(&m, "offload_relayed_"),
+        [(0, 0), (0, 0)],
+        "the kernel carried none"
+    );
+    assert_eq!(
+        user_space(&m),
+        [
+            (before[0].0 + 1, before[0].1 + 3),
+            (before[1].0 + 1, before[1].1 + 5)
+        ]
+    );
+
+    // The IPv4 channel, through the kernel.
+    let (c2p, p2c) = exchange(&mut client, relay4, &peer4, 3);
+    let m = wait_kernel(&d, [(3, c2p), (3, p2c)]);
+    assert_eq!(
+        user_space(&m)[0].0,
+        before[0].0 + 1,
+        "user space saw no IPv4 packet"
     );
 }
 

@@ -396,12 +396,13 @@ impl Server {
     /// something removed ends now: an allocation whose key the new
     /// credentials no longer give (static user removed or with a new
     /// password, REST secret removed), a permission or channel to a peer
-    /// the new policy denies. The relay address and port range need a
-    /// restart, so the old ones are kept.
+    /// the new policy denies. The relay addresses, their default family
+    /// and the port range need a restart, so the old ones are kept.
     pub fn reconfigure(&mut self, now: Now, mut cfg: CoreConfig, relays: &mut dyn RelaySockets) {
         cfg.relay_bind = self.cfg.relay_bind;
         cfg.relay_advertised = self.cfg.relay_advertised;
         cfg.relay_other = self.cfg.relay_other;
+        cfg.default_family = self.cfg.default_family;
         cfg.port_low = self.cfg.port_low;
         cfg.port_high = self.cfg.port_high;
         cfg.own_listeners = std::mem::take(&mut self.cfg.own_listeners);

@@ -190,8 +190,13 @@ impl RawClient {
     /// (stale nonce) is retried once with the new nonce. Success responses
     /// must carry a valid MESSAGE-INTEGRITY.
     pub fn request(&mut self, method: Method, attrs: Vec<Box<dyn Setter>>) -> Message {
-        // Encoded once, so that a retry can rebuild the same request.
-        let attrs: Vec<(AttrType, Vec<u8>)> = build(attrs)
+        // Encoded once, so that a retry can rebuild the same request, with
+        // the transaction id an IPv6 XOR address is masked with (RFC 8489
+        // §14.2): a retry keeps it.
+        let tid = TransactionId::new();
+        let mut with_tid: Vec<Box<dyn Setter>> = vec![Box::new(tid)];
+        with_tid.extend(attrs);
+        let attrs: Vec<(AttrType, Vec<u8>)> = build(with_tid)
             .attributes
             .0
             .into_iter()
@@ -200,7 +205,7 @@ impl RawClient {
         let mut retried = false;
         loop {
             let mut setters: Vec<Box<dyn Setter>> = vec![
-                Box::new(TransactionId::new()),
+                Box::new(tid),
                 Box::new(MessageType::new(method, CLASS_REQUEST)),
             ];
             for (typ, value) in &attrs {
