@@ -4,7 +4,8 @@
 //! kernel while user space's share of `turnd_relayed_*` stays still;
 //! deletion, expiry and a reload that denies the peer take the binding out
 //! of the kernel; a peer denied by policy never gets into it; relay to
-//! relay stays in user space; a failed attach falls back to user space.
+//! relay stays in user space; a failed attach falls back to user space;
+//! what the kernel relayed is in the allocation's usage record.
 //!
 //! Attaching needs root; where it is not available (or another XDP program
 //! holds `lo`) the tests say so and skip, and fail instead when `CI` is
@@ -214,6 +215,57 @@ fn channel_data_is_relayed_in_the_kernel_until_the_allocation_is_deleted() {
         flows(&m, "offload_relayed_"),
         [(n as u64, c2p), (n as u64, p2c)]
     );
+}
+
+/// The `turnd::usage` JSON lines in the daemon's log, once there are `n`.
+fn usage_records(d: &Daemon, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..200 {
+        let records: Vec<serde_json::Value> = d
+            .stderr()
+            .lines()
+            .filter(|l| l.contains("turnd::usage"))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if records.len() >= n {
+            return records;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no usage record:\n{}", d.stderr());
+}
+
+#[test]
+fn what_the_kernel_relayed_is_in_the_usage_record() {
+    let base = TestConfig {
+        extra: "[log]\nformat = \"json\"\n".into(),
+        ..TestConfig::default().allow_loopback()
+    };
+    let Some((d, _lo)) = start_offloaded(base, "") else {
+        return;
+    };
+    let (mut client, relayed, peer) = bound_channel(&d);
+    let n = 12;
+    let (c2p, p2c) = exchange(&mut client, relayed, &peer, n);
+    wait_kernel(&d, [(n as u64, c2p), (n as u64, p2c)]);
+    // Read by the worker's periodic harvest while installed (the first
+    // half), and by the removal (what came after the last harvest).
+    std::thread::sleep(Duration::from_millis(1500));
+    let (c2p2, p2c2) = exchange(&mut client, relayed, &peer, n);
+    let resp = client.refresh(0);
+    assert_eq!(error_code(&resp), None, "Refresh 0: {resp}");
+    let rec = usage_records(&d, 1).remove(0);
+    let num = |k: &str| rec[k].as_u64().unwrap_or_else(|| panic!("{k} in {rec}"));
+    assert_eq!(
+        [
+            num("sent_packets"),
+            num("sent_bytes"),
+            num("received_packets"),
+            num("received_bytes")
+        ],
+        [2 * n as u64, c2p + c2p2, 2 * n as u64, p2c + p2c2],
+        "the usage record misses what the kernel relayed: {rec}"
+    );
+    assert_eq!(rec["reason"], "deleted");
 }
 
 #[test]
