@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn long_term_key_is_md5_of_user_realm_password() {
         // printf 'user:realm:pass' | md5sum (the RFC 5769 §2.4 vector is in
-        // tests/rfc5769.rs).
+        // tests/daemon/rfc5769.rs).
         assert_eq!(
             hex::encode(long_term_key("user", "realm", "pass")),
             "8493fbc53ba582fb4c044c456bdc40eb"
