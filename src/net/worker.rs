@@ -2,7 +2,12 @@
 //! runtime, its own SO_REUSEPORT listener sockets and its own engine. The
 //! kernel keeps a client's 5-tuple on one listener socket, hence on one
 //! worker; relay sockets belong to the worker of their allocation. Nothing
-//! on the packet path is shared with another worker: no lock, no channel.
+//! on the relay path is shared with another worker: no lock, no channel.
+//! What is shared is in `core::global`: the held-port bitmap (atomics,
+//! read per packet to a peer on our own address), the quotas and
+//! reservations (one lock, per Allocate and per deletion), and the
+//! unauthenticated-answer limiter (64 shards by source prefix, one shard
+//! locked per Binding, 401 or 438 answer), plus the metrics' atomics.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
