@@ -376,14 +376,14 @@ impl Server {
 
     fn end_what_reload_removed(&mut self, now: Now, relays: &mut dyn RelaySockets) {
         let creds = &self.cfg.credentials;
-        // Expiry is not re-checked (0): a REST allocation outlives its
+        // Time is not re-checked: a REST allocation outlives its
         // credential's expiry until it lapses, as without a reload.
         let orphaned: Vec<FiveTuple> = self
             .allocations
             .values()
             .filter(|a| {
                 !creds
-                    .secrets(&a.username, 0, a.key.secret.algorithm())
+                    .current_secrets(&a.username, a.key.secret.algorithm())
                     .is_ok_and(|k| k.contains(&a.key.secret))
             })
             .map(|a| a.five_tuple)

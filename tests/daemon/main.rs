@@ -36,6 +36,7 @@ mod metrics_http;
 mod offload;
 mod probe;
 mod redirect;
+mod reload;
 mod resource_bounds;
 mod rest_policy;
 mod rfc5769;

@@ -319,12 +319,7 @@ fn a_reload_that_denies_the_peer_removes_the_path() {
     let (mut client, relayed, peer) = bound_channel(&d);
     exchange(&mut client, relayed, &peer, 2);
     // The same config without the loopback allowance, then SIGHUP.
-    std::fs::write(d.config_path(), config(TestConfig::default(), "")).unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &d.pid().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    d.reload(&config(TestConfig::default(), ""));
     d.wait_for_metric("turnd_offload_channels", &[], 0.0);
     client.send_channel_data(0x4000, b"after reload");
     assert!(

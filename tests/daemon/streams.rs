@@ -289,15 +289,6 @@ fn tls_port_cuts_plain_stun_and_silent_handshakes() {
     StreamClient::new(connect_tls(d.tls_addr(), t.ca.default_client_config())).binding();
 }
 
-/// Sends SIGHUP to turnd.
-fn hang_up(d: &Daemon) {
-    let status = Command::new("kill")
-        .args(["-HUP", &d.pid().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -HUP {}", d.pid());
-}
-
 /// The certificate a new TLS connection is served, after checking that
 /// the connection works.
 fn served_certificate(t: &TlsSetup) -> rustls::pki_types::CertificateDer<'static> {
@@ -324,14 +315,14 @@ fn sighup_reloads_the_certificate_without_dropping_sessions() {
     let cert_b = t.ca.server_cert("turnd test B", 2);
     assert_ne!(cert_a.der, cert_b.der);
     let (cert_path, key_path) = cert_b.write_to(t.dir.path());
-    hang_up(d);
+    d.hang_up();
     d.wait_for_metric(TLS_RELOADS, &[("result", "success")], 1.0);
     channel_round_trip(&mut session, relay, &peer, 10);
     assert_eq!(served_certificate(&t), cert_b.der, "new connections get B");
 
     // A broken certificate file: the failure is counted and logged, B stays.
     replace_file(&cert_path, b"-----BEGIN CERTIFICATE-----\ngarbage\n");
-    hang_up(d);
+    d.hang_up();
     d.wait_for_metric(TLS_RELOADS, &[("result", "failure")], 1.0);
     assert_eq!(
         served_certificate(&t),
@@ -343,7 +334,7 @@ fn sighup_reloads_the_certificate_without_dropping_sessions() {
     // A certificate that does not match the key (renewal half done).
     replace_file(&cert_path, cert_a.cert_pem.as_bytes());
     replace_file(&key_path, cert_b.key_pem.as_bytes());
-    hang_up(d);
+    d.hang_up();
     let s = d.wait_for_metric(TLS_RELOADS, &[("result", "failure")], 2.0);
     assert_eq!(s.get(TLS_RELOADS, &[("result", "success")]), 1.0);
     assert_eq!(
