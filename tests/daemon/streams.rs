@@ -15,7 +15,6 @@ use crate::stream_support;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::raw::{build, recv_from_within, Relayed};
