@@ -69,9 +69,7 @@ impl Server {
     pub fn set_kernel_accounting(&mut self, on: bool) {
         self.kernel_usage.enabled = on;
         if !on {
-            for (_, (record, _)) in std::mem::take(&mut self.kernel_usage.pending) {
-                self.log_usage(&record);
-            }
+            self.flush_kernel_usage();
         }
     }
 
@@ -111,6 +109,18 @@ impl Server {
                     self.log_usage(&record);
                 }
             }
+        }
+    }
+
+    /// Writes the usage records still waiting. The shell calls it after
+    /// applying the commands of a call, by when every removed binding has
+    /// reported; a record is never held past that turn.
+    pub fn flush_kernel_usage(&mut self) {
+        if self.kernel_usage.pending.is_empty() {
+            return;
+        }
+        for (_, (record, _)) in std::mem::take(&mut self.kernel_usage.pending) {
+            self.log_usage(&record);
         }
     }
 

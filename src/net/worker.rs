@@ -138,6 +138,7 @@ impl Worker {
         for k in super::offload::apply_all(offload, &commands) {
             server.kernel_relayed(&k.binding, k.sent, k.received, true);
         }
+        server.flush_kernel_usage();
         drop(server);
         self.flush(&mut out);
         r

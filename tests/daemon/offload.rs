@@ -64,7 +64,12 @@ fn skip(why: &str) {
 }
 
 fn config(base: TestConfig, extra_relay: &str) -> String {
-    base.toml().replacen(
+    with_offload(&base.toml(), extra_relay)
+}
+
+/// `toml` with the program on `lo` and `extra_relay` keys in `[relay]`.
+fn with_offload(toml: &str, extra_relay: &str) -> String {
+    toml.replacen(
         "[relay]\n",
         &format!("[relay]\noffload = \"xdp:lo\"\n{extra_relay}"),
         1,
@@ -73,13 +78,18 @@ fn config(base: TestConfig, extra_relay: &str) -> String {
 
 /// turnd with the program on `lo`, or `None` (skipped) where it cannot be.
 fn start_offloaded(base: TestConfig, extra_relay: &str) -> Option<(Daemon, LoLock)> {
+    start_offloaded_toml(&config(base, extra_relay))
+}
+
+/// [`start_offloaded`] on a whole config file.
+fn start_offloaded_toml(toml: &str) -> Option<(Daemon, LoLock)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip("not root: cannot attach XDP programs");
         return None;
     }
     let lock = lock_lo();
-    let d = Daemon::start(&config(base, extra_relay));
+    let d = Daemon::start(toml);
     if d.scrape().get("turnd_offload_active", &[]) != 1.0 {
         skip(&format!(
             "turnd could not attach its XDP program to lo; its log:\n{}",
@@ -266,6 +276,28 @@ fn what_the_kernel_relayed_is_in_the_usage_record() {
         "the usage record misses what the kernel relayed: {rec}"
     );
     assert_eq!(rec["reason"], "deleted");
+}
+
+#[test]
+fn a_tcp_clients_channel_stays_in_user_space_and_its_usage_is_recorded() {
+    use crate::stream_support::{stream_config, StreamClient};
+    let toml = with_offload(&stream_config(None, ""), "") + "\n[log]\nformat = \"json\"\n";
+    let Some((d, _lo)) = start_offloaded_toml(&toml) else {
+        return;
+    };
+    let peer = peer_socket();
+    let mut client = StreamClient::tcp(d.tcp_addr());
+    let relayed = client.allocate();
+    client.channel_bind(0x4000, peer.local_addr().unwrap());
+    peer.send_to(b"to a TCP client", relayed).unwrap();
+    assert!(client.recv_relayed(STEP).is_some(), "relayed in user space");
+    assert_eq!(d.scrape().get("turnd_offload_channels", &[]), 0.0);
+    client.refresh(0);
+    // The engine announced the channel; the kernel did not carry it; the
+    // record is written all the same.
+    let rec = usage_records(&d, 1).remove(0);
+    assert_eq!(rec["transport"], "tcp", "{rec}");
+    assert_eq!(rec["received_packets"].as_u64(), Some(1), "{rec}");
 }
 
 #[test]

@@ -176,7 +176,8 @@ impl Offload {
 
     /// Installs or removes one binding. A removal returns what the kernel
     /// relayed on the binding since it was last reported (see
-    /// [`Offload::harvest`]), for the engine's usage accounting.
+    /// [`Offload::harvest`]; nothing for a binding it did not carry), for
+    /// the engine's usage accounting.
     pub fn apply(&self, command: &Command) -> Option<KernelRelayed> {
         match command {
             Command::ChannelInstalled(b) => {
@@ -199,7 +200,16 @@ impl Offload {
                 None
             }
             Command::ChannelRemoved(b) => {
-                let (chan, peer) = self.carries(b)?;
+                // Every removal reports, carried or not: the engine holds
+                // the allocation's usage record until all of them have.
+                let nothing = KernelRelayed {
+                    binding: *b,
+                    sent: Flow::default(),
+                    received: Flow::default(),
+                };
+                let Some((chan, peer)) = self.carries(b) else {
+                    return Some(nothing);
+                };
                 // The last counts, then the client's direction first:
                 // nothing new reaches the peer once this returns. Packets
                 // the kernel relays between the read and the delete (in
@@ -213,7 +223,7 @@ impl Offload {
                 if self.installed().remove(&chan).is_some() {
                     self.metrics.offload.channels.dec();
                 }
-                relayed
+                Some(relayed.unwrap_or(nothing))
             }
         }
     }
