@@ -462,7 +462,10 @@ fn an_unclaimed_reservation_expires_after_30_s() {
 fn two_workers_fill_the_whole_port_range() {
     let mut cfg = TestConfig::default().allow_loopback();
     cfg.extra = "[quota]\nallocations_per_user = 200\n".into();
-    let (low, high) = (60_100, 60_179);
+    // Outside the kernel's ephemeral range (32768-60999 by default), where
+    // other tests' client sockets would hold ports of it, and outside
+    // RELAY_PORTS, where other daemons' relays would.
+    let (low, high) = (65_100, 65_179);
     let toml = format!("workers = 2\n{}", cfg.toml()).replacen(
         &format!(
             "ports = \"{}-{}\"",
