@@ -283,6 +283,11 @@ impl Server {
         if token.is_some() && (even.is_some() || family.is_some() || additional.is_some()) {
             return Err(reject(400, key));
         }
+        // EVEN-PORT reserving the next port (R bit) with a dual allocation:
+        // 400 (§7.2).
+        if additional.is_some() && even.and_then(|v| v.first()).is_some_and(|b| b & 0x80 != 0) {
+            return Err(reject(400, key));
+        }
         // The families asked for and served (§7.2); a reservation token
         // carries its own family.
         let plan = match token {

@@ -158,6 +158,8 @@ fn malformed_family_requests_are_400() {
             (ATTR_RESERVATION_TOKEN, vec![0; 8]),
             (ADDITIONAL, family(2)),
         ],
+        // EVEN-PORT with the R bit (reserve the next port) and a pair.
+        vec![(ATTR_EVEN_PORT, vec![0x80]), (ADDITIONAL, family(2))],
     ]
     .into_iter()
     .enumerate()
@@ -307,6 +309,19 @@ fn a_dual_allocation_counts_once_and_frees_both_ports() {
     }
     let (_, r) = allocate_with(&mut h, client(3), &[(ADDITIONAL, family(2))]);
     assert_eq!(relayed(&r).len(), 2, "the slot is free again: {r}");
+}
+
+#[test]
+fn even_port_without_reservation_gives_two_even_ports() {
+    let mut h = Harness::with(dual());
+    let (_, r) = allocate_with(
+        &mut h,
+        client(1),
+        &[(ATTR_EVEN_PORT, vec![0]), (ADDITIONAL, family(2))],
+    );
+    let addrs = relayed(&r);
+    assert_eq!(addrs.len(), 2, "{r}");
+    assert!(addrs.iter().all(|a| a.port() % 2 == 0), "{addrs:?}");
 }
 
 #[test]
