@@ -342,6 +342,9 @@ pub struct Server {
 struct RelayStats {
     client_to_peer: Flow,
     peer_to_client: Flow,
+    /// Of those, what went through IPv6 relayed addresses.
+    client_to_peer_v6: Flow,
+    peer_to_client_v6: Flow,
 }
 
 /// The log target of usage records.
@@ -685,6 +688,9 @@ impl Server {
             return self.drop_packet("too_big");
         }
         self.stats.client_to_peer.count(data.len());
+        if relay.is_ipv6() {
+            self.stats.client_to_peer_v6.count(data.len());
+        }
         out.push_relayed(Source::Relay(relay), self.hairpin(peer), |buf| {
             buf.extend_from_slice(data)
         });
@@ -826,6 +832,9 @@ impl Server {
         }
         alloc.usage.received.count(data.len());
         self.stats.peer_to_client.count(data.len());
+        if relay.is_ipv6() {
+            self.stats.peer_to_client_v6.count(data.len());
+        }
     }
 
     /// An ICMP error drawn by a datagram sent from the relay socket at
@@ -872,6 +881,15 @@ impl Server {
         ] {
             if c.packets > 0 {
                 self.metrics.count_relayed(direction, c.packets, c.bytes);
+            }
+        }
+        for (direction, c) in [
+            (Direction::ClientToPeer, stats.client_to_peer_v6),
+            (Direction::PeerToClient, stats.peer_to_client_v6),
+        ] {
+            if c.packets > 0 {
+                self.metrics
+                    .count_relayed_ipv6(direction, c.packets, c.bytes);
             }
         }
     }

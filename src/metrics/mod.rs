@@ -173,6 +173,11 @@ pub struct Metrics {
     /// `turnd_relayed_addresses_active{family}`: relayed transport
     /// addresses of live allocations (a dual allocation has one per family).
     pub relayed_addresses_active: IntGaugeVec,
+    /// `turnd_relayed_ipv6_packets_total{direction}`: of the relayed
+    /// packets, those through IPv6 relayed addresses.
+    pub relayed_ipv6_packets: IntCounterVec,
+    /// `turnd_relayed_ipv6_bytes_total{direction}`.
+    pub relayed_ipv6_bytes: IntCounterVec,
     /// `turnd_relayed_addresses_created_total{family}`.
     pub relayed_addresses_created: IntCounterVec,
     /// `turnd_address_family_refused_total{family}`: a family an Allocate
@@ -357,6 +362,24 @@ impl Metrics {
              (440, or ADDRESS-ERROR-CODE in a dual-stack allocation), by family.",
             &["family"],
         );
+        let relayed_ipv6_packets = counter_vec(
+            r,
+            "turnd_relayed_ipv6_packets_total",
+            "Of turnd_relayed_packets_total, the packets relayed through IPv6 \
+             relayed addresses (the rest went through IPv4 ones).",
+            &["direction"],
+        );
+        let relayed_ipv6_bytes = counter_vec(
+            r,
+            "turnd_relayed_ipv6_bytes_total",
+            "Of turnd_relayed_bytes_total, the payload bytes relayed through IPv6 \
+             relayed addresses.",
+            &["direction"],
+        );
+        for d in DIRECTIONS {
+            relayed_ipv6_packets.with_label_values(&[d]);
+            relayed_ipv6_bytes.with_label_values(&[d]);
+        }
         for f in FAMILIES {
             relayed_addresses_active.with_label_values(&[f]);
             relayed_addresses_created.with_label_values(&[f]);
@@ -502,6 +525,8 @@ impl Metrics {
             relayed_addresses_active,
             relayed_addresses_created,
             address_family_refused,
+            relayed_ipv6_packets,
+            relayed_ipv6_bytes,
             build_info,
             connections_active,
             connections_accepted,
@@ -565,6 +590,18 @@ impl Metrics {
             direction.as_str(),
             payload_bytes,
         );
+    }
+
+    /// Counts what went through IPv6 relayed addresses (a share of
+    /// [`Metrics::count_relayed`], flushed with it, never per packet).
+    pub fn count_relayed_ipv6(&self, direction: Direction, packets: u64, payload_bytes: u64) {
+        let d = [direction.as_str()];
+        self.relayed_ipv6_packets
+            .with_label_values(&d)
+            .inc_by(packets);
+        self.relayed_ipv6_bytes
+            .with_label_values(&d)
+            .inc_by(payload_bytes);
     }
 
     /// Counts one Binding request over `transport` (`udp`, `tcp`, `tls`).
@@ -650,6 +687,8 @@ mod tests {
         "turnd_relayed_addresses_active",
         "turnd_relayed_addresses_created_total",
         "turnd_address_family_refused_total",
+        "turnd_relayed_ipv6_packets_total",
+        "turnd_relayed_ipv6_bytes_total",
         "turnd_relayed_packets_total",
         "turnd_relayed_bytes_total",
         "turnd_binding_requests_total",

@@ -255,6 +255,24 @@ fn a_dual_allocation_relays_each_family_from_its_own_socket() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].destination, ft.client);
     assert_eq!(&sent[0].payload[..2], &0x4001u16.to_be_bytes());
+    // Traffic by family: b and c went out over IPv6, "back" came in.
+    let v6 = |h: &mut Harness, name: &str, d: &str| h.counter(name, &[("direction", d)]);
+    assert_eq!(
+        v6(&mut h, "turnd_relayed_ipv6_packets_total", "client_to_peer"),
+        2.0
+    );
+    assert_eq!(
+        v6(&mut h, "turnd_relayed_ipv6_bytes_total", "client_to_peer"),
+        2.0
+    );
+    assert_eq!(
+        v6(&mut h, "turnd_relayed_ipv6_packets_total", "peer_to_client"),
+        1.0
+    );
+    assert_eq!(
+        v6(&mut h, "turnd_relayed_packets_total", "client_to_peer"),
+        4.0
+    );
 }
 
 #[test]

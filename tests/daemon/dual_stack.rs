@@ -218,6 +218,12 @@ fn uclient_ipv6_relay_with_rtp_rtcp_pairs_over_ipv4() {
     let m = uclient(&["-x"], false, "::1", 2);
     assert!(created(&m, "ipv6") >= 2.0);
     assert_eq!(created(&m, "ipv4"), 0.0, "-x asks for IPv6 only");
+    // Every relayed packet went through an IPv6 relayed address.
+    for d in ["client_to_peer", "peer_to_client"] {
+        let l = [("direction", d)];
+        let all = m.get("turnd_relayed_packets_total", &l);
+        assert_eq!(m.get("turnd_relayed_ipv6_packets_total", &l), all, "{d}");
+    }
 }
 
 #[test]
