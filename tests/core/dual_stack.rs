@@ -393,3 +393,23 @@ fn default_family_keep_gives_the_clients_own_family() {
     let (_, r) = allocate_with(&mut h, other, &[v4]);
     assert!(relayed(&r)[0].is_ipv4(), "{r}");
 }
+
+#[test]
+fn relay_to_relay_over_ipv6_reaches_held_ports_only_and_skips_the_nat() {
+    let mut h = Harness::with(dual());
+    let (a, b) = (client(1), client(2));
+    let (ca, _, _) = dual_allocation(&mut h, a);
+    let (_, _, b6) = dual_allocation(&mut h, b);
+    let target = b6.to_string();
+    assert_eq!(error_code(&permit(&mut h, a, &ca, &[&target], 2)), None);
+    // Behind the 1:1 NAT of relay.external, sent to B's socket directly.
+    let local = SocketAddr::new(RELAY6.parse().unwrap(), b6.port());
+    let out = to_peers(&mut h, a, &send_indication(&target, b"hi", 3));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, local);
+    assert!(out[0].0.is_ipv6(), "from A's IPv6 relayed address");
+    // A port of our IPv6 relay address that no allocation holds: 403.
+    let free = SocketAddr::new(b6.ip(), if b6.port() == 50099 { 50098 } else { 50099 });
+    let r = bind(&mut h, a, &ca, 0x4000, &free.to_string(), 4);
+    assert_eq!(error_code(&r), Some(403), "{r}");
+}
