@@ -179,6 +179,13 @@ impl Credentials {
         }
     }
 
+    /// These credentials with `secret` accepted after the configured REST
+    /// secrets (the admin self-test page's per-process secret).
+    pub fn with_extra_rest_secret(mut self, secret: String) -> Self {
+        self.rest_secrets.push(secret);
+        self
+    }
+
     /// These credentials with REST usernames checked against `policy`.
     pub fn with_rest_policy(mut self, policy: RestPolicy) -> Self {
         self.rest_policy = policy;
@@ -274,7 +281,9 @@ impl Credentials {
         if expiry <= unix_secs {
             return Err(Refusal::Expired);
         }
-        if expiry - unix_secs > self.rest_policy.max_ttl_s {
+        // `unix_secs` 0: time not checked (a reload re-checking the
+        // secrets of live allocations), so neither is the lifetime.
+        if unix_secs != 0 && expiry - unix_secs > self.rest_policy.max_ttl_s {
             return Err(Refusal::LifetimeTooLong);
         }
         Ok(())
@@ -417,6 +426,11 @@ mod tests {
             Err(Refusal::Expired),
             "REST checks apply to SHA-256 too"
         );
+        // At time 0 (a reload re-checking live allocations) a real expiry,
+        // far past max_ttl_s from the epoch, is not refused.
+        assert!(creds
+            .secrets("1800000000:bob", 0, Algorithm::Sha256)
+            .is_ok());
         assert_eq!(creds.user_by_hash(&userhash("alice", "r")), Some("alice"));
         assert_eq!(creds.user_by_hash(&userhash("2000:bob", "r")), None);
         assert_eq!(creds.user_by_hash(b"short"), None);
