@@ -174,6 +174,10 @@ pub struct Admin {
     /// `listen`.
     pub token_file: Option<PathBuf>,
     pub state_dir: PathBuf,
+    /// The host name (or IP) in the self-test page's `stun:`/`turn:`/
+    /// `turns:` URLs; unset: each listener's own address, or the
+    /// advertised relay address for a listener on 0.0.0.0 or `::`.
+    pub selftest_host: Option<String>,
 }
 
 impl Default for Admin {
@@ -182,6 +186,7 @@ impl Default for Admin {
             listen: None,
             token_file: None,
             state_dir: PathBuf::from(DEFAULT_ADMIN_STATE_DIR),
+            selftest_host: None,
         }
     }
 }

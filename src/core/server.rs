@@ -183,6 +183,15 @@ impl CoreConfig {
 }
 
 impl CoreConfig {
+    /// This config accepting REST credentials signed with `secret` too
+    /// (the admin self-test page's, drawn at start and never configured).
+    pub fn with_selftest_secret(mut self, secret: Option<&str>) -> Self {
+        if let Some(secret) = secret {
+            self.credentials = self.credentials.with_extra_rest_secret(secret.to_owned());
+        }
+        self
+    }
+
     /// The limits of unauthenticated answers, per source and per prefix.
     pub fn rate_limits(&self) -> Limits {
         Limits {
