@@ -289,7 +289,17 @@ fn allocation_json(a: &AllocationInfo) -> Value {
         "channels": a.channels.iter().map(|(n, p)| json!({"number": n, "peer": p.to_string()})).collect::<Vec<_>>(),
         "sent": {"packets": a.usage.sent.packets, "bytes": a.usage.sent.bytes},
         "received": {"packets": a.usage.received.packets, "bytes": a.usage.received.bytes},
+        "rate": {
+            "window_s": crate::core::rate::WINDOW.as_secs(),
+            "sent": {"packets_per_s": round(a.rate.sent.packets_per_s), "bytes_per_s": round(a.rate.sent.bytes_per_s)},
+            "received": {"packets_per_s": round(a.rate.received.packets_per_s), "bytes_per_s": round(a.rate.received.bytes_per_s)},
+        },
     })
+}
+
+/// A rate with one decimal, as JSON shows it.
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 /// A file of the self-test page, with headers that keep it to itself.

@@ -252,3 +252,63 @@ fn the_selftest_page_is_public_and_its_credential_needs_the_token() {
     );
     assert!(!d.stderr().contains(TOKEN), "the token is never logged");
 }
+
+/// The listed rate of the only allocation: bytes/s and packets/s each way.
+fn rates(d: &Daemon) -> [f64; 4] {
+    let all = list(d, "");
+    assert_eq!(all.len(), 1, "{all:?}");
+    let r = &all[0]["rate"];
+    assert_eq!(r["window_s"], 5, "{r}");
+    let f = |dir: &str, what: &str| r[dir][what].as_f64().unwrap();
+    [
+        f("sent", "bytes_per_s"),
+        f("sent", "packets_per_s"),
+        f("received", "bytes_per_s"),
+        f("received", "packets_per_s"),
+    ]
+}
+
+#[test]
+fn the_list_shows_a_current_rate_that_returns_to_zero_when_traffic_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path());
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let mut client = RawClient::new(d.udp_addr());
+    let relay = client.allocate();
+    assert_eq!(error_code(&client.create_permission(&[peer_addr])), None);
+    assert_eq!(rates(&d), [0.0; 4], "nothing relayed yet");
+
+    // Traffic both ways, 20 packets a round, until the list shows a rate
+    // each way (bounded: at most 300 rounds of 20 ms).
+    let mut seen = None;
+    for round in 0..300 {
+        for _ in 0..10 {
+            client.send_indication(peer_addr, &[7u8; 200]);
+            peer.send_to(&[9u8; 300], relay).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        if round % 10 == 9 {
+            let r = rates(&d);
+            if r.iter().all(|x| *x > 0.0) {
+                seen = Some(r);
+                break;
+            }
+        }
+    }
+    let r = seen.expect("a rate each way while traffic flows");
+    // Bytes per packet as sent: 200 one way, 300 the other.
+    assert!((r[0] / r[1] - 200.0).abs() < 1.0, "{r:?}");
+    assert!((r[2] / r[3] - 300.0).abs() < 1.0, "{r:?}");
+
+    // Stopped: back to 0 once the window has passed (bounded: 20 s).
+    let mut zero = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(200));
+        if rates(&d) == [0.0; 4] {
+            zero = true;
+            break;
+        }
+    }
+    assert!(zero, "the rate stayed at {:?}", rates(&d));
+}

@@ -373,6 +373,7 @@ impl Server {
                 id: rand::Rng::gen(&mut self.rng),
                 created: now.instant,
                 created_unix: now.unix_secs,
+                rate: super::rate::RateWindow::new(now.instant),
                 usage: Default::default(),
                 buckets: Default::default(),
             },
