@@ -605,8 +605,16 @@ impl Config {
         check_log_level(&self.log.level)?;
         check_workers(self.workers)?;
 
-        if self.redirect.allocations_threshold > 0 && self.redirect.alternates.is_empty() {
-            return Err("redirect.allocations_threshold is set but redirect.alternates is empty: name the nodes to send clients to (e.g. alternates = [\"203.0.113.8:3478\"])".into());
+        for (key, set) in [
+            (
+                "allocations_threshold",
+                self.redirect.allocations_threshold > 0,
+            ),
+            ("bps_threshold", self.redirect.bps_threshold > 0),
+        ] {
+            if set && self.redirect.alternates.is_empty() {
+                return Err(format!("redirect.{key} is set but redirect.alternates is empty: name the nodes to send clients to (e.g. alternates = [\"203.0.113.8:3478\"])"));
+            }
         }
         let l = &self.listen;
         if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {

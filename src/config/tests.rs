@@ -435,6 +435,13 @@ fn redirect_alternates_as_strings_or_tables() {
     assert!(e.contains("line 2"), "{e}");
     let e = err("[redirect]\nallocations_threshold = 5\n");
     assert!(e.contains("redirect.alternates is empty"), "{e}");
+    let e = err("[redirect]\nbps_threshold = 1000000\n");
+    assert!(
+        e.contains("redirect.bps_threshold is set but redirect.alternates is empty"),
+        "{e}"
+    );
+    let c = parse("[redirect]\nbps_threshold = 12500000\nalternates = [\"203.0.113.8:3478\"]\n");
+    assert_eq!(c.redirect.policy().bps_threshold, 12_500_000);
 }
 
 #[test]
