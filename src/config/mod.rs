@@ -177,7 +177,26 @@ pub struct Admin {
     /// The host name (or IP) in the self-test page's `stun:`/`turn:`/
     /// `turns:` URLs; unset: each listener's own address, or the
     /// advertised relay address for a listener on 0.0.0.0 or `::`.
+    #[serde(deserialize_with = "de_selftest_host")]
     pub selftest_host: Option<String>,
+}
+
+/// `admin.selftest_host`: an IP address or a DNS name (letters, digits,
+/// `-`, `.`), nothing that would change the URL around it.
+fn de_selftest_host<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let host = String::deserialize(d)?;
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if name_ok || host.parse::<IpAddr>().is_ok() {
+        Ok(Some(host))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "admin.selftest_host {host:?} is not an IP address or a host name (e.g. \"turn.example.com\")"
+        )))
+    }
 }
 
 impl Default for Admin {

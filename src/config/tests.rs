@@ -508,3 +508,18 @@ fn auth_algorithms_default_to_both_and_are_checked() {
     let e = err("realm = \"r\"\n[auth]\nalgorithms = [\"sha1\"]\n");
     assert!(e.contains("sha1") && e.contains("line 3"), "{e}");
 }
+
+#[test]
+fn selftest_host_is_a_name_or_an_ip() {
+    for ok in ["turn.example.com", "203.0.113.7", "2001:db8::7"] {
+        let c = parse(&format!("[admin]\nselftest_host = {ok:?}\n"));
+        assert_eq!(c.admin.selftest_host.as_deref(), Some(ok));
+    }
+    for bad in ["", "turn.example.com/x", "a b", "evil?x=1#"] {
+        let e = err(&format!("[admin]\nselftest_host = {bad:?}\n"));
+        assert!(
+            e.contains("admin.selftest_host") && e.contains("line 2"),
+            "{bad:?}: {e}"
+        );
+    }
+}
