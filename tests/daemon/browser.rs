@@ -577,7 +577,7 @@ struct RoundTrip {
 
 /// Opens the self-test page of a daemon started with `toml` plus an
 /// `[admin]` table, the token in the URL fragment.
-fn run_selftest(browser: &Browser, toml: &str) -> (Daemon, SelfTestRun) {
+fn run_selftest(browser: &Browser, toml: &str, home: Option<&Path>) -> (Daemon, SelfTestRun) {
     let dir = tempfile::tempdir().expect("create a temporary directory");
     let token = dir.path().join("admin.token");
     fs::write(&token, ADMIN_TOKEN).expect("write the token");
@@ -590,7 +590,7 @@ fn run_selftest(browser: &Browser, toml: &str) -> (Daemon, SelfTestRun) {
     let daemon = Daemon::start(&toml);
     let admin = daemon.bound().admin.expect("admin API bound");
     let page = format!("http://{admin}/selftest/?timeout_ms=10000#token={ADMIN_TOKEN}");
-    let out: SelfTestRun = browser.run(&["--mode", "selftest", "--page-url", &page], None);
+    let out: SelfTestRun = browser.run(&["--mode", "selftest", "--page-url", &page], home);
     // The token never leaves the page: not in a request, not in the
     // address bar, not in turnd's log.
     for url in out.requests.iter().chain([&out.location]) {
@@ -622,7 +622,11 @@ fn selftest_page_passes_over_udp_and_tcp_and_shows_tls_not_offered() {
     let Some(browser) = Browser::find() else {
         return;
     };
-    let (daemon, out) = run_selftest(&browser, &config(&[Transport::Udp, Transport::Tcp], None));
+    let (daemon, out) = run_selftest(
+        &browser,
+        &config(&[Transport::Udp, Transport::Tcp], None),
+        None,
+    );
     assert_eq!(out.state, "done", "{out:#?}");
     assert_eq!(out.result.as_deref(), Some("passed"), "{out:#?}");
     for t in [Transport::Udp, Transport::Tcp] {
@@ -659,7 +663,7 @@ fn selftest_page_reports_a_failing_tls_transport_with_its_error() {
     let pki = Pki::new();
     let all = [Transport::Udp, Transport::Tcp, Transport::Tls];
     // No CA in Chromium's (empty) NSS database: TLS cannot verify.
-    let (daemon, out) = run_selftest(&browser, &config(&all, Some(&pki)));
+    let (daemon, out) = run_selftest(&browser, &config(&all, Some(&pki)), None);
     assert_eq!(out.state, "done", "{out:#?}");
     assert_eq!(out.result.as_deref(), Some("failed"), "{out:#?}");
     let tls = probe(&out, "tls");
@@ -679,4 +683,27 @@ fn selftest_page_reports_a_failing_tls_transport_with_its_error() {
     }
     // The round trip uses the transports that work.
     assert_eq!(out.summary.round_trip.status, "passed", "{out:#?}");
+}
+
+/// With the test CA trusted, `turns:` passes too, its candidate reached
+/// over TLS.
+#[test]
+fn selftest_page_passes_over_turns_with_a_trusted_ca() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    let pki = Pki::new();
+    let Some(home) = pki.trusting_home() else {
+        return;
+    };
+    let all = [Transport::Udp, Transport::Tcp, Transport::Tls];
+    let (daemon, out) = run_selftest(&browser, &config(&all, Some(&pki)), Some(&home));
+    assert_eq!(out.result.as_deref(), Some("passed"), "{out:#?}");
+    let tls = probe(&out, "tls");
+    assert_eq!(tls.status, "passed", "{out:#?}");
+    assert_eq!(tls.relay_protocol.as_deref(), Some("tls"), "{tls:?}");
+    assert_eq!(
+        tls.url.as_deref(),
+        Some(turn_url(&daemon, Transport::Tls).as_str())
+    );
 }
