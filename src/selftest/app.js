@@ -260,12 +260,15 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     run($("token").value.trim());
   });
-  // A token in the fragment (never sent to a server) runs the test at once;
-  // it is removed from the address bar and the history first.
+  // A token in the fragment (never sent to a server), or in the query,
+  // runs the test at once; it is removed from the address bar and the
+  // history first.
   const fragment = new URLSearchParams(location.hash.slice(1));
-  const token = fragment.get("token");
+  const token = fragment.get("token") || params.get("token");
   if (token) {
-    history.replaceState(null, "", location.pathname + location.search);
+    params.delete("token");
+    const query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? `?${query}` : ""));
     run(token);
   }
 });

@@ -577,7 +577,12 @@ struct RoundTrip {
 
 /// Opens the self-test page of a daemon started with `toml` plus an
 /// `[admin]` table, the token in the URL fragment.
-fn run_selftest(browser: &Browser, toml: &str, home: Option<&Path>) -> (Daemon, SelfTestRun) {
+fn run_selftest(
+    browser: &Browser,
+    toml: &str,
+    home: Option<&Path>,
+    token_in_query: bool,
+) -> (Daemon, SelfTestRun) {
     let dir = tempfile::tempdir().expect("create a temporary directory");
     let token = dir.path().join("admin.token");
     fs::write(&token, ADMIN_TOKEN).expect("write the token");
@@ -589,11 +594,17 @@ fn run_selftest(browser: &Browser, toml: &str, home: Option<&Path>) -> (Daemon, 
     );
     let daemon = Daemon::start(&toml);
     let admin = daemon.bound().admin.expect("admin API bound");
-    let page = format!("http://{admin}/selftest/?timeout_ms=10000#token={ADMIN_TOKEN}");
+    // The token in the fragment (never sent), or in the query.
+    let page = if token_in_query {
+        format!("http://{admin}/selftest/?token={ADMIN_TOKEN}&timeout_ms=10000")
+    } else {
+        format!("http://{admin}/selftest/?timeout_ms=10000#token={ADMIN_TOKEN}")
+    };
     let out: SelfTestRun = browser.run(&["--mode", "selftest", "--page-url", &page], home);
-    // The token never leaves the page: not in a request, not in the
-    // address bar, not in turnd's log.
-    for url in out.requests.iter().chain([&out.location]) {
+    // The token never leaves the page (from the fragment): not in a
+    // request, not in the address bar, not in turnd's log.
+    let requests = out.requests.iter().skip(usize::from(token_in_query));
+    for url in requests.chain([&out.location]) {
         assert!(!url.contains(ADMIN_TOKEN), "the token in {url}");
     }
     assert!(
@@ -626,6 +637,7 @@ fn selftest_page_passes_over_udp_and_tcp_and_shows_tls_not_offered() {
         &browser,
         &config(&[Transport::Udp, Transport::Tcp], None),
         None,
+        false,
     );
     assert_eq!(out.state, "done", "{out:#?}");
     assert_eq!(out.result.as_deref(), Some("passed"), "{out:#?}");
@@ -663,7 +675,7 @@ fn selftest_page_reports_a_failing_tls_transport_with_its_error() {
     let pki = Pki::new();
     let all = [Transport::Udp, Transport::Tcp, Transport::Tls];
     // No CA in Chromium's (empty) NSS database: TLS cannot verify.
-    let (daemon, out) = run_selftest(&browser, &config(&all, Some(&pki)), None);
+    let (daemon, out) = run_selftest(&browser, &config(&all, Some(&pki)), None, false);
     assert_eq!(out.state, "done", "{out:#?}");
     assert_eq!(out.result.as_deref(), Some("failed"), "{out:#?}");
     let tls = probe(&out, "tls");
@@ -697,7 +709,7 @@ fn selftest_page_passes_over_turns_with_a_trusted_ca() {
         return;
     };
     let all = [Transport::Udp, Transport::Tcp, Transport::Tls];
-    let (daemon, out) = run_selftest(&browser, &config(&all, Some(&pki)), Some(&home));
+    let (daemon, out) = run_selftest(&browser, &config(&all, Some(&pki)), Some(&home), true);
     assert_eq!(out.result.as_deref(), Some("passed"), "{out:#?}");
     let tls = probe(&out, "tls");
     assert_eq!(tls.status, "passed", "{out:#?}");
