@@ -250,7 +250,6 @@ impl Admin {
                 let now = crate::net::clock::now().unix_secs;
                 info!(
                     user = crate::selftest::SELFTEST_USER,
-                    ttl_s = crate::selftest::SESSION_TTL_S,
                     "admin: self-test credential minted"
                 );
                 let mut r = reply(StatusCode::OK, self.selftest.session(now));

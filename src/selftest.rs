@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 
 use crate::ice;
 
-/// How long a credential minted for the page is valid.
+/// How long a credential minted for the page is valid (less if
+/// `[rest] max_ttl_s` is shorter, so the engine accepts it).
 pub const SESSION_TTL_S: u64 = 600;
 /// The REST user part of the page's credentials (per-user quotas, usage
 /// records and `turnd admin list --user` see it under this name).
@@ -52,6 +53,8 @@ pub fn asset(path: &str) -> Option<(&'static str, &'static str)> {
 /// The secret and the URLs the page is told about.
 pub struct SelfTest {
     secret: String,
+    /// [`SESSION_TTL_S`], or `[rest] max_ttl_s` if shorter.
+    ttl_s: u64,
     stun: Option<String>,
     udp: Option<String>,
     tcp: Option<String>,
@@ -64,6 +67,7 @@ impl SelfTest {
     /// unspecified address).
     pub fn new(
         secret: String,
+        max_ttl_s: u64,
         host: Option<&str>,
         advertised: IpAddr,
         (udp, tcp, tls): (&[SocketAddr], &[SocketAddr], &[SocketAddr]),
@@ -89,6 +93,7 @@ impl SelfTest {
         let udp = urls(udp, 0);
         SelfTest {
             secret,
+            ttl_s: SESSION_TTL_S.min(max_ttl_s),
             stun: udp.first().cloned(),
             udp: udp.get(1).cloned(),
             tcp: urls(tcp, 1).pop(),
@@ -98,12 +103,13 @@ impl SelfTest {
 
     /// The answer to `POST /selftest/session` at `now_unix`.
     pub fn session(&self, now_unix: u64) -> Value {
-        let expires = now_unix + SESSION_TTL_S;
+        let expires = now_unix + self.ttl_s;
         let credential = ice::mint(&self.secret, SELFTEST_USER, expires);
         json!({
             "username": credential.username,
             "credential": credential.credential,
             "expires": expires,
+            "ttl_s": self.ttl_s,
             "transports": [
                 {"transport": "udp", "url": self.udp},
                 {"transport": "tcp", "url": self.tcp},
@@ -131,6 +137,7 @@ mod tests {
     fn urls_name_each_offered_transport() {
         let st = SelfTest::new(
             "s".into(),
+            600,
             None,
             "203.0.113.7".parse().unwrap(),
             (&[addr("0.0.0.0:3478")], &[addr("127.0.0.1:3479")], &[]),
@@ -152,11 +159,16 @@ mod tests {
     fn a_host_names_every_url() {
         let st = SelfTest::new(
             "s".into(),
+            60,
             Some("turn.example.com"),
             "203.0.113.7".parse().unwrap(),
             (&[], &[], &[addr("[::]:5349")]),
         );
         let s = st.session(0);
+        assert_eq!(
+            s["username"], "60:turnd-selftest",
+            "no longer than max_ttl_s"
+        );
         assert_eq!(
             s["transports"][2]["url"],
             "turns:turn.example.com:5349?transport=tcp"

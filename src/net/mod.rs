@@ -229,6 +229,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             admin_senders,
             crate::selftest::SelfTest::new(
                 secret.clone(),
+                cfg.rest.max_ttl_s,
                 cfg.admin.selftest_host.as_deref(),
                 advertised,
                 (&udp_addrs, &tcp_addrs, &tls_addrs),
