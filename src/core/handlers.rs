@@ -8,7 +8,7 @@ use std::time::Duration;
 use stun::attributes::*;
 use stun::message::{
     Method, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_BINDING, METHOD_CHANNEL_BIND,
-    METHOD_CREATE_PERMISSION, METHOD_REFRESH,
+    METHOD_CONNECT, METHOD_CONNECTION_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH,
 };
 use tracing::{debug, info};
 
@@ -25,7 +25,7 @@ use super::redirect::Alternate;
 use super::server::{
     Server, CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
 };
-use super::{FiveTuple, Now, RelaySockets};
+use super::{tcp_relay, FiveTuple, Now, RelaySockets};
 use crate::metrics::RESULT_SUCCESS;
 
 /// Channel numbers a client may bind: RFC 8656 §12 allows 0x4000-0x4FFF;
@@ -43,6 +43,8 @@ fn method_label(method: Method) -> &'static str {
         METHOD_REFRESH => "refresh",
         METHOD_CREATE_PERMISSION => "create_permission",
         METHOD_CHANNEL_BIND => "channel_bind",
+        METHOD_CONNECT => "connect",
+        METHOD_CONNECTION_BIND => "connection_bind",
         _ => "other",
     }
 }
@@ -57,6 +59,8 @@ pub(super) fn serves(method: Method) -> bool {
             | METHOD_REFRESH
             | METHOD_CREATE_PERMISSION
             | METHOD_CHANNEL_BIND
+            | METHOD_CONNECT
+            | METHOD_CONNECTION_BIND
     )
 }
 
@@ -131,9 +135,20 @@ impl Server {
                 match method {
                     METHOD_ALLOCATE => self.allocate(now, ft, req, authed, relays),
                     METHOD_REFRESH => self.refresh(now, ft, req, authed, relays),
+                    METHOD_CHANNEL_BIND if self.is_tcp_allocation(&ft) => {
+                        // No channels on a TCP allocation (RFC 6062 §5.1).
+                        Err(reject(400, authed.key))
+                    }
                     METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
                         self.peer_request(now, ft, req, authed, method)
                     }
+                    METHOD_CONNECT => match self.connect(now, ft, req, authed) {
+                        // Answered once the shell's connect ends.
+                        Ok(None) => return None,
+                        Ok(Some(bytes)) => Ok(bytes),
+                        Err(r) => Err(r),
+                    },
+                    METHOD_CONNECTION_BIND => self.connection_bind(now, ft, req, authed),
                     // Only methods that `serves` reach here.
                     _ => Err(reject(400, authed.key)),
                 }
@@ -277,12 +292,16 @@ impl Server {
             let code = self.quota_rejected(now, ft, &authed.username, "bandwidth", 508);
             return Err(reject(code, key));
         }
-        match req.get(ATTR_REQUESTED_TRANSPORT) {
+        let tcp = match req.get(ATTR_REQUESTED_TRANSPORT) {
             None => return Err(reject(400, key)),
             Some(v) if v.len() != 4 => return Err(reject(400, key)),
-            Some(v) if v[0] != PROTO_UDP => return Err(reject(442, key)),
-            Some(_) => {}
-        }
+            Some(v) if v[0] == PROTO_UDP => false,
+            Some(v) if v[0] == tcp_relay::PROTO_TCP => {
+                tcp_relay::check_allocate(ft, req).map_err(|c| reject(c, key))?;
+                true
+            }
+            Some(_) => return Err(reject(442, key)),
+        };
         let token = req.get(ATTR_RESERVATION_TOKEN);
         let even = req.get(ATTR_EVEN_PORT);
         let family = req.get(ATTR_REQUESTED_ADDRESS_FAMILY);
@@ -322,7 +341,12 @@ impl Server {
             None => {
                 self.admit(now, ft, &user, &authed.username)
                     .map_err(|code| reject(code, key))?;
-                match self.relay_port(now, ft, even, &user, relays) {
+                let port = if tcp {
+                    self.relay_port(now, ft, even, &user, &mut tcp_relay::Listening(relays))
+                } else {
+                    self.relay_port(now, ft, even, &user, relays)
+                };
+                match port {
                     Ok(p) => p,
                     Err(code) => {
                         self.global.release(&user);
@@ -354,6 +378,9 @@ impl Server {
         let expires = now.instant + lifetime;
         self.timers.schedule(Timer::Allocation(ft), expires);
         self.by_relay_port.insert(port, ft);
+        if tcp {
+            self.tcp.allocations.insert(ft);
+        }
         self.allocations.insert(
             ft,
             Allocation {
@@ -485,7 +512,7 @@ impl Server {
     }
 
     /// Counts and logs a quota rejection; returns its error code.
-    fn quota_rejected(
+    pub(super) fn quota_rejected(
         &self,
         now: Now,
         ft: FiveTuple,
@@ -625,6 +652,30 @@ impl Server {
         Ok(ip)
     }
 
+    /// [`Server::check_peer`] for a peer transport address (ChannelBind,
+    /// Connect): not one of our listeners, nor a port of our relay address
+    /// that turnd does not hold. Returns it canonical.
+    pub(super) fn check_peer_port(
+        &self,
+        now: Now,
+        ft: FiveTuple,
+        user: &str,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        key: Key,
+    ) -> Result<SocketAddr, Reject> {
+        let ip = self.check_peer(now, ft, user, relay, peer, key)?;
+        if self.is_own_listener(peer) || !self.own_relay_port_ok(peer) {
+            self.metrics
+                .peer_denied
+                .with_label_values(&["own_address"])
+                .inc();
+            self.audit_peer(now, ft, user, peer, "own_address");
+            return Err(reject(403, key));
+        }
+        Ok(SocketAddr::new(ip, peer.port()))
+    }
+
     /// CreatePermission or ChannelBind. One aimed at turnd's own relay
     /// address is refused when the port is not one turnd holds, so its
     /// answer tells which relay ports other tenants have: each allocation
@@ -738,16 +789,8 @@ impl Server {
         if !CHANNEL_NUMBERS.contains(&number) {
             return Err(reject(400, key));
         }
-        let ip = self.check_peer(now, ft, &authed.username, alloc.relay, peer, key)?;
-        if self.is_own_listener(peer) || !self.own_relay_port_ok(peer) {
-            self.metrics
-                .peer_denied
-                .with_label_values(&["own_address"])
-                .inc();
-            self.audit_peer(now, ft, &authed.username, peer, "own_address");
-            return Err(reject(403, key));
-        }
-        let peer = SocketAddr::new(ip, peer.port());
+        let peer = self.check_peer_port(now, ft, &authed.username, alloc.relay, peer, key)?;
+        let ip = peer.ip();
         // A number bound to another peer, or a peer bound to another number,
         // is refused, including during the quarantine after expiry.
         if alloc.channels.get(&number).is_some_and(|c| c.peer != peer)

@@ -89,6 +89,10 @@ pub struct CoreConfig {
     /// Worker threads sharing the per-user and server caps (set by the
     /// shell; a reload keeps it).
     pub workers: usize,
+    /// Peer connections (RFC 6062) one TCP allocation may have at once.
+    pub tcp_connections_per_allocation: usize,
+    /// How long the shell tries to connect to a peer for a Connect.
+    pub tcp_connect_timeout: Duration,
 }
 
 impl CoreConfig {
@@ -178,6 +182,8 @@ impl CoreConfig {
                 capacity: cfg.quota.bps_capacity,
             },
             workers: 1,
+            tcp_connections_per_allocation: cfg.quota.tcp_connections_per_allocation as usize,
+            tcp_connect_timeout: Duration::from_secs(cfg.allocation.tcp_connect_timeout_s.into()),
         }
     }
 }
@@ -286,6 +292,8 @@ pub struct Server {
     pub(super) commands: Vec<Command>,
     /// This worker's share of the bandwidth caps.
     pub(super) shaper: Shaper,
+    /// TCP allocations and Connects in flight (RFC 6062).
+    pub(super) tcp: super::tcp_relay::Local,
 }
 
 /// Relayed packets and bytes, not yet in the metrics.
@@ -317,7 +325,7 @@ impl Server {
         seed: [u8; 32],
     ) -> Self {
         let mut rng = StdRng::from_seed(seed);
-        let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
+        let nonce_key = NonceKey::new(*global.nonce_key.get_or_init(|| rand::Rng::gen(&mut rng)));
         let redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut rng)));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
         global.set_rate_limit(cfg.rate_limits());
@@ -342,6 +350,7 @@ impl Server {
             revoked: Default::default(),
             installed: BTreeMap::new(),
             commands: Vec::new(),
+            tcp: Default::default(),
         }
     }
 
@@ -637,7 +646,7 @@ impl Server {
     /// Behind a 1:1 NAT (`relay.external`), traffic from one of our
     /// allocations to another must not rely on the NAT hairpinning: it goes
     /// to the relay socket's local address instead.
-    fn hairpin(&self, peer: SocketAddr) -> SocketAddr {
+    pub(super) fn hairpin(&self, peer: SocketAddr) -> SocketAddr {
         let cfg = &self.cfg;
         if peer.ip() != cfg.relay_advertised || cfg.relay_advertised == cfg.relay_bind {
             return peer;
@@ -655,7 +664,7 @@ impl Server {
 
     /// The inverse of [`Server::hairpin`]: a datagram from one of our own
     /// relay sockets, seen at its local address, is from its advertised one.
-    fn unhairpin(&self, peer: SocketAddr) -> SocketAddr {
+    pub(super) fn unhairpin(&self, peer: SocketAddr) -> SocketAddr {
         let cfg = &self.cfg;
         let local = peer.ip().is_loopback()
             || (peer.ip() == cfg.relay_bind && !cfg.relay_bind.is_unspecified());
@@ -845,6 +854,7 @@ impl Server {
                     }
                     self.sync_channel(ft, number, now.instant);
                 }
+                Timer::TcpBind(id) => self.tcp_bind_timeout(id),
                 Timer::Reservation(token) => {
                     if let Some((addr, owner)) = self.global.take_reservation(token) {
                         relays.unreserve(addr);
@@ -889,6 +899,7 @@ impl Server {
         }
         // Out of the kernel path first, then forgotten.
         self.remove_channels_of(ft);
+        self.close_tcp_connections(ft);
         let Some(alloc) = self.allocations.remove(&ft) else {
             return;
         };

@@ -39,6 +39,8 @@ pub const METHODS: &[&str] = &[
     "refresh",
     "create_permission",
     "channel_bind",
+    "connect",
+    "connection_bind",
     "other",
 ];
 /// `result` label value of a request answered with a success response; an
@@ -72,6 +74,7 @@ pub const QUOTA_KINDS: &[&str] = &[
     "channels",
     "relay_ports",
     "bandwidth",
+    "tcp_connections",
 ];
 /// `kind` label values of `turnd_log_lines_suppressed_total`.
 pub const AUDIT_KINDS: &[&str] = &["auth_failure", "quota", "peer_denied"];
@@ -190,6 +193,8 @@ pub struct Metrics {
     pub fd_exhausted: IntCounterVec,
     /// The kernel fast path's series.
     pub offload: offload::OffloadMetrics,
+    /// RFC 6062 TCP relaying.
+    pub tcp: tcp_relay::TcpRelayMetrics,
     /// The series the packet path counts, resolved once.
     hot: Hot,
 }
@@ -388,6 +393,7 @@ impl Metrics {
         );
 
         let offload = offload::OffloadMetrics::new(r);
+        let tcp = tcp_relay::TcpRelayMetrics::new(r);
 
         #[cfg(target_os = "linux")]
         register(
@@ -474,6 +480,7 @@ impl Metrics {
             ready,
             fd_exhausted,
             offload,
+            tcp,
             hot,
         }
     }
@@ -599,6 +606,7 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 pub mod text;
 
 pub mod offload;
+pub mod tcp_relay;
 
 #[cfg(test)]
 mod tests {
@@ -635,6 +643,10 @@ mod tests {
         "turnd_offload_relayed_packets_total",
         "turnd_offload_relayed_bytes_total",
         "turnd_offload_packets_total",
+        "turnd_tcp_peer_connections_total",
+        "turnd_tcp_peer_connections_failed_total",
+        "turnd_tcp_data_connections_active",
+        "turnd_tcp_relayed_bytes_total",
     ];
 
     #[test]

@@ -116,6 +116,8 @@ pub fn config() -> CoreConfig {
         redirect: Default::default(),
         caps: Default::default(),
         workers: 1,
+        tcp_connections_per_allocation: 4,
+        tcp_connect_timeout: Duration::from_secs(30),
     }
 }
 

@@ -210,6 +210,8 @@ impl Offload {
                     self.metrics.offload.channels.dec();
                 }
             }
+            // RFC 6062 peer connections are the shell's, not the kernel's.
+            Command::TcpConnect { .. } | Command::TcpClose(_) | Command::TcpBind { .. } => {}
         }
     }
 

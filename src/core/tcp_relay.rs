@@ -1,0 +1,528 @@
+//! TCP relaying (RFC 6062), the engine's side: Allocate with
+//! REQUESTED-TRANSPORT TCP (§5.1, a listening relay socket), Connect (§5.2,
+//! the server connects to the peer), ConnectionAttempt (§5.3, a peer
+//! connected to the relayed address), ConnectionBind (§5.4, a client data
+//! connection takes over a peer connection) and the 30 s a peer connection
+//! waits for its ConnectionBind (§5.3).
+//!
+//! A peer connection has a CONNECTION-ID that is unique in the process:
+//! the ConnectionBind comes on a new client connection, which the kernel
+//! may hand to another worker than the allocation's. The [`Registry`] (in
+//! [`super::global::Global`]) is therefore shared and locked per Connect,
+//! ConnectionBind and close, never per byte: once bound, the shell copies
+//! bytes between the two sockets without the engine.
+//!
+//! Sockets stay in the shell. The engine says what to do with them as
+//! [`Command`]s: connect (`TcpConnect`), close (`TcpClose`), join a client
+//! data connection to a peer connection (`TcpBind`); the shell reports the
+//! outcome of a connect with [`Server::tcp_connected`], an inbound peer with
+//! [`Server::tcp_peer_accepted`] and the end of a bound pair with
+//! [`Server::tcp_data_closed`].
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use stun::attributes::{ATTR_CONNECTION_ID, ATTR_XOR_PEER_ADDRESS};
+use stun::message::{
+    MessageType, CLASS_INDICATION, CLASS_SUCCESS_RESPONSE, METHOD_CONNECTION_ATTEMPT,
+};
+use tracing::{debug, info};
+
+use super::command::Command;
+use super::expiry::Timer;
+use super::handlers::{reject, Authed, Reject};
+use super::message::{self, Request};
+use super::peer_policy::canonical;
+use super::server::{Server, PERMISSION_LIFETIME};
+use super::{FiveTuple, Now, Outbox, RelaySockets, Source};
+
+/// REQUESTED-TRANSPORT value for TCP (RFC 6062 §6.1).
+pub const PROTO_TCP: u8 = 6;
+/// How long a peer connection waits for its ConnectionBind (RFC 6062 §5.3).
+pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a peer connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The server is connecting to the peer (Connect, §5.2).
+    Connecting,
+    /// Connected, waiting for a ConnectionBind (§5.3).
+    Ready,
+    /// Joined to this client data connection (§5.4).
+    Bound(FiveTuple),
+}
+
+/// One peer connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The control connection of the allocation.
+    pub allocation: FiveTuple,
+    /// Who may bind it (the allocation's user).
+    pub username: String,
+    pub peer: SocketAddr,
+    pub state: State,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: HashMap<u32, Entry>,
+    /// The same connections, by allocation.
+    by_allocation: HashMap<FiveTuple, HashSet<u32>>,
+}
+
+impl Inner {
+    fn remove(&mut self, id: u32) -> Option<Entry> {
+        let entry = self.by_id.remove(&id)?;
+        if let Some(ids) = self.by_allocation.get_mut(&entry.allocation) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_allocation.remove(&entry.allocation);
+            }
+        }
+        debug_assert_eq!(
+            self.by_id.len(),
+            self.by_allocation.values().map(HashSet::len).sum::<usize>()
+        );
+        Some(entry)
+    }
+}
+
+/// Why a ConnectionBind names no connection it may bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindError {
+    /// No such connection, or it is not waiting for a bind (§5.4: 400).
+    Unknown,
+    /// Another user's connection (441).
+    WrongUser,
+}
+
+/// Every peer connection of the process, by CONNECTION-ID.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a new connection under a fresh random id (never 0).
+    pub fn insert(&self, rng: &mut impl rand::Rng, entry: Entry) -> u32 {
+        let mut g = self.lock();
+        let id = loop {
+            let id: u32 = rng.gen();
+            if id != 0 && !g.by_id.contains_key(&id) {
+                break id;
+            }
+        };
+        g.by_allocation
+            .entry(entry.allocation)
+            .or_default()
+            .insert(id);
+        g.by_id.insert(id, entry);
+        id
+    }
+
+    pub fn get(&self, id: u32) -> Option<Entry> {
+        self.lock().by_id.get(&id).cloned()
+    }
+
+    /// Marks a connection connected; false if it is gone.
+    pub fn set_ready(&self, id: u32) -> bool {
+        match self.lock().by_id.get_mut(&id) {
+            Some(e) => {
+                e.state = State::Ready;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Binds a ready connection to client data connection `data` for
+    /// `username`.
+    pub fn bind(&self, id: u32, username: &str, data: FiveTuple) -> Result<Entry, BindError> {
+        let mut g = self.lock();
+        let entry = g.by_id.get_mut(&id).ok_or(BindError::Unknown)?;
+        if entry.state != State::Ready {
+            return Err(BindError::Unknown);
+        }
+        if entry.username != username {
+            return Err(BindError::WrongUser);
+        }
+        entry.state = State::Bound(data);
+        Ok(entry.clone())
+    }
+
+    /// Removes a connection if it is still waiting for its bind.
+    pub fn remove_if_unbound(&self, id: u32) -> Option<Entry> {
+        let mut g = self.lock();
+        match g.by_id.get(&id)?.state {
+            State::Bound(_) => None,
+            _ => g.remove(id),
+        }
+    }
+
+    pub fn remove(&self, id: u32) -> Option<Entry> {
+        self.lock().remove(id)
+    }
+
+    /// Removes every connection of an allocation, returning their ids.
+    pub fn remove_allocation(&self, allocation: FiveTuple) -> Vec<u32> {
+        let mut g = self.lock();
+        let ids: Vec<u32> = g
+            .by_allocation
+            .get(&allocation)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for id in &ids {
+            g.remove(*id);
+        }
+        ids
+    }
+
+    /// Connections of an allocation (in any state).
+    pub fn count(&self, allocation: FiveTuple) -> usize {
+        self.lock()
+            .by_allocation
+            .get(&allocation)
+            .map_or(0, HashSet::len)
+    }
+
+    /// Whether an allocation has a connection (in any state) with `peer`.
+    pub fn has_peer(&self, allocation: FiveTuple, peer: SocketAddr) -> bool {
+        let g = self.lock();
+        g.by_allocation.get(&allocation).is_some_and(|ids| {
+            ids.iter()
+                .any(|id| g.by_id.get(id).is_some_and(|e| e.peer == peer))
+        })
+    }
+
+    /// Connections in the process.
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A Connect waiting for the shell's connect: its two possible answers,
+/// sealed in advance with the allocation's key.
+#[derive(Debug)]
+pub(super) struct PendingConnect {
+    client: FiveTuple,
+    success: Vec<u8>,
+    failure: Vec<u8>,
+}
+
+/// This worker's part: which allocations are TCP ones, and the Connects
+/// in flight.
+#[derive(Debug, Default)]
+pub(super) struct Local {
+    pub(super) allocations: HashSet<FiveTuple>,
+    pending: HashMap<u32, PendingConnect>,
+}
+
+/// The [`RelaySockets`] of a TCP allocation: `open` binds a listening TCP
+/// socket rather than a UDP one; everything else is the shell's as usual.
+pub(super) struct Listening<'a>(pub(super) &'a mut dyn RelaySockets);
+
+impl RelaySockets for Listening<'_> {
+    fn open(&mut self, addr: SocketAddr) -> std::io::Result<()> {
+        self.0.open_tcp(addr)
+    }
+    fn close(&mut self, addr: SocketAddr) {
+        self.0.close(addr)
+    }
+    fn reserve(&mut self, addr: SocketAddr) -> std::io::Result<()> {
+        self.0.reserve(addr)
+    }
+    fn claim(&mut self, addr: SocketAddr) -> std::io::Result<()> {
+        self.0.claim(addr)
+    }
+    fn unreserve(&mut self, addr: SocketAddr) {
+        self.0.unreserve(addr)
+    }
+    fn dont_fragment(&mut self, addr: SocketAddr) -> std::io::Result<()> {
+        self.0.dont_fragment(addr)
+    }
+}
+
+/// The rules RFC 6062 §5.1 adds to an Allocate for TCP: only over TCP or
+/// TLS, and without DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN (400).
+pub(super) fn check_allocate(ft: FiveTuple, req: &Request) -> Result<(), u16> {
+    use stun::attributes::{ATTR_DONT_FRAGMENT, ATTR_EVEN_PORT, ATTR_RESERVATION_TOKEN};
+    if !ft.transport.is_stream() {
+        return Err(400);
+    }
+    if [ATTR_DONT_FRAGMENT, ATTR_EVEN_PORT, ATTR_RESERVATION_TOKEN]
+        .iter()
+        .any(|t| req.get(*t).is_some())
+    {
+        return Err(400);
+    }
+    Ok(())
+}
+
+fn connection_id(req: &Request) -> Option<u32> {
+    let b: [u8; 4] = req.get(ATTR_CONNECTION_ID)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
+}
+
+impl Server {
+    /// Whether the allocation of control connection `ft` relays TCP.
+    pub fn is_tcp_allocation(&self, ft: &FiveTuple) -> bool {
+        self.tcp.allocations.contains(ft)
+    }
+
+    /// Connect (RFC 6062 §5.2): checks the peer as CreatePermission does,
+    /// then asks the shell to connect. `Ok(None)`: the answer comes with
+    /// [`Server::tcp_connected`].
+    pub(super) fn connect(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &Request,
+        authed: Authed,
+    ) -> Result<Option<Vec<u8>>, Reject> {
+        let key = authed.key;
+        let Some(alloc) = self.allocations.get(&ft) else {
+            return Err(reject(437, key));
+        };
+        // Connect on a UDP allocation (coturn answers 403 too).
+        if !self.tcp.allocations.contains(&ft) {
+            return Err(reject(403, key));
+        }
+        let relay = alloc.relay;
+        let peer = req
+            .get(ATTR_XOR_PEER_ADDRESS)
+            .and_then(|v| req.xor_address(v))
+            .ok_or_else(|| reject(400, key))?;
+        let peer = self.check_peer_port(now, ft, &authed.username, relay, peer, key)?;
+        let registry = &self.global.tcp;
+        if registry.has_peer(ft, peer) {
+            return Err(reject(446, key));
+        }
+        if registry.count(ft) >= self.cfg.tcp_connections_per_allocation {
+            let code = self.quota_rejected(now, ft, &authed.username, "tcp_connections", 508);
+            return Err(reject(code, key));
+        }
+        let id = registry.insert(
+            &mut self.rng,
+            Entry {
+                allocation: ft,
+                username: authed.username,
+                peer,
+                state: State::Connecting,
+            },
+        );
+        let mut ok = message::response(req, CLASS_SUCCESS_RESPONSE);
+        ok.add(ATTR_CONNECTION_ID, &id.to_be_bytes());
+        let failure = message::error_response(req, 447);
+        self.tcp.pending.insert(
+            id,
+            PendingConnect {
+                client: ft,
+                success: message::finish(ok, Some(&key), req.has_fingerprint),
+                failure: message::finish(failure, Some(&key), req.has_fingerprint),
+            },
+        );
+        self.commands.push(Command::TcpConnect {
+            id,
+            relay,
+            peer: self.hairpin(peer),
+            timeout: self.cfg.tcp_connect_timeout,
+        });
+        debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), id, "connecting to peer");
+        Ok(None)
+    }
+
+    /// The shell's connect of Connect `id` succeeded (`connected`) or
+    /// failed or timed out. Returns whether the shell keeps the socket (a
+    /// connect that outlived its allocation does not).
+    pub fn tcp_connected(&mut self, now: Now, id: u32, connected: bool, out: &mut Outbox) -> bool {
+        let Some(pending) = self.tcp.pending.remove(&id) else {
+            return false;
+        };
+        let ft = pending.client;
+        let registry = &self.global.tcp;
+        if connected && registry.set_ready(id) {
+            self.timers
+                .schedule(Timer::TcpBind(id), now.instant + BIND_TIMEOUT);
+            self.metrics.count_request("connect", None);
+            self.metrics.tcp.count_opened("connect");
+            if let Some(peer) = registry.get(id).map(|e| e.peer) {
+                // The peer may answer on this connection: its IP has a
+                // permission now, as after CreatePermission.
+                let ip = canonical(peer.ip());
+                if self.allocations.contains_key(&ft) {
+                    let expires = now.instant + PERMISSION_LIFETIME;
+                    if let Some(a) = self.allocations.get_mut(&ft) {
+                        a.permissions.insert(ip, expires);
+                    }
+                    self.timers.schedule(Timer::Permission(ft, ip), expires);
+                }
+                info!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), id, "TCP peer connection opened");
+            }
+            out.push(Source::Client(ft), ft.client, &pending.success);
+            return true;
+        }
+        registry.remove(id);
+        self.metrics
+            .requests
+            .with_label_values(&["connect", "447"])
+            .inc();
+        self.metrics.tcp.count_failed("connect_failed");
+        debug!(client = %self.redact.show(ft.client), id, "connect to peer failed");
+        out.push(Source::Client(ft), ft.client, &pending.failure);
+        false
+    }
+
+    /// A peer connected to the relayed address `relay` from `peer` (RFC 6062
+    /// §5.3): `Some(id)` and a ConnectionAttempt to the client when the
+    /// peer has a permission, `None` (the shell closes it) otherwise.
+    pub fn tcp_peer_accepted(
+        &mut self,
+        now: Now,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        out: &mut Outbox,
+    ) -> Option<u32> {
+        let peer = self.unhairpin(peer);
+        let peer = SocketAddr::new(canonical(peer.ip()), peer.port());
+        let Some(&ft) = self.by_relay_port.get(&relay.port()) else {
+            self.metrics.tcp.count_failed("no_allocation");
+            return None;
+        };
+        let own_ok = self.own_relay_port_ok(peer);
+        let alloc = self.allocations.get(&ft)?;
+        if !self.tcp.allocations.contains(&ft)
+            || !alloc.has_permission(peer.ip(), now.instant)
+            || !own_ok
+        {
+            self.metrics.tcp.count_failed("no_permission");
+            debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), "TCP peer without permission refused");
+            return None;
+        }
+        let registry = &self.global.tcp;
+        if registry.has_peer(ft, peer) {
+            self.metrics.tcp.count_failed("exists");
+            return None;
+        }
+        if registry.count(ft) >= self.cfg.tcp_connections_per_allocation {
+            self.metrics
+                .quota_rejections
+                .with_label_values(&["tcp_connections"])
+                .inc();
+            self.metrics.tcp.count_failed("limit");
+            return None;
+        }
+        let id = registry.insert(
+            &mut self.rng,
+            Entry {
+                allocation: ft,
+                username: alloc.username.clone(),
+                peer,
+                state: State::Ready,
+            },
+        );
+        self.timers
+            .schedule(Timer::TcpBind(id), now.instant + BIND_TIMEOUT);
+        self.metrics.tcp.count_opened("accept");
+        let tid: [u8; 12] = rand::Rng::gen(&mut self.rng);
+        let mut m = stun::message::Message::new();
+        m.set_type(MessageType::new(
+            METHOD_CONNECTION_ATTEMPT,
+            CLASS_INDICATION,
+        ));
+        m.transaction_id.0 = tid;
+        m.write_header();
+        m.add(ATTR_CONNECTION_ID, &id.to_be_bytes());
+        message::add_xor_address(&mut m, ATTR_XOR_PEER_ADDRESS, peer);
+        out.push(Source::Client(ft), ft.client, &m.raw);
+        info!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), id, "TCP peer connection accepted");
+        Some(id)
+    }
+
+    /// Whether `nonce` of a ConnectionBind is one issued to the control
+    /// connection of the allocation whose connection it names: clients
+    /// (coturn's among them) reuse it on the new data connection, whose
+    /// address differs (RFC 6062 §5.4 authenticates with the allocation's
+    /// credentials).
+    pub(super) fn connection_bind_nonce_ok(&self, now: Now, req: &Request, nonce: &str) -> bool {
+        if req.msg.typ.method != stun::message::METHOD_CONNECTION_BIND {
+            return false;
+        }
+        let Some(entry) = connection_id(req).and_then(|id| self.global.tcp.get(id)) else {
+            return false;
+        };
+        self.nonce_key.is_valid(
+            nonce,
+            now.unix_secs,
+            entry.allocation.client,
+            self.cfg.nonce_lifetime_s,
+        )
+    }
+
+    /// ConnectionBind (RFC 6062 §5.4) on client data connection `ft`.
+    pub(super) fn connection_bind(
+        &mut self,
+        now: Now,
+        ft: FiveTuple,
+        req: &Request,
+        authed: Authed,
+    ) -> Result<Vec<u8>, Reject> {
+        let key = authed.key;
+        // A data connection carries no allocation and must be a stream.
+        if !ft.transport.is_stream() || self.allocations.contains_key(&ft) {
+            return Err(reject(400, key));
+        }
+        let id = connection_id(req).ok_or_else(|| reject(400, key))?;
+        let entry = match self.global.tcp.bind(id, &authed.username, ft) {
+            Ok(entry) => entry,
+            Err(BindError::Unknown) => {
+                self.metrics.tcp.count_failed("bind_unknown");
+                return Err(reject(400, key));
+            }
+            Err(BindError::WrongUser) => return Err(reject(441, key)),
+        };
+        self.commands.push(Command::TcpBind { id, data: ft });
+        info!(client = %self.redact.show(ft.client), peer = %self.redact.show(entry.peer), id, "TCP data connection bound");
+        let _ = now;
+        let m = message::response(req, CLASS_SUCCESS_RESPONSE);
+        Ok(message::finish(m, Some(&key), req.has_fingerprint))
+    }
+
+    /// A bound pair ended (either side closed, or the shell closed it).
+    pub fn tcp_data_closed(&mut self, id: u32) {
+        if let Some(entry) = self.global.tcp.remove(id) {
+            debug!(peer = %self.redact.show(entry.peer), id, "TCP data connection closed");
+        }
+    }
+
+    /// No ConnectionBind within 30 s (RFC 6062 §5.3): the peer connection
+    /// is closed.
+    pub(super) fn tcp_bind_timeout(&mut self, id: u32) {
+        if self.global.tcp.remove_if_unbound(id).is_some() {
+            self.metrics.tcp.count_failed("bind_timeout");
+            self.commands.push(Command::TcpClose(id));
+            debug!(id, "TCP peer connection not bound in time: closed");
+        }
+    }
+
+    /// Ends the peer connections of allocation `ft` (it is being deleted).
+    pub(super) fn close_tcp_connections(&mut self, ft: FiveTuple) {
+        if !self.tcp.allocations.remove(&ft) {
+            return;
+        }
+        for id in self.global.tcp.remove_allocation(ft) {
+            self.tcp.pending.remove(&id);
+            self.timers.cancel(Timer::TcpBind(id));
+            self.commands.push(Command::TcpClose(id));
+        }
+    }
+}
