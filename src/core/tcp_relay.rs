@@ -452,13 +452,14 @@ impl Server {
     /// connection of the allocation whose connection it names: clients
     /// (coturn's among them) reuse it on the new data connection, whose
     /// address differs (RFC 6062 §5.4 authenticates with the allocation's
-    /// credentials).
+    /// credentials). A ConnectionBind naming no connection passes too: it
+    /// changes nothing and gets its 400 rather than a 438 first.
     pub(super) fn connection_bind_nonce_ok(&self, now: Now, req: &Request, nonce: &str) -> bool {
         if req.msg.typ.method != stun::message::METHOD_CONNECTION_BIND {
             return false;
         }
         let Some(entry) = connection_id(req).and_then(|id| self.global.tcp.get(id)) else {
-            return false;
+            return true;
         };
         self.nonce_key.is_valid(
             nonce,

@@ -231,8 +231,9 @@ where
     worker.with_server(|server, _, _| server.tcp_data_closed(id));
 }
 
-/// Both directions; an end of stream is passed on (half close), an error
-/// on either side ends both.
+/// Both directions, until either side closes (end of stream or error):
+/// then the other gets a FIN and both are closed, as coturn does: no pair
+/// lingers half-closed.
 async fn copy_both<R, W>(client: (R, W), peer: TcpStream, early: Vec<u8>, metrics: &Metrics)
 where
     R: AsyncRead + Unpin,
@@ -250,7 +251,10 @@ where
         copy(&mut client_rx, &mut peer_tx, &to_peer).await
     };
     let down = copy(&mut peer_rx, &mut client_tx, &to_client);
-    let _ = tokio::try_join!(up, down);
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
 }
 
 /// Copies until end of stream, then shuts the writer down.
