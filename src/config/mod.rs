@@ -706,6 +706,10 @@ impl Config {
             ("allocations_total", q.allocations_total),
             ("permissions_per_allocation", q.permissions_per_allocation),
             ("channels_per_allocation", q.channels_per_allocation),
+            (
+                "tcp_connections_per_allocation",
+                q.tcp_connections_per_allocation,
+            ),
         ] {
             if value == 0 {
                 return Err(format!("quota.{key} must be at least 1"));
@@ -724,6 +728,7 @@ impl Config {
             ("default_lifetime_s", a.default_lifetime_s),
             ("max_lifetime_s", a.max_lifetime_s),
             ("nonce_lifetime_s", a.nonce_lifetime_s),
+            ("tcp_connect_timeout_s", a.tcp_connect_timeout_s),
         ] {
             if value == 0 {
                 return Err(format!("allocation.{key} must be at least 1"));

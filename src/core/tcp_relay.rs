@@ -302,7 +302,29 @@ impl Server {
             .get(ATTR_XOR_PEER_ADDRESS)
             .and_then(|v| req.xor_address(v))
             .ok_or_else(|| reject(400, key))?;
-        let peer = self.check_peer_port(now, ft, &authed.username, relay, peer, key)?;
+        // Refusals aimed at our relay address draw on the same budget as
+        // CreatePermission's and ChannelBind's: 403 or not tells which
+        // relay ports turnd holds.
+        let at_relay = self.is_own_relay_ip(canonical(peer.ip()));
+        let (burst, interval) = (self.cfg.peer_refusal_burst, self.cfg.peer_refusal_interval);
+        if at_relay {
+            if let Some(alloc) = self.allocations.get_mut(&ft) {
+                if !alloc.refusals.has_left(now.instant, burst, interval) {
+                    self.metrics
+                        .peer_denied
+                        .with_label_values(&["refusal_limit"])
+                        .inc();
+                    return Err(reject(403, key));
+                }
+            }
+        }
+        let checked = self.check_peer_port(now, ft, &authed.username, relay, peer, key);
+        if at_relay && checked.is_err() {
+            if let Some(alloc) = self.allocations.get_mut(&ft) {
+                alloc.refusals.spend();
+            }
+        }
+        let peer = checked?;
         let registry = &self.global.tcp;
         if registry.has_peer(ft, peer) {
             return Err(reject(446, key));
