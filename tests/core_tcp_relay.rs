@@ -73,6 +73,15 @@ fn connected(h: &mut Harness, id: u32, ok: bool) -> (bool, Vec<Message>) {
     (keep, msgs)
 }
 
+/// A Connect to `peer` whose connect succeeds; its CONNECTION-ID.
+fn open(h: &mut Harness, ft: FiveTuple, c: &Creds, peer: &str, n: u8) -> u32 {
+    assert!(connect(h, ft, c, peer, n).is_empty(), "answered later");
+    let (id, _, _) = take_connect(h);
+    let (keep, _) = connected(h, id, true);
+    assert!(keep);
+    id
+}
+
 fn connection_bind(h: &mut Harness, ft: FiveTuple, c: &Creds, id: u32, n: u8) -> Message {
     signed(
         h,
@@ -198,9 +207,7 @@ fn connection_bind_binds_once_within_30_s() {
     let mut h = Harness::new();
     let ft = tcp_client(1);
     let (c, _) = tcp_allocate(&mut h, ft);
-    connect(&mut h, ft, &c, PEER, 2);
-    let (id, _, _) = take_connect(&mut h);
-    connected(&mut h, id, true);
+    let id = open(&mut h, ft, &c, PEER, 2);
 
     // The data connection reuses the control connection's nonce.
     let data = tcp_client(7);
@@ -214,9 +221,7 @@ fn connection_bind_binds_once_within_30_s() {
     assert_eq!(error_code(&again), Some(400), "bound already");
 
     // Another, never bound: closed at 30 s, not before.
-    connect(&mut h, ft, &c, "198.18.0.2:80", 5);
-    let (id2, _, _) = take_connect(&mut h);
-    connected(&mut h, id2, true);
+    let id2 = open(&mut h, ft, &c, "198.18.0.2:80", 5);
     h.advance(29);
     assert!(h.server.take_commands().is_empty());
     h.advance(2);
@@ -237,9 +242,7 @@ fn connection_bind_by_another_user_gets_441() {
     let mut h = Harness::new();
     let ft = tcp_client(1);
     let (c, _) = tcp_allocate(&mut h, ft);
-    connect(&mut h, ft, &c, PEER, 2);
-    let (id, _, _) = take_connect(&mut h);
-    connected(&mut h, id, true);
+    let id = open(&mut h, ft, &c, PEER, 2);
     let bob = Creds {
         username: "bob".into(),
         ..c.clone()
@@ -283,9 +286,7 @@ fn ending_the_allocation_closes_every_connection() {
     let mut h = Harness::new();
     let ft = tcp_client(1);
     let (c, _) = tcp_allocate(&mut h, ft);
-    connect(&mut h, ft, &c, PEER, 2);
-    let (bound, _, _) = take_connect(&mut h);
-    connected(&mut h, bound, true);
+    let bound = open(&mut h, ft, &c, PEER, 2);
     connection_bind(&mut h, tcp_client(7), &c, bound, 3);
     h.server.take_commands();
     connect(&mut h, ft, &c, "198.18.0.2:80", 4);
