@@ -491,8 +491,8 @@ impl Server {
                 out.push(Source::Client(five_tuple), five_tuple.client, &payload);
             }
             Inbound::Stun(mut req) => match req.class() {
-                // Requests of methods turnd does not serve (a Send request,
-                // RFC 6062's Connect) are discarded unanswered (RFC 8489 §6.3).
+                // Requests of methods turnd does not serve (a Send or Data
+                // request) are discarded unanswered (RFC 8489 §6.3).
                 CLASS_REQUEST if !handlers::serves(req.msg.typ.method) => {
                     self.drop_packet("unsupported_method")
                 }
