@@ -206,7 +206,7 @@ if ((OFFLOAD)) && [[ $(id -u) != 0 ]]; then
 elif ((OFFLOAD == 0)); then
     OFFLOAD_NOTE="turnd-offload left out (--no-offload)"
 fi
-# tests/offload.rs attaches to lo too (on this machine, from any worktree):
+# tests/daemon/offload.rs attaches to lo too (on this machine, from any worktree):
 # hold its lock while the benchmark may attach.
 if ((OFFLOAD)); then
     exec 8>/tmp/turnd-offload-lo.lock

@@ -12,7 +12,7 @@
 # BTF, no paths or timestamps in the object); bpf/CLANG_VERSION records the
 # one the checked-in object was built with. With another clang, --check
 # reports the difference as a notice, not a failure: the loader test
-# (src/net/offload/elf.rs) and tests/offload.rs still check the object.
+# (src/net/offload/elf.rs) and tests/daemon/offload.rs still check the object.
 set -euo pipefail
 cd "$(dirname "$0")"
 

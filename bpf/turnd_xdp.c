@@ -55,6 +55,22 @@ struct peer_key {
     __u16 peer_port;
 };
 
+// Map values: where to send, and what this binding relayed that way so
+// far (user space reads them into the allocation's usage; the loader
+// writes zeros on install).
+struct peer_val {
+    struct peer_key to;
+    __u32 pad;
+    __u64 packets;
+    __u64 bytes;
+};
+
+struct chan_val {
+    struct chan_key to;
+    __u64 packets;
+    __u64 bytes;
+};
+
 // Per-CPU counters (indices shared with src/net/offload/maps.rs).
 enum {
     C2P_PACKETS = 0,
@@ -71,14 +87,14 @@ enum {
 struct turnd_map_def chan_to_udp SEC("maps") = {
     .type = BPF_MAP_TYPE_HASH,
     .key_size = sizeof(struct chan_key),
-    .value_size = sizeof(struct peer_key),
+    .value_size = sizeof(struct peer_val),
     .max_entries = 65536,
 };
 
 struct turnd_map_def udp_to_chan SEC("maps") = {
     .type = BPF_MAP_TYPE_HASH,
     .key_size = sizeof(struct peer_key),
-    .value_size = sizeof(struct chan_key),
+    .value_size = sizeof(struct chan_val),
     .max_entries = 65536,
 };
 
@@ -139,7 +155,7 @@ static __always_inline __u32 max_ip_len(void)
 
 // ChannelData -> UDP to the peer. `payload` is the UDP payload length.
 static __always_inline int to_peer(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip,
-                                   struct udphdr *udp, struct peer_key *out, __u16 payload)
+                                   struct udphdr *udp, struct peer_val *val, __u16 payload)
 {
     void *end = (void *)(long)ctx->data_end;
     __u8 *hdr = (__u8 *)(udp + 1);
@@ -153,6 +169,8 @@ static __always_inline int to_peer(struct xdp_md *ctx, struct ethhdr *eth, struc
         return XDP_PASS;
     }
 
+    struct peer_key copy = val->to;
+    struct peer_key *out = &copy;
     struct ethhdr e = *eth;
     struct iphdr i = *ip;
     swap_mac(&e);
@@ -190,13 +208,17 @@ static __always_inline int to_peer(struct xdp_md *ctx, struct ethhdr *eth, struc
     }
     count(C2P_PACKETS, 1);
     count(C2P_BYTES, len);
+    __sync_fetch_and_add(&val->packets, 1);
+    __sync_fetch_and_add(&val->bytes, len);
     return XDP_TX;
 }
 
 // UDP from a peer -> ChannelData to the client.
 static __always_inline int to_client(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip,
-                                     struct chan_key *out, __u16 payload)
+                                     struct chan_val *val, __u16 payload)
 {
+    struct chan_key copy = val->to;
+    struct chan_key *out = &copy;
     __u32 total = IP_LEN + UDP_LEN + CHANNEL_HEADER + (__u32)payload;
     if (total > max_ip_len()) {
         count(PASS_OVERSIZE, 1);
@@ -234,6 +256,8 @@ static __always_inline int to_client(struct xdp_md *ctx, struct ethhdr *eth, str
     __builtin_memcpy(data + HEADERS, channel_header, CHANNEL_HEADER);
     count(P2C_PACKETS, 1);
     count(P2C_BYTES, payload);
+    __sync_fetch_and_add(&val->packets, 1);
+    __sync_fetch_and_add(&val->bytes, payload);
     return XDP_TX;
 }
 
@@ -273,11 +297,9 @@ int turnd_xdp(struct xdp_md *ctx)
             .channel = *(__u16 *)first,
             .pad = 0,
         };
-        struct peer_key *to = bpf_map_lookup_elem(&chan_to_udp, &key);
-        if (to) {
-            struct peer_key copy = *to;
-            return to_peer(ctx, eth, ip, udp, &copy, payload);
-        }
+        struct peer_val *to = bpf_map_lookup_elem(&chan_to_udp, &key);
+        if (to)
+            return to_peer(ctx, eth, ip, udp, to, payload);
     }
     struct peer_key key = {
         .relay_ip = ip->daddr,
@@ -285,11 +307,9 @@ int turnd_xdp(struct xdp_md *ctx)
         .relay_port = udp->dest,
         .peer_port = udp->source,
     };
-    struct chan_key *to = bpf_map_lookup_elem(&udp_to_chan, &key);
-    if (to) {
-        struct chan_key copy = *to;
-        return to_client(ctx, eth, ip, &copy, payload);
-    }
+    struct chan_val *to = bpf_map_lookup_elem(&udp_to_chan, &key);
+    if (to)
+        return to_client(ctx, eth, ip, to, payload);
     return XDP_PASS;
 }
 

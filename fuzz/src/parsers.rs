@@ -131,15 +131,19 @@ fn check_request(data: &[u8], req: &mut Request) {
     let visible: Vec<(AttrType, Vec<u8>)> =
         req.attributes().map(|(t, v)| (t, v.to_vec())).collect();
     assert!(visible.len() <= all);
-    // Nothing after the first MESSAGE-INTEGRITY is visible (RFC 8489 §14.5).
+    // Nothing after the first MESSAGE-INTEGRITY is visible except a
+    // MESSAGE-INTEGRITY-SHA256 right after it (RFC 8489 §14.5); nothing
+    // after MESSAGE-INTEGRITY-SHA256 is visible (§14.6).
     if let Some(i) = visible
         .iter()
-        .position(|(t, _)| *t == ATTR_MESSAGE_INTEGRITY)
+        .position(|(t, _)| *t == ATTR_MESSAGE_INTEGRITY || *t == ATTR_MESSAGE_INTEGRITY_SHA256)
     {
-        assert_eq!(
-            i + 1,
-            visible.len(),
-            "attributes after MESSAGE-INTEGRITY leak"
+        let after: Vec<AttrType> = visible[i + 1..].iter().map(|(t, _)| *t).collect();
+        let allowed = visible[i].0 == ATTR_MESSAGE_INTEGRITY
+            && after.as_slice() == [ATTR_MESSAGE_INTEGRITY_SHA256];
+        assert!(
+            after.is_empty() || allowed,
+            "attributes after MESSAGE-INTEGRITY leak: {after:?}"
         );
     }
     if req.has_fingerprint {

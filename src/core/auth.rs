@@ -207,9 +207,30 @@ impl Credentials {
         unix_secs: u64,
         algorithm: Algorithm,
     ) -> Result<Vec<Secret>, Refusal> {
+        self.secrets_at(username, Some(unix_secs), algorithm)
+    }
+
+    /// The secrets this config gives `username` whatever the time: after a
+    /// reload, whether a live allocation's key is still one of them (a REST
+    /// allocation outlives its credential's expiry until it lapses, and the
+    /// TTL limit is judged when the credential is first used).
+    pub fn current_secrets(
+        &self,
+        username: &str,
+        algorithm: Algorithm,
+    ) -> Result<Vec<Secret>, Refusal> {
+        self.secrets_at(username, None, algorithm)
+    }
+
+    fn secrets_at(
+        &self,
+        username: &str,
+        unix_secs: Option<u64>,
+        algorithm: Algorithm,
+    ) -> Result<Vec<Secret>, Refusal> {
         if algorithm == Algorithm::Md5 {
             return Ok(self
-                .keys(username, unix_secs)?
+                .keys_at(username, unix_secs)?
                 .into_iter()
                 .map(Secret::Md5)
                 .collect());
@@ -251,6 +272,11 @@ impl Credentials {
     /// The keys a request signed as `username` may use at `unix_secs`: one for
     /// a static user, one per secret for a REST username (secrets rotate).
     pub fn keys(&self, username: &str, unix_secs: u64) -> Result<Vec<Md5Key>, Refusal> {
+        self.keys_at(username, Some(unix_secs))
+    }
+
+    /// [`Self::keys`], at `unix_secs` or (`None`) whatever the time.
+    fn keys_at(&self, username: &str, unix_secs: Option<u64>) -> Result<Vec<Md5Key>, Refusal> {
         if let Some(key) = self.users.get(username) {
             return Ok(vec![*key]);
         }
@@ -262,8 +288,9 @@ impl Credentials {
             .collect())
     }
 
-    /// Whether `username` is a REST username valid at `unix_secs`.
-    fn check_rest(&self, username: &str, unix_secs: u64) -> Result<(), Refusal> {
+    /// Whether `username` is a REST username valid at `unix_secs` (or, with
+    /// `None`, at some time: its name alone).
+    fn check_rest(&self, username: &str, unix_secs: Option<u64>) -> Result<(), Refusal> {
         let expiry = rest_expiry(username).ok_or(Refusal::UnknownUser)?;
         if self.rest_secrets.is_empty() {
             return Err(Refusal::UnknownUser);
@@ -271,6 +298,9 @@ impl Credentials {
         if !self.rest_policy.name_ok(username) {
             return Err(Refusal::BadUsername);
         }
+        let Some(unix_secs) = unix_secs else {
+            return Ok(());
+        };
         if expiry <= unix_secs {
             return Err(Refusal::Expired);
         }
@@ -322,7 +352,7 @@ mod tests {
     #[test]
     fn long_term_key_is_md5_of_user_realm_password() {
         // printf 'user:realm:pass' | md5sum (the RFC 5769 §2.4 vector is in
-        // tests/rfc5769.rs).
+        // tests/daemon/rfc5769.rs).
         assert_eq!(
             hex::encode(long_term_key("user", "realm", "pass")),
             "8493fbc53ba582fb4c044c456bdc40eb"
@@ -380,6 +410,30 @@ mod tests {
         let no_secrets = Credentials::new("r".into(), HashMap::new(), vec![]);
         assert!(no_secrets.is_empty());
         assert_eq!(no_secrets.keys("2000:bob", 0), Err(Refusal::UnknownUser));
+    }
+
+    #[test]
+    fn current_secrets_ignore_time_but_not_the_secrets() {
+        let creds = Credentials::new("r".into(), HashMap::new(), vec!["kept".into()]);
+        // Long past the default TTL limit from time 0, and expired at 3000:
+        // neither ends a live allocation on reload; a removed secret does.
+        let far = format!("{}:dave", crate::config::DEFAULT_REST_MAX_TTL_S + 10);
+        let key = long_term_key(&far, "r", &rest_password("kept", &far));
+        assert_eq!(
+            creds.current_secrets(&far, Algorithm::Md5),
+            Ok(vec![Secret::Md5(key)])
+        );
+        assert_eq!(
+            creds
+                .current_secrets("20:dave", Algorithm::Md5)
+                .map(|k| k.len()),
+            Ok(1)
+        );
+        let rotated = Credentials::new("r".into(), HashMap::new(), vec!["new".into()]);
+        assert!(!rotated
+            .current_secrets(&far, Algorithm::Md5)
+            .unwrap()
+            .contains(&Secret::Md5(key)));
     }
 
     #[test]

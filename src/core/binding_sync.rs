@@ -82,18 +82,21 @@ impl Server {
         }
     }
 
-    /// Removes every installed channel of `ft` (before the allocation goes).
-    pub(super) fn remove_channels_of(&mut self, ft: FiveTuple) {
+    /// Removes every installed channel of `ft` (before the allocation goes);
+    /// returns how many there were.
+    pub(super) fn remove_channels_of(&mut self, ft: FiveTuple) -> usize {
         let keys: Vec<(FiveTuple, u16)> = self
             .installed
             .range((ft, 0)..=(ft, u16::MAX))
             .map(|(k, _)| *k)
             .collect();
+        let removed = keys.len();
         for key in keys {
             if let Some(b) = self.installed.remove(&key) {
                 self.commands.push(Command::ChannelRemoved(b));
             }
         }
+        removed
     }
 
     /// After a reload: permissions for peers the new policy denies are

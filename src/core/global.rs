@@ -3,15 +3,22 @@
 //! reservations (RESERVATION-TOKEN, §14.9), whose second allocation may
 //! arrive on another worker. Locked per Allocate and per deletion, never
 //! per packet: the one per-packet question, whether a relay port is
-//! turnd's, is a lock-free bitmap.
+//! turnd's, is a lock-free bitmap (the single authority on held ports).
+//!
+//! The per-source limit on unauthenticated answers (each Binding, 401 and
+//! 438) is one logical limit for the process, since a source's ports
+//! spread over workers; it is split into [`LIMITER_SHARDS`] independently
+//! locked shards by source prefix, so two workers answering different
+//! networks never wait for each other, and a source and its prefix always
+//! share one shard (their buckets stay exact).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::rate_limit::{Limits, RateLimit};
+use super::rate_limit::{prefix_of, Limits, RateLimit, MAX_SOURCES};
 use super::redirect::RoundRobin;
 
 /// Which quota refused an allocation.
@@ -37,11 +44,26 @@ struct Limiter {
     buckets: RateLimit,
 }
 
+/// Shards of the unauthenticated-answer limiter.
+pub const LIMITER_SHARDS: usize = 64;
+
+impl Limiter {
+    fn new(params: Limits) -> Limiter {
+        Limiter {
+            params,
+            buckets: RateLimit::with_capacity(params, MAX_SOURCES / LIMITER_SHARDS),
+        }
+    }
+}
+
 /// Shared by all workers of one process.
 #[derive(Debug)]
 pub struct Global {
     inner: Mutex<Inner>,
-    limiter: Mutex<Limiter>,
+    /// The limiter's shards; [`Global::shard`] says which holds a source.
+    limiter: Box<[Mutex<Limiter>]>,
+    /// The prefix lengths (IPv4, IPv6) that pick a source's shard.
+    shard_prefix: AtomicU16,
     /// Relay ports bound by any worker (allocations and reservations), one
     /// bit per port (8 KiB): read per ChannelData or Send to a peer on our
     /// own address, which is every packet of a relay-to-relay call.
@@ -71,10 +93,10 @@ impl Default for Global {
             tcp: Default::default(),
             nonce_key: Default::default(),
             inner: Mutex::default(),
-            limiter: Mutex::new(Limiter {
-                params: Limits::default(),
-                buckets: RateLimit::new(Limits::default()),
-            }),
+            limiter: (0..LIMITER_SHARDS)
+                .map(|_| Mutex::new(Limiter::new(Limits::default())))
+                .collect(),
+            shard_prefix: AtomicU16::new(u16::from_be_bytes([24, 64])),
         }
     }
 }
@@ -180,19 +202,39 @@ impl Global {
     /// (Re)configures the unauthenticated-answer limit; buckets restart only
     /// when the numbers change.
     pub fn set_rate_limit(&self, limits: Limits) {
-        let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
-        if l.params != limits {
-            *l = Limiter {
-                params: limits,
-                buckets: RateLimit::new(limits),
-            };
+        let lengths = match (limits.prefix.ipv4_prefix, limits.prefix.ipv6_prefix) {
+            (0, 0) => [24, 64],
+            (v4, v6) => [v4, v6],
+        };
+        self.shard_prefix
+            .store(u16::from_be_bytes(lengths), Ordering::Relaxed);
+        for shard in self.limiter.iter() {
+            let mut l = shard.lock().unwrap_or_else(|e| e.into_inner());
+            if l.params != limits {
+                *l = Limiter::new(limits);
+            }
         }
     }
 
     /// Takes a token for an unauthenticated answer to `ip`.
     pub fn allow_unauthenticated(&self, ip: IpAddr, now: Instant) -> bool {
-        let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        let shard = &self.limiter[self.shard(ip)];
+        let mut l = shard.lock().unwrap_or_else(|e| e.into_inner());
         l.buckets.allow(ip, now)
+    }
+
+    /// The limiter shard of `ip`: by its prefix as configured (a /24 and a
+    /// /64 when the prefix limit is off), so an address and its prefix are
+    /// counted in the same shard.
+    fn shard(&self, ip: IpAddr) -> usize {
+        let [v4, v6] = self.shard_prefix.load(Ordering::Relaxed).to_be_bytes();
+        let bits = match prefix_of(ip, v4, v6) {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        // Fold, then a multiplicative hash (Fibonacci) into the shard index.
+        let folded = (bits as u64) ^ ((bits >> 64) as u64);
+        (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % LIMITER_SHARDS
     }
 }
 
@@ -228,6 +270,30 @@ mod tests {
         assert_eq!(g.claim_reservation(7, "mallory"), None, "not mallory's");
         assert_eq!(g.take_reservation(7), Some((addr, "alice".to_string())));
         assert_eq!(g.take_reservation(7), None);
+    }
+
+    #[test]
+    fn a_source_and_its_prefix_share_a_shard_and_networks_spread() {
+        let g = Global::default();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(g.shard(ip("192.0.2.1")), g.shard(ip("192.0.2.254")));
+        assert_eq!(g.shard(ip("2001:db8::1")), g.shard(ip("2001:db8::ffff")));
+        let shards: std::collections::HashSet<usize> = (0..=255u8)
+            .map(|n| g.shard(IpAddr::from([10, 0, n, 1])))
+            .collect();
+        assert!(shards.len() > LIMITER_SHARDS / 2, "{} shards", shards.len());
+        // One process-wide budget per source, whichever worker asks.
+        #[allow(clippy::disallowed_methods)]
+        let t0 = Instant::now();
+        g.set_rate_limit(Limits {
+            per_second: 1,
+            burst: 2,
+            ..Limits::default()
+        });
+        let granted = (0..5)
+            .filter(|_| g.allow_unauthenticated(ip("198.51.100.9"), t0))
+            .count();
+        assert_eq!(granted, 2);
     }
 
     #[test]

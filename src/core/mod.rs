@@ -24,6 +24,7 @@ pub mod framing;
 pub mod global;
 mod handlers;
 pub mod indication;
+mod kernel_usage;
 pub mod message;
 pub mod nonce;
 pub mod peer_policy;

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// Sources tracked at once; past this, idle buckets are swept.
-const MAX_SOURCES: usize = 65_536;
+pub const MAX_SOURCES: usize = 65_536;
 /// A bucket untouched this long is full again and can be forgotten.
 const IDLE: Duration = Duration::from_secs(10);
 
@@ -66,23 +66,26 @@ struct Buckets {
     per_second: f64,
     burst: f64,
     map: HashMap<IpAddr, Bucket>,
+    /// Keys tracked at once; past this, idle buckets are swept.
+    max: usize,
 }
 
 impl Buckets {
-    fn new(per_second: u32, burst: u32) -> Self {
+    fn new(per_second: u32, burst: u32, max: usize) -> Self {
         Buckets {
             per_second: per_second.into(),
             burst: burst.max(1).into(),
             map: HashMap::new(),
+            max: max.max(1),
         }
     }
 
     /// The bucket of `key`, refilled up to `now`.
     fn refill(&mut self, key: IpAddr, now: Instant) -> &mut Bucket {
-        if self.map.len() >= MAX_SOURCES && !self.map.contains_key(&key) {
+        if self.map.len() >= self.max && !self.map.contains_key(&key) {
             self.map
                 .retain(|_, b| now.saturating_duration_since(b.updated) < IDLE);
-            if self.map.len() >= MAX_SOURCES {
+            if self.map.len() >= self.max {
                 // Under a flood from more sources than we track, forget them
                 // all rather than grow: each source starts with a full burst.
                 self.map.clear();
@@ -119,10 +122,15 @@ impl RateLimit {
     }
 
     pub fn new(limits: Limits) -> Self {
+        Self::with_capacity(limits, MAX_SOURCES)
+    }
+
+    /// Buckets for at most `max` sources (and as many prefixes) at once.
+    pub fn with_capacity(limits: Limits, max: usize) -> Self {
         RateLimit {
             limits,
-            by_ip: Buckets::new(limits.per_second, limits.burst),
-            by_prefix: Buckets::new(limits.prefix.per_second, limits.prefix.burst),
+            by_ip: Buckets::new(limits.per_second, limits.burst, max),
+            by_prefix: Buckets::new(limits.prefix.per_second, limits.prefix.burst, max),
         }
     }
 

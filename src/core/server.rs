@@ -20,6 +20,7 @@ use super::classic::ChangeRequest;
 use super::command::{ChannelBinding, Command};
 use super::expiry::{Expiries, Timer};
 use super::global::Global;
+use super::kernel_usage::{KernelUsage, UsageRecord};
 use super::message::{self, Inbound, CHANNEL_DATA_HEADER};
 use super::nonce::NonceKey;
 use super::peer_policy::{canonical, PeerPolicy};
@@ -294,6 +295,8 @@ pub struct Server {
     pub(super) shaper: Shaper,
     /// TCP allocations and Connects in flight (RFC 6062).
     pub(super) tcp: super::tcp_relay::Local,
+    /// Usage records waiting for a kernel fast path's last counts.
+    pub(super) kernel_usage: KernelUsage,
 }
 
 /// Relayed packets and bytes, not yet in the metrics.
@@ -351,6 +354,7 @@ impl Server {
             installed: BTreeMap::new(),
             commands: Vec::new(),
             tcp: Default::default(),
+            kernel_usage: KernelUsage::default(),
         }
     }
 
@@ -381,14 +385,14 @@ impl Server {
 
     fn end_what_reload_removed(&mut self, now: Now, relays: &mut dyn RelaySockets) {
         let creds = &self.cfg.credentials;
-        // Expiry is not re-checked (0): a REST allocation outlives its
+        // Time is not re-checked: a REST allocation outlives its
         // credential's expiry until it lapses, as without a reload.
         let orphaned: Vec<FiveTuple> = self
             .allocations
             .values()
             .filter(|a| {
                 !creds
-                    .secrets(&a.username, 0, a.key.secret.algorithm())
+                    .current_secrets(&a.username, a.key.secret.algorithm())
                     .is_ok_and(|k| k.contains(&a.key.secret))
             })
             .map(|a| a.five_tuple)
@@ -898,7 +902,7 @@ impl Server {
             return;
         }
         // Out of the kernel path first, then forgotten.
-        self.remove_channels_of(ft);
+        let in_kernel = self.remove_channels_of(ft);
         self.close_tcp_connections(ft);
         let Some(alloc) = self.allocations.remove(&ft) else {
             return;
@@ -926,29 +930,29 @@ impl Server {
             .with_label_values(&[transport, reason.as_str()])
             .inc();
         info!(client = %self.redact.show(ft.client), %transport, relay = %alloc.advertised, reason = reason.as_str(), "allocation deleted");
-        self.usage_record(now, &alloc, reason);
+        let duration = now.instant.saturating_duration_since(alloc.created);
+        self.end_usage(UsageRecord::of(&alloc, duration, reason), in_kernel);
     }
 
     /// The usage record of an ended allocation (target `turnd::usage`): who,
     /// where, how long, and what it relayed each way, for billing and abuse
     /// handling (coturn's `usage:` line).
-    fn usage_record(&self, now: Now, alloc: &Allocation, reason: EndReason) {
-        let duration = now.instant.saturating_duration_since(alloc.created);
-        let Usage { sent, received } = alloc.usage;
+    pub(super) fn log_usage(&self, r: &UsageRecord) {
+        let Usage { sent, received } = r.usage;
         info!(
             target: USAGE_TARGET,
-            id = %format_args!("{:016x}", alloc.id),
-            user = self.redact.show(&alloc.username).to_string().as_str(),
-            transport = alloc.five_tuple.transport.as_str(),
-            client = %self.redact.show(alloc.five_tuple.client),
-            relay = %alloc.advertised,
-            start = alloc.created_unix,
-            duration_s = duration.as_secs_f64(),
+            id = %format_args!("{:016x}", r.id),
+            user = self.redact.show(&r.username).to_string().as_str(),
+            transport = r.five_tuple.transport.as_str(),
+            client = %self.redact.show(r.five_tuple.client),
+            relay = %r.advertised,
+            start = r.created_unix,
+            duration_s = r.duration.as_secs_f64(),
             sent_packets = sent.packets,
             sent_bytes = sent.bytes,
             received_packets = received.packets,
             received_bytes = received.bytes,
-            reason = reason.as_str(),
+            reason = r.reason.as_str(),
             "usage"
         );
     }

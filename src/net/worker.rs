@@ -2,7 +2,12 @@
 //! runtime, its own SO_REUSEPORT listener sockets and its own engine. The
 //! kernel keeps a client's 5-tuple on one listener socket, hence on one
 //! worker; relay sockets belong to the worker of their allocation. Nothing
-//! on the packet path is shared with another worker: no lock, no channel.
+//! on the relay path is shared with another worker: no lock, no channel.
+//! What is shared is in `core::global`: the held-port bitmap (atomics,
+//! read per packet to a peer on our own address), the quotas and
+//! reservations (one lock, per Allocate and per deletion), and the
+//! unauthenticated-answer limiter (64 shards by source prefix, one shard
+//! locked per Binding, 401 or 438 answer), plus the metrics' atomics.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -122,6 +127,9 @@ impl Worker {
         server: Server,
         listeners: HashMap<SocketAddr, Rc<BatchSocket>>,
     ) -> Rc<Self> {
+        let mut server = server;
+        // Channels the kernel relays are accounted from its counters.
+        server.set_kernel_accounting(process.offload.is_some());
         Rc::new(Worker {
             process,
             server: RefCell::new(server),
@@ -157,8 +165,12 @@ impl Worker {
         out.set_ecn(0);
         let r = f(&mut server, &mut Relays(self), &mut out);
         let commands = server.take_commands();
+        let offload = self.process.offload.as_deref();
+        for k in super::offload::apply_all(offload, &commands) {
+            server.kernel_relayed(&k.binding, k.sent, k.received, true);
+        }
+        server.flush_kernel_usage();
         drop(server);
-        super::offload::apply_all(self.process.offload.as_deref(), &commands);
         self.flush(&mut out);
         self.apply_tcp(&commands);
         r
@@ -187,6 +199,18 @@ impl Worker {
     /// The peer connection client data connection `ft` was just bound to.
     pub fn take_tcp_bind(&self, ft: &FiveTuple) -> Option<u32> {
         self.tcp_binds.borrow_mut().remove(ft)
+    }
+
+    /// Adds what the kernel relayed on this worker's channels since the
+    /// last call into their allocations' usage.
+    pub fn harvest_kernel(self: &Rc<Self>) {
+        let Some(offload) = self.process.offload.as_deref() else {
+            return;
+        };
+        let mut server = self.server.borrow_mut();
+        for k in offload.harvest(server.installed_channels()) {
+            server.kernel_relayed(&k.binding, k.sent, k.received, false);
+        }
     }
 
     /// Sends what the engine queued. UDP sends never wait: a full socket
@@ -308,6 +332,8 @@ impl Worker {
 impl Worker {
     /// Answers the admin API (from this worker's own loop).
     fn admin(self: &Rc<Self>, cmd: WorkerCmd) {
+        // Listings show what the kernel relayed up to now.
+        self.harvest_kernel();
         let now = clock::now();
         self.with_server(|server, relays, _| match cmd {
             WorkerCmd::List { user, reply } => {
@@ -382,6 +408,9 @@ async fn read_peers(worker: Rc<Worker>, relay: SocketAddr, udp: Rc<BatchSocket>)
         .await;
 }
 
+/// How often the kernel's per-binding counters are read into usage.
+const KERNEL_HARVEST: Duration = Duration::from_secs(1);
+
 /// Calls the engine's expiry on time and applies what the supervisor says
 /// (a reloaded config, draining), until told to stop; then ends every
 /// allocation of this worker.
@@ -392,9 +421,14 @@ pub async fn expire(
     mut phase: watch::Receiver<Phase>,
     mut admin: tokio::sync::mpsc::UnboundedReceiver<WorkerCmd>,
 ) {
+    let mut harvested = clock::now().instant;
     loop {
         worker.process.heartbeats.beat(id);
         let now = clock::now();
+        if now.instant.saturating_duration_since(harvested) >= KERNEL_HARVEST {
+            worker.harvest_kernel();
+            harvested = now.instant;
+        }
         let next = worker.with_server(|server, relays, _| {
             server.handle_timeout(now, relays);
             server.poll_timeout()

@@ -182,6 +182,21 @@ impl Daemon {
         self.dir.path().join("turnd.toml")
     }
 
+    /// Sends SIGHUP to turnd (it reloads its config file).
+    pub fn hang_up(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {}", self.pid());
+    }
+
+    /// Rewrites the config file with `toml` and sends SIGHUP.
+    pub fn reload(&self, toml: &str) {
+        std::fs::write(self.config_path(), toml).expect("rewrite the config file");
+        self.hang_up();
+    }
+
     pub fn bound(&self) -> &Bound {
         self.bound.as_ref().expect("daemon is ready")
     }

@@ -184,9 +184,9 @@ mod tests {
         assert_eq!(o.license, "Dual MIT/GPL");
         assert_eq!(o.insns.len() % 8, 0);
         assert_eq!(o.maps["chan_to_udp"].key_size, 16);
-        assert_eq!(o.maps["chan_to_udp"].value_size, 12);
+        assert_eq!(o.maps["chan_to_udp"].value_size, 32);
         assert_eq!(o.maps["udp_to_chan"].key_size, 12);
-        assert_eq!(o.maps["udp_to_chan"].value_size, 16);
+        assert_eq!(o.maps["udp_to_chan"].value_size, 32);
         assert!(o
             .relocations
             .iter()

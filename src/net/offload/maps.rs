@@ -1,6 +1,8 @@
 //! The layout of the kernel program's maps (bpf/turnd_xdp.c): keys and
 //! values as the bytes the program compares, addresses and ports in
-//! network byte order, and the indices of its per-CPU counters.
+//! network byte order, each value followed by the binding's packet and
+//! byte counters (native order, added to by the program), and the indices
+//! of its per-CPU counters.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -35,7 +37,7 @@ fn v4(ip: IpAddr) -> Option<Ipv4Addr> {
     }
 }
 
-/// The two entries of one binding, or `None` when the program cannot
+/// The two keys of one binding, or `None` when the program cannot
 /// carry it: not UDP, not IPv4, or a wildcard listener (the kernel needs
 /// the address to answer from).
 pub fn entries(b: &ChannelBinding) -> Option<([u8; 16], [u8; 12])> {
@@ -45,6 +47,28 @@ pub fn entries(b: &ChannelBinding) -> Option<([u8; 16], [u8; 12])> {
     let chan = chan_key(b.client.client, b.client.server, b.channel)?;
     let peer = peer_key(b.relay, b.peer)?;
     Some((chan, peer))
+}
+
+/// Size of both maps' values: `struct peer_val` and `struct chan_val`.
+pub const VALUE_SIZE: usize = 32;
+/// Where the packet and byte counters start in a value.
+const COUNTERS_AT: usize = 16;
+
+/// A fresh value (counters zero) holding `key`.
+pub fn value(key: &[u8]) -> [u8; VALUE_SIZE] {
+    let mut v = [0u8; VALUE_SIZE];
+    v[..key.len()].copy_from_slice(key);
+    v
+}
+
+/// The packets and bytes a value has counted.
+pub fn counted(value: &[u8; VALUE_SIZE]) -> (u64, u64) {
+    let word = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&value[at..at + 8]);
+        u64::from_ne_bytes(b)
+    };
+    (word(COUNTERS_AT), word(COUNTERS_AT + 8))
 }
 
 /// Counter indices of the program's per-CPU `counters` map.
@@ -86,5 +110,20 @@ mod tests {
         assert!(entries(&b).is_none(), "TCP clients stay in user space");
         let v6: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
         assert!(peer_key(v6, c).is_none());
+    }
+
+    #[test]
+    fn values_carry_the_key_then_the_counters() {
+        let peer = peer_key(
+            "10.0.0.2:50000".parse().unwrap(),
+            "10.0.0.3:6000".parse().unwrap(),
+        )
+        .unwrap();
+        let mut v = value(&peer);
+        assert_eq!(&v[..12], &peer);
+        assert_eq!(counted(&v), (0, 0));
+        v[16..24].copy_from_slice(&3u64.to_ne_bytes());
+        v[24..32].copy_from_slice(&1200u64.to_ne_bytes());
+        assert_eq!(counted(&v), (3, 1200));
     }
 }

@@ -11,7 +11,7 @@ mod elf;
 mod maps;
 mod sys;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
 use crate::config::{Config, OffloadMode, PortRange};
+use crate::core::allocation::Flow;
 use crate::core::{ChannelBinding, Command};
 use crate::metrics::{Direction, Metrics};
 
@@ -40,8 +41,9 @@ pub struct Offload {
     /// interface instead of delivering it locally).
     relay_ips: Vec<IpAddr>,
     ports: PortRange,
-    /// The client-side keys in the maps.
-    installed: Mutex<HashSet<[u8; 16]>>,
+    /// The client-side keys in the maps, with what their binding's
+    /// counters said when last reported to the engine.
+    installed: Mutex<HashMap<[u8; 16], Reported>>,
     /// Kernel counter totals already added into the metrics.
     published: Mutex<[u64; maps::COUNTERS as usize]>,
     metrics: Arc<Metrics>,
@@ -149,7 +151,7 @@ impl Offload {
         })
     }
 
-    fn installed(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 16]>> {
+    fn installed(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], Reported>> {
         self.installed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -172,18 +174,19 @@ impl Offload {
         maps::entries(b)
     }
 
-    /// Installs or removes one binding.
-    pub fn apply(&self, command: &Command) {
+    /// Installs or removes one binding. A removal returns what the kernel
+    /// relayed on the binding since it was last reported (see
+    /// [`Offload::harvest`]; nothing for a binding it did not carry), for
+    /// the engine's usage accounting.
+    pub fn apply(&self, command: &Command) -> Option<KernelRelayed> {
         match command {
             Command::ChannelInstalled(b) => {
-                let Some((chan, peer)) = self.carries(b) else {
-                    return;
-                };
-                let r = sys::map_update(&self.udp_to_chan, &peer, &chan)
-                    .and_then(|()| sys::map_update(&self.chan_to_udp, &chan, &peer));
+                let (chan, peer) = self.carries(b)?;
+                let r = sys::map_update(&self.udp_to_chan, &peer, &maps::value(&chan))
+                    .and_then(|()| sys::map_update(&self.chan_to_udp, &chan, &maps::value(&peer)));
                 match r {
                     Ok(()) => {
-                        if self.installed().insert(chan) {
+                        if self.installed().insert(chan, Reported::default()).is_none() {
                             self.metrics.offload.channels.inc();
                         }
                         tracing::debug!(channel = b.channel, relay = %b.relay, "channel offloaded");
@@ -194,25 +197,81 @@ impl Offload {
                         warn!(error = %e, channel = b.channel, relay = %b.relay, "cannot install a channel in the kernel map; user space relays it");
                     }
                 }
+                None
             }
             Command::ChannelRemoved(b) => {
-                let Some((chan, peer)) = self.carries(b) else {
-                    return;
+                // Every removal reports, carried or not: the engine holds
+                // the allocation's usage record until all of them have.
+                let nothing = KernelRelayed {
+                    binding: *b,
+                    sent: Flow::default(),
+                    received: Flow::default(),
                 };
-                // The client's direction first: nothing new reaches the
-                // peer once this returns.
+                let Some((chan, peer)) = self.carries(b) else {
+                    return Some(nothing);
+                };
+                // The last counts, then the client's direction first:
+                // nothing new reaches the peer once this returns. Packets
+                // the kernel relays between the read and the delete (in
+                // flight on another CPU) are not in the allocation's usage.
+                let relayed = self.read(b, &chan, &peer);
                 let r = sys::map_delete(&self.chan_to_udp, &chan)
                     .and(sys::map_delete(&self.udp_to_chan, &peer));
                 if let Err(e) = r {
                     warn!(error = %e, channel = b.channel, "cannot remove a channel from the kernel map");
                 }
-                if self.installed().remove(&chan) {
+                if self.installed().remove(&chan).is_some() {
                     self.metrics.offload.channels.dec();
                 }
+                Some(relayed.unwrap_or(nothing))
             }
             // RFC 6062 peer connections are the shell's, not the kernel's.
-            Command::TcpConnect { .. } | Command::TcpClose(_) | Command::TcpBind { .. } => {}
+            Command::TcpConnect { .. } | Command::TcpClose(_) | Command::TcpBind { .. } => None,
         }
+    }
+
+    /// What the kernel relayed on each of `bindings` (a worker's installed
+    /// channels) since it was last reported; bindings with nothing new are
+    /// left out.
+    pub fn harvest<'a>(
+        &self,
+        bindings: impl Iterator<Item = &'a ChannelBinding>,
+    ) -> Vec<KernelRelayed> {
+        bindings
+            .filter_map(|b| {
+                let (chan, peer) = self.carries(b)?;
+                self.read(b, &chan, &peer)
+            })
+            .filter(|k| k.sent.packets > 0 || k.received.packets > 0)
+            .collect()
+    }
+
+    /// Reads a binding's counters and returns the part not yet reported.
+    fn read(&self, b: &ChannelBinding, chan: &[u8; 16], peer: &[u8; 12]) -> Option<KernelRelayed> {
+        let mut c2p = [0u8; maps::VALUE_SIZE];
+        let mut p2c = [0u8; maps::VALUE_SIZE];
+        let found = sys::map_lookup(&self.chan_to_udp, chan, &mut c2p).ok()?
+            && sys::map_lookup(&self.udp_to_chan, peer, &mut p2c).ok()?;
+        if !found {
+            return None;
+        }
+        let now = Reported {
+            sent: maps::counted(&c2p),
+            received: maps::counted(&p2c),
+        };
+        let mut installed = self.installed();
+        let last = installed.get_mut(chan)?;
+        let flow = |now: (u64, u64), then: (u64, u64)| Flow {
+            packets: now.0.saturating_sub(then.0),
+            bytes: now.1.saturating_sub(then.1),
+        };
+        let relayed = KernelRelayed {
+            binding: *b,
+            sent: flow(now.sent, last.sent),
+            received: flow(now.received, last.received),
+        };
+        *last = now;
+        Some(relayed)
     }
 
     /// Adds what the kernel relayed since the last call into the metrics.
@@ -309,11 +368,28 @@ fn interface_of(ip: IpAddr) -> Option<String> {
     found
 }
 
-/// Where a worker applies the engine's commands.
-pub fn apply_all(offload: Option<&Offload>, commands: &[Command]) {
-    if let Some(o) = offload {
-        for c in commands {
-            o.apply(c);
-        }
+/// Where a worker applies the engine's commands; returns the last counts
+/// of the bindings that left the kernel.
+pub fn apply_all(offload: Option<&Offload>, commands: &[Command]) -> Vec<KernelRelayed> {
+    match offload {
+        Some(o) => commands.iter().filter_map(|c| o.apply(c)).collect(),
+        None => Vec::new(),
     }
+}
+
+/// Counter values of one binding as last reported to the engine.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reported {
+    sent: (u64, u64),
+    received: (u64, u64),
+}
+
+/// What the kernel relayed on one binding since its last report: `sent`
+/// from the client to the peer, `received` from the peer to the client
+/// (payload bytes, as the engine counts them).
+#[derive(Debug, Clone, Copy)]
+pub struct KernelRelayed {
+    pub binding: ChannelBinding,
+    pub sent: Flow,
+    pub received: Flow,
 }
