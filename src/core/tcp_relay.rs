@@ -21,7 +21,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use stun::attributes::{ATTR_CONNECTION_ID, ATTR_XOR_PEER_ADDRESS};
@@ -65,11 +66,44 @@ pub struct Entry {
     pub state: State,
 }
 
+/// What the bound pairs of one allocation copied, counted by the shell as
+/// it copies (on whichever worker holds the data connection) and added to
+/// the allocation's usage record when it ends. A "packet" is one read.
+#[derive(Debug, Default)]
+pub struct TcpUsage {
+    sent: [AtomicU64; 2],
+    received: [AtomicU64; 2],
+}
+
+impl TcpUsage {
+    /// Counts `bytes` copied from the client to the peer.
+    pub fn count_sent(&self, bytes: usize) {
+        self.sent[0].fetch_add(1, Ordering::Relaxed);
+        self.sent[1].fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` copied from the peer to the client.
+    pub fn count_received(&self, bytes: usize) {
+        self.received[0].fetch_add(1, Ordering::Relaxed);
+        self.received[1].fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn add_to(&self, usage: &mut super::allocation::Usage) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        usage.sent.packets += load(&self.sent[0]);
+        usage.sent.bytes += load(&self.sent[1]);
+        usage.received.packets += load(&self.received[0]);
+        usage.received.bytes += load(&self.received[1]);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     by_id: HashMap<u32, Entry>,
     /// The same connections, by allocation.
     by_allocation: HashMap<FiveTuple, HashSet<u32>>,
+    /// What each allocation's pairs copied, until it ends.
+    usage: HashMap<FiveTuple, Arc<TcpUsage>>,
 }
 
 impl Inner {
@@ -122,8 +156,16 @@ impl Registry {
             .entry(entry.allocation)
             .or_default()
             .insert(id);
+        g.usage.entry(entry.allocation).or_default();
         g.by_id.insert(id, entry);
         id
+    }
+
+    /// The usage counters of connection `id`'s allocation.
+    pub fn usage_of(&self, id: u32) -> Option<Arc<TcpUsage>> {
+        let g = self.lock();
+        let allocation = g.by_id.get(&id)?.allocation;
+        g.usage.get(&allocation).cloned()
     }
 
     pub fn get(&self, id: u32) -> Option<Entry> {
@@ -169,9 +211,11 @@ impl Registry {
         self.lock().remove(id)
     }
 
-    /// Removes every connection of an allocation, returning their ids.
-    pub fn remove_allocation(&self, allocation: FiveTuple) -> Vec<u32> {
+    /// Removes every connection of an allocation, returning their ids and
+    /// what they copied.
+    pub fn remove_allocation(&self, allocation: FiveTuple) -> (Vec<u32>, Option<Arc<TcpUsage>>) {
         let mut g = self.lock();
+        let usage = g.usage.remove(&allocation);
         let ids: Vec<u32> = g
             .by_allocation
             .get(&allocation)
@@ -180,7 +224,7 @@ impl Registry {
         for id in &ids {
             g.remove(*id);
         }
-        ids
+        (ids, usage)
     }
 
     /// Connections of an allocation (in any state).
@@ -520,6 +564,12 @@ impl Server {
         Ok(message::finish(m, Some(&key), req.has_fingerprint))
     }
 
+    /// The counters the shell adds what pair `id` copies to (the usage
+    /// record of its allocation).
+    pub fn tcp_usage(&self, id: u32) -> Option<Arc<TcpUsage>> {
+        self.global.tcp.usage_of(id)
+    }
+
     /// A bound pair ended (either side closed, or the shell closed it).
     pub fn tcp_data_closed(&mut self, id: u32) {
         if let Some(entry) = self.global.tcp.remove(id) {
@@ -542,7 +592,11 @@ impl Server {
         if !self.tcp.allocations.remove(&ft) {
             return;
         }
-        for id in self.global.tcp.remove_allocation(ft) {
+        let (ids, usage) = self.global.tcp.remove_allocation(ft);
+        if let (Some(usage), Some(alloc)) = (usage, self.allocations.get_mut(&ft)) {
+            usage.add_to(&mut alloc.usage);
+        }
+        for id in ids {
             self.tcp.pending.remove(&id);
             self.timers.cancel(Timer::TcpBind(id));
             self.commands.push(Command::TcpClose(id));

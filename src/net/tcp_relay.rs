@@ -21,7 +21,6 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
@@ -30,6 +29,7 @@ use tracing::debug;
 
 use super::clock;
 use super::worker::Worker;
+use crate::core::tcp_relay::TcpUsage;
 use crate::metrics::Metrics;
 
 /// Bytes read from one side before they are written to the other.
@@ -218,11 +218,12 @@ where
         .tcp
         .bind(id, stop.clone())
         .and_then(|s| TcpStream::from_std(s).ok());
-    if let Some(peer) = peer {
+    let usage = worker.with_server(|server, _, _| server.tcp_usage(id));
+    if let (Some(peer), Some(usage)) = (peer, usage) {
         let metrics = &worker.process.metrics;
         metrics.tcp.active.inc();
         tokio::select! {
-            _ = copy_both(client, peer, early, metrics) => {}
+            _ = copy_both(client, peer, early, metrics, &usage) => {}
             _ = stop.notified() => {}
         }
         metrics.tcp.active.dec();
@@ -234,8 +235,13 @@ where
 /// Both directions, until either side closes (end of stream or error):
 /// then the other gets a FIN and both are closed, as coturn does: no pair
 /// lingers half-closed.
-async fn copy_both<R, W>(client: (R, W), peer: TcpStream, early: Vec<u8>, metrics: &Metrics)
-where
+async fn copy_both<R, W>(
+    client: (R, W),
+    peer: TcpStream,
+    early: Vec<u8>,
+    metrics: &Metrics,
+    usage: &TcpUsage,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -247,10 +253,18 @@ where
         if !early.is_empty() {
             peer_tx.write_all(&early).await?;
             to_peer.inc_by(early.len() as u64);
+            usage.count_sent(early.len());
         }
-        copy(&mut client_rx, &mut peer_tx, &to_peer).await
+        copy(&mut client_rx, &mut peer_tx, |n| {
+            to_peer.inc_by(n as u64);
+            usage.count_sent(n);
+        })
+        .await
     };
-    let down = copy(&mut peer_rx, &mut client_tx, &to_client);
+    let down = copy(&mut peer_rx, &mut client_tx, |n| {
+        to_client.inc_by(n as u64);
+        usage.count_received(n);
+    });
     tokio::select! {
         _ = up => {}
         _ = down => {}
@@ -258,7 +272,7 @@ where
 }
 
 /// Copies until end of stream, then shuts the writer down.
-async fn copy<R, W>(reader: &mut R, writer: &mut W, counter: &IntCounter) -> io::Result<()>
+async fn copy<R, W>(reader: &mut R, writer: &mut W, count: impl Fn(usize)) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -270,6 +284,6 @@ where
             return writer.shutdown().await;
         }
         writer.write_all(&buf[..n]).await?;
-        counter.inc_by(n as u64);
+        count(n);
     }
 }

@@ -446,6 +446,18 @@ fn ending_the_allocation_closes_its_connections() {
         "data connection closed"
     );
     echo.closed.recv_timeout(CLOSE_WAIT).expect("peer closed");
+    // The usage record counts what the pair copied.
+    let deadline = Instant::now() + CLOSE_WAIT;
+    while !d.stderr().lines().any(|l| {
+        l.contains("turnd::usage") && l.contains("sent_bytes=4") && l.contains("received_bytes=4")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "no usage record:\n{}",
+            d.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // The control connection closes: the same.
     let mut control = StreamClient::tcp(d.tcp_addr());
