@@ -404,8 +404,10 @@ impl Server {
             self.delete_allocation(now, ft, EndReason::Reload, relays);
         }
         // Peers the new policy denies: out of the kernel path first
-        // (binding_sync), then their permissions and channels end.
+        // (binding_sync), then their permissions and channels end, and
+        // their TCP connections (RFC 6062) close.
         self.withdraw_denied_peers(now.instant);
+        self.close_denied_tcp_connections();
     }
 
     /// Starts draining: every new Allocate gets 508, or 300 Try Alternate

@@ -227,6 +227,17 @@ impl Registry {
         (ids, usage)
     }
 
+    /// The connections of an allocation, with their peers.
+    pub fn peers_of(&self, allocation: FiveTuple) -> Vec<(u32, SocketAddr)> {
+        let g = self.lock();
+        g.by_allocation
+            .get(&allocation)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| Some((*id, g.by_id.get(id)?.peer)))
+            .collect()
+    }
+
     /// Connections of an allocation (in any state).
     pub fn count(&self, allocation: FiveTuple) -> usize {
         self.lock()
@@ -584,6 +595,30 @@ impl Server {
             self.metrics.tcp.count_failed("bind_timeout");
             self.commands.push(Command::TcpClose(id));
             debug!(id, "TCP peer connection not bound in time: closed");
+        }
+    }
+
+    /// Closes the peer connections whose peer the (reloaded) peer policy
+    /// now denies, as permissions and channels to them end.
+    pub(super) fn close_denied_tcp_connections(&mut self) {
+        let allocations: Vec<FiveTuple> = self.tcp.allocations.iter().copied().collect();
+        for ft in allocations {
+            for (id, peer) in self.global.tcp.peers_of(ft) {
+                let ip = canonical(peer.ip());
+                if self.is_own_relay_ip(ip)
+                    || !matches!(
+                        self.cfg.peer_policy.check(ip),
+                        super::peer_policy::Verdict::Denied(_)
+                    )
+                {
+                    continue;
+                }
+                self.global.tcp.remove(id);
+                self.tcp.pending.remove(&id);
+                self.timers.cancel(Timer::TcpBind(id));
+                self.commands.push(Command::TcpClose(id));
+                info!(client = %self.redact.show(ft.client), peer = %self.redact.show(peer), id, "reload: TCP peer now denied, connection closed");
+            }
         }
     }
 

@@ -303,3 +303,20 @@ fn ending_the_allocation_closes_every_connection() {
     let (keep, msgs) = connected(&mut h, pending, true);
     assert!(!keep && msgs.is_empty());
 }
+
+#[test]
+fn a_reload_denying_the_peer_closes_its_connections() {
+    let mut h = Harness::new();
+    let ft = tcp_client(1);
+    let (c, _) = tcp_allocate(&mut h, ft);
+    let id = open(&mut h, ft, &c, PEER, 2);
+    h.server.take_commands();
+    // Without the test's allow entry, 198.18.0.0/15 (benchmarking) is denied.
+    let cfg = turnd::core::CoreConfig {
+        peer_policy: turnd::core::peer_policy::PeerPolicy::new(vec![], vec![]),
+        ..config()
+    };
+    h.server.reconfigure(h.now, cfg, &mut h.relays);
+    assert!(h.server.take_commands().contains(&Command::TcpClose(id)));
+    assert_eq!(error_code(&connect(&mut h, ft, &c, PEER, 3)[0]), Some(403));
+}
