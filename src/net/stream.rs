@@ -255,15 +255,22 @@ async fn serve_stream<S>(
             written.ok().and_then(|(verdict, _)| verdict)
         }
     };
-    if let (Some((id, early)), false) = (bound, writer_done) {
+    // A ConnectionBind that succeeded as the connection ended still
+    // releases its peer connection below.
+    let bound = bound.or_else(|| worker.take_tcp_bind(&ft).map(|id| (id, Vec::new())));
+    if let Some((id, early)) = bound {
         // RFC 6062 §5.4: after the ConnectionBind success, raw bytes.
         keep_writer.set(true);
         worker.unregister_connection(&ft);
-        let writer = match tokio::time::timeout(write_timeout, &mut writer_task).await {
-            Ok(Ok((_, writer))) => writer,
-            _ => {
-                writer_task.abort();
-                None
+        let writer = if writer_done {
+            None
+        } else {
+            match tokio::time::timeout(write_timeout, &mut writer_task).await {
+                Ok(Ok((_, writer))) => writer,
+                _ => {
+                    writer_task.abort();
+                    None
+                }
             }
         };
         counts.refund(queued.get());
