@@ -73,6 +73,8 @@ pub const DEFAULT_TCP_CONNECTIONS_PER_ALLOCATION: u32 = 32;
 /// `allocation.tcp_connect_timeout_s`: how long a Connect (RFC 6062 §5.2)
 /// tries to reach the peer before answering 447.
 pub const DEFAULT_TCP_CONNECT_TIMEOUT_S: u32 = 30;
+/// RFC 6062 §5.2: the connect timeout "MUST be at least 30 seconds".
+pub const MIN_TCP_CONNECT_TIMEOUT_S: u32 = 30;
 /// Channel numbers 0x4000..=0x7FFF (RFC 8656 §12): the most channels one
 /// allocation can have.
 pub const MAX_CHANNELS_PER_ALLOCATION: u32 = 0x4000;
@@ -311,8 +313,8 @@ pub struct AllocationTimers {
     pub max_lifetime_s: u32,
     #[serde(deserialize_with = "de_at_least_1")]
     pub nonce_lifetime_s: u32,
-    /// How long a Connect (RFC 6062 §5.2) tries to reach its peer.
-    #[serde(deserialize_with = "de_at_least_1")]
+    /// How long a Connect (RFC 6062 §5.2) tries to reach its peer; at
+    /// least 30 (checked in `validate`).
     pub tcp_connect_timeout_s: u32,
 }
 
@@ -728,7 +730,6 @@ impl Config {
             ("default_lifetime_s", a.default_lifetime_s),
             ("max_lifetime_s", a.max_lifetime_s),
             ("nonce_lifetime_s", a.nonce_lifetime_s),
-            ("tcp_connect_timeout_s", a.tcp_connect_timeout_s),
         ] {
             if value == 0 {
                 return Err(format!("allocation.{key} must be at least 1"));
@@ -738,6 +739,13 @@ impl Config {
             return Err(format!(
                 "allocation.max_lifetime_s ({}) must be ≥ allocation.default_lifetime_s ({})",
                 a.max_lifetime_s, a.default_lifetime_s
+            ));
+        }
+        if a.tcp_connect_timeout_s < MIN_TCP_CONNECT_TIMEOUT_S {
+            return Err(format!(
+                "allocation.tcp_connect_timeout_s ({}) must be at least \
+                 {MIN_TCP_CONNECT_TIMEOUT_S} (RFC 6062 §5.2)",
+                a.tcp_connect_timeout_s
             ));
         }
         Ok(())
