@@ -34,6 +34,7 @@ pub mod rate_limit;
 pub mod redact;
 pub mod redirect;
 pub mod server;
+pub mod tcp_connections;
 pub mod tcp_relay;
 
 use std::io;
