@@ -233,3 +233,51 @@ impl Registry {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Transport;
+    use rand::SeedableRng;
+
+    fn ft(port: u16) -> FiveTuple {
+        FiveTuple {
+            client: SocketAddr::from(([192, 0, 2, 1], port)),
+            server: SocketAddr::from(([192, 0, 2, 2], 3478)),
+            transport: Transport::Tcp,
+        }
+    }
+
+    #[test]
+    fn a_connection_is_bound_once_by_its_user_and_leaves_with_its_allocation() {
+        let r = Registry::default();
+        let mut rng = rand::rngs::StdRng::from_seed([1; 32]);
+        let peer = SocketAddr::from(([198, 18, 0, 1], 80));
+        let entry = |state| Entry {
+            allocation: ft(1),
+            username: "alice".into(),
+            peer,
+            state,
+        };
+        let id = r.insert(&mut rng, entry(State::Connecting));
+        assert!(r.has_peer(ft(1), peer) && !r.has_peer(ft(2), peer));
+        assert_eq!(r.bind(id, "alice", ft(9)), Err(BindError::Unknown));
+        assert!(r.set_ready(id));
+        assert_eq!(r.bind(id, "bob", ft(9)), Err(BindError::WrongUser));
+        assert!(r.bind(id, "alice", ft(9)).is_ok());
+        assert_eq!(r.bind(id, "alice", ft(9)), Err(BindError::Unknown));
+        assert_eq!(r.remove_if_unbound(id), None, "bound: kept");
+        let other = r.insert(&mut rng, entry(State::Ready));
+        r.usage_of(other).unwrap().count_sent(5);
+        assert_eq!(r.count(ft(1)), 2);
+        let (mut ids, usage) = r.remove_allocation(ft(1));
+        ids.sort();
+        let mut want = vec![id, other];
+        want.sort();
+        assert_eq!(ids, want);
+        let mut u = crate::core::allocation::Usage::default();
+        usage.unwrap().add_to(&mut u);
+        assert_eq!((u.sent.packets, u.sent.bytes), (1, 5));
+        assert!(r.is_empty());
+    }
+}
