@@ -157,7 +157,11 @@ struct EchoPeer {
 impl EchoPeer {
     /// Serves at most `connections` connections.
     fn start(connections: usize) -> EchoPeer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the echo peer");
+        Self::start_on("127.0.0.1:0", connections)
+    }
+
+    fn start_on(addr: &str, connections: usize) -> EchoPeer {
+        let listener = TcpListener::bind(addr).expect("bind the echo peer");
         let addr = listener.local_addr().unwrap();
         let (tx, closed) = mpsc::channel();
         std::thread::spawn(move || {
@@ -231,6 +235,38 @@ fn connect_relays_bytes_both_ways_and_closes_with_either_side() {
     // The pair is gone: the same peer may be connected to again.
     let id2 = connect_ok(&mut control, echo.addr);
     assert_ne!(id, id2);
+}
+
+#[test]
+fn connect_over_an_ipv6_relay() {
+    let toml = stream_config(None, "")
+        .replacen("bind = \"127.0.0.1\"", "bind = \"::1\"", 1)
+        .replacen("\"127.0.0.0/8\"", "\"::1/128\"", 1);
+    let d = Daemon::start(&toml);
+    let echo = EchoPeer::start_on("[::1]:0", 1);
+    let mut control = StreamClient::tcp(d.tcp_addr());
+    let v6 = || -> Vec<Box<dyn Setter>> {
+        let mut a = tcp_transport();
+        a.push(Box::new(RawAttr(
+            stun::attributes::ATTR_REQUESTED_ADDRESS_FAMILY,
+            vec![2, 0, 0, 0],
+        )));
+        a
+    };
+    control.challenge(METHOD_ALLOCATE, v6());
+    let resp = control.request_ok(METHOD_ALLOCATE, v6());
+    let mut relayed = RelayedAddress::default();
+    stun::message::Getter::get_from(&mut relayed, &resp).expect("XOR-RELAYED-ADDRESS");
+    assert!(relayed.ip.is_ipv6(), "{resp}");
+    // An IPv4 peer on an IPv6 relay: 443.
+    assert_eq!(
+        error_code(&connect(&mut control, "192.0.2.1:80".parse().unwrap())),
+        Some(443)
+    );
+    let id = connect_ok(&mut control, echo.addr);
+    let (mut data, early) = bind_data(&d, &control, id);
+    data.write_all(b"over ipv6").unwrap();
+    assert_eq!(read_n(&mut data, early, 9), b"over ipv6");
 }
 
 #[test]
