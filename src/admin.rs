@@ -10,6 +10,10 @@
 //!   or for good; `DELETE /revocations/{user}` lifts it. Revocations are
 //!   kept in `state_dir/revocations.json` and survive SIGHUP and restarts.
 //!
+//! - `GET /selftest/` (no token: it holds no secret), `POST
+//!   /selftest/session`: the self-test page and what it asks for
+//!   ([`crate::selftest`]).
+//!
 //! The workers are asked over a channel each, answered over a oneshot, and
 //! they answer from their own loop: the packet path takes no lock for it.
 
@@ -21,7 +25,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
+    REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -32,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::core::admin::{AllocationInfo, Revocations};
+use crate::selftest::SelfTest;
 
 /// What a worker is asked; it answers on the oneshot.
 pub enum WorkerCmd {
@@ -56,6 +64,7 @@ pub struct Admin {
     workers: Vec<mpsc::UnboundedSender<WorkerCmd>>,
     state_file: PathBuf,
     revoked: Mutex<HashMap<String, Option<u64>>>,
+    selftest: SelfTest,
 }
 
 impl Admin {
@@ -64,6 +73,7 @@ impl Admin {
         token_file: &std::path::Path,
         state_dir: &std::path::Path,
         workers: Vec<mpsc::UnboundedSender<WorkerCmd>>,
+        selftest: SelfTest,
     ) -> anyhow::Result<Self> {
         let token = std::fs::read_to_string(token_file).map_err(|e| {
             anyhow::anyhow!("cannot read admin.token_file {}: {e}", token_file.display())
@@ -87,6 +97,7 @@ impl Admin {
             workers,
             state_file,
             revoked: Mutex::new(revoked),
+            selftest,
         };
         admin.publish();
         Ok(admin)
@@ -139,6 +150,18 @@ impl Admin {
     }
 
     async fn respond(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() == Method::GET {
+            let path = req.uri().path().trim_start_matches('/');
+            if path == "selftest" {
+                let mut r = page_response(StatusCode::MOVED_PERMANENTLY, "text/plain", "");
+                r.headers_mut()
+                    .insert(LOCATION, HeaderValue::from_static("/selftest/"));
+                return r;
+            }
+            if let Some((content_type, body)) = crate::selftest::asset(path) {
+                return page_response(StatusCode::OK, content_type, body);
+            }
+        }
         if !self.authorized(&req) {
             return reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
         }
@@ -223,6 +246,17 @@ impl Admin {
                 }
                 self.changed(user, "revocation lifted")
             }
+            (Method::POST, ["selftest", "session"]) => {
+                let now = crate::net::clock::now().unix_secs;
+                info!(
+                    user = crate::selftest::SELFTEST_USER,
+                    "admin: self-test credential minted"
+                );
+                let mut r = reply(StatusCode::OK, self.selftest.session(now));
+                r.headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
             _ => reply(StatusCode::NOT_FOUND, json!({"error": "not found"})),
         }
     }
@@ -254,7 +288,37 @@ fn allocation_json(a: &AllocationInfo) -> Value {
         "channels": a.channels.iter().map(|(n, p)| json!({"number": n, "peer": p.to_string()})).collect::<Vec<_>>(),
         "sent": {"packets": a.usage.sent.packets, "bytes": a.usage.sent.bytes},
         "received": {"packets": a.usage.received.packets, "bytes": a.usage.received.bytes},
+        "rate": {
+            "window_s": crate::core::rate::WINDOW.as_secs(),
+            "sent": {"packets_per_s": round(a.rate.sent.packets_per_s), "bytes_per_s": round(a.rate.sent.bytes_per_s)},
+            "received": {"packets_per_s": round(a.rate.received.packets_per_s), "bytes_per_s": round(a.rate.received.bytes_per_s)},
+        },
     })
+}
+
+/// A rate with one decimal, as JSON shows it.
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// A file of the self-test page, with headers that keep it to itself.
+fn page_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: &'static str,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::selftest::CSP),
+    );
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {

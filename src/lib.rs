@@ -15,3 +15,4 @@ pub mod log_filter;
 pub mod log_format;
 pub mod metrics;
 pub mod net;
+pub mod selftest;

@@ -182,6 +182,29 @@ pub struct Admin {
     /// `listen`.
     pub token_file: Option<PathBuf>,
     pub state_dir: PathBuf,
+    /// The host name (or IP) in the self-test page's `stun:`/`turn:`/
+    /// `turns:` URLs; unset: each listener's own address, or the
+    /// advertised relay address for a listener on 0.0.0.0 or `::`.
+    #[serde(deserialize_with = "de_selftest_host")]
+    pub selftest_host: Option<String>,
+}
+
+/// `admin.selftest_host`: an IP address or a DNS name (letters, digits,
+/// `-`, `.`), nothing that would change the URL around it.
+fn de_selftest_host<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let host = String::deserialize(d)?;
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if name_ok || host.parse::<IpAddr>().is_ok() {
+        Ok(Some(host))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "admin.selftest_host {host:?} is not an IP address or a host name (e.g. \"turn.example.com\")"
+        )))
+    }
 }
 
 impl Default for Admin {
@@ -190,6 +213,7 @@ impl Default for Admin {
             listen: None,
             token_file: None,
             state_dir: PathBuf::from(DEFAULT_ADMIN_STATE_DIR),
+            selftest_host: None,
         }
     }
 }
@@ -617,8 +641,16 @@ impl Config {
         check_log_level(&self.log.level)?;
         check_workers(self.workers)?;
 
-        if self.redirect.allocations_threshold > 0 && self.redirect.alternates.is_empty() {
-            return Err("redirect.allocations_threshold is set but redirect.alternates is empty: name the nodes to send clients to (e.g. alternates = [\"203.0.113.8:3478\"])".into());
+        for (key, set) in [
+            (
+                "allocations_threshold",
+                self.redirect.allocations_threshold > 0,
+            ),
+            ("bps_threshold", self.redirect.bps_threshold > 0),
+        ] {
+            if set && self.redirect.alternates.is_empty() {
+                return Err(format!("redirect.{key} is set but redirect.alternates is empty: name the nodes to send clients to (e.g. alternates = [\"203.0.113.8:3478\"])"));
+            }
         }
         let l = &self.listen;
         if l.udp.is_empty() && l.tcp.is_empty() && l.tls.is_empty() {

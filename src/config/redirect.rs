@@ -15,6 +15,10 @@ pub struct Redirect {
     /// From this many allocations on this node on, new Allocates are
     /// redirected; 0 (the default) never.
     pub allocations_threshold: u32,
+    /// From this relay rate of the node on (payload bytes per second in
+    /// its busier direction, over the last 5 s), new Allocates are
+    /// redirected; 0 (the default) never.
+    pub bps_threshold: u64,
     /// The nodes to send clients to: "IP:PORT", or
     /// `{ address = "IP:PORT", domain = "turn2.example.com" }` to also send
     /// TLS clients there (they need the name to check its certificate).
@@ -27,6 +31,7 @@ impl Redirect {
     pub fn policy(&self) -> RedirectPolicy {
         RedirectPolicy {
             allocations_threshold: self.allocations_threshold as usize,
+            bps_threshold: self.bps_threshold,
             alternates: self.alternates.clone(),
         }
     }

@@ -446,6 +446,13 @@ fn redirect_alternates_as_strings_or_tables() {
     assert!(e.contains("line 2"), "{e}");
     let e = err("[redirect]\nallocations_threshold = 5\n");
     assert!(e.contains("redirect.alternates is empty"), "{e}");
+    let e = err("[redirect]\nbps_threshold = 1000000\n");
+    assert!(
+        e.contains("redirect.bps_threshold is set but redirect.alternates is empty"),
+        "{e}"
+    );
+    let c = parse("[redirect]\nbps_threshold = 12500000\nalternates = [\"203.0.113.8:3478\"]\n");
+    assert_eq!(c.redirect.policy().bps_threshold, 12_500_000);
 }
 
 #[test]
@@ -511,4 +518,19 @@ fn auth_algorithms_default_to_both_and_are_checked() {
     assert!(err("[auth]\nalgorithms = [\"md5\", \"md5\"]\n").contains("twice"));
     let e = err("realm = \"r\"\n[auth]\nalgorithms = [\"sha1\"]\n");
     assert!(e.contains("sha1") && e.contains("line 3"), "{e}");
+}
+
+#[test]
+fn selftest_host_is_a_name_or_an_ip() {
+    for ok in ["turn.example.com", "203.0.113.7", "2001:db8::7"] {
+        let c = parse(&format!("[admin]\nselftest_host = {ok:?}\n"));
+        assert_eq!(c.admin.selftest_host.as_deref(), Some(ok));
+    }
+    for bad in ["", "turn.example.com/x", "a b", "evil?x=1#"] {
+        let e = err(&format!("[admin]\nselftest_host = {bad:?}\n"));
+        assert!(
+            e.contains("admin.selftest_host") && e.contains("line 2"),
+            "{bad:?}: {e}"
+        );
+    }
 }

@@ -31,6 +31,8 @@ pub struct AllocationInfo {
     pub permissions: Vec<IpAddr>,
     pub channels: Vec<(u16, SocketAddr)>,
     pub usage: Usage,
+    /// Over the last [`super::rate::WINDOW`].
+    pub rate: super::rate::Rate,
 }
 
 /// Whether `username` (as sent) belongs to `user` (a static name or a REST
@@ -72,6 +74,7 @@ impl Server {
                     permissions,
                     channels,
                     usage: a.usage,
+                    rate: a.rate.rate(),
                 }
             })
             .collect()

@@ -89,6 +89,8 @@ pub struct Allocation {
     /// What it relayed, counted per packet by its worker (and fed by any
     /// other path that relays for it, such as a kernel offload).
     pub usage: Usage,
+    /// Samples of `usage` for its current rate ([`super::rate`]).
+    pub rate: super::rate::RateWindow,
     /// Its bandwidth cap's buckets ([`super::bandwidth`]), used only when
     /// a cap is set.
     pub buckets: super::bandwidth::AllocationBuckets,

@@ -179,6 +179,13 @@ impl Credentials {
         }
     }
 
+    /// These credentials with `secret` accepted after the configured REST
+    /// secrets (the admin self-test page's, drawn at start and never configured).
+    pub fn with_extra_rest_secret(mut self, secret: String) -> Self {
+        self.rest_secrets.push(secret);
+        self
+    }
+
     /// These credentials with REST usernames checked against `policy`.
     pub fn with_rest_policy(mut self, policy: RestPolicy) -> Self {
         self.rest_policy = policy;

@@ -70,6 +70,8 @@ pub struct Global {
     held: Box<[AtomicU64]>,
     /// Whose turn it is among the `[redirect]` alternates, node-wide.
     pub redirect_turn: RoundRobin,
+    /// The node's relay rate, each worker adding its share once a second.
+    pub rate: super::rate::NodeRate,
     /// Until when (Unix seconds) the server's bandwidth capacity counts
     /// as exceeded; written only when a packet is dropped for it, and then
     /// at most once a second per worker.
@@ -89,6 +91,7 @@ impl Default for Global {
         Global {
             held: (0..1024).map(|_| AtomicU64::new(0)).collect(),
             redirect_turn: RoundRobin::default(),
+            rate: Default::default(),
             saturated_until: AtomicU64::new(0),
             tcp: Default::default(),
             nonce_key: Default::default(),

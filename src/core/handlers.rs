@@ -400,6 +400,7 @@ impl Server {
                 id: rand::Rng::gen(&mut self.rng),
                 created: now.instant,
                 created_unix: now.unix_secs,
+                rate: super::rate::RateWindow::new(now.instant),
                 usage: Default::default(),
                 buckets: Default::default(),
             },
@@ -418,15 +419,19 @@ impl Server {
     }
 
     /// 300 Try Alternate for a new Allocate (RFC 8489 §10) while draining
-    /// (the drain alternate first) or while this node is over its
-    /// `[redirect]` threshold (the alternates in turn); `None` when the
+    /// (the drain alternate first) or while this node is over a
+    /// `[redirect]` threshold of allocations or rate (the alternates in
+    /// turn); `None` when the
     /// Allocate is handled here: no redirect due, or no alternate fits.
     fn redirect(&mut self, now: Now, ft: FiveTuple, req: &Request, key: &Key) -> Option<Vec<u8>> {
         if self.allocations.contains_key(&ft) {
             return None; // a retransmission or 437, answered by allocate
         }
         let policy = &self.cfg.redirect;
-        if !self.draining && !policy.over(self.global.total()) && !self.saturated(now) {
+        if !self.draining
+            && !policy.over(self.global.total(), self.global.rate.busiest())
+            && !self.saturated(now)
+        {
             return None;
         }
         let drain = self

@@ -30,6 +30,7 @@ pub mod nonce;
 pub mod peer_policy;
 pub mod ports;
 pub mod precis;
+pub mod rate;
 pub mod rate_limit;
 pub mod redact;
 pub mod redirect;

@@ -2,8 +2,9 @@
 //! RFC 8656 §7.2): 300 Try Alternate with ALTERNATE-SERVER, and
 //! ALTERNATE-DOMAIN (§14.16) for TLS clients so they can check the
 //! alternate's certificate. Used while draining (SIGTERM) and, with
-//! `[redirect]`, when this node holds more allocations than a threshold:
-//! then the configured alternates take turns (round robin).
+//! `[redirect]`, when this node holds more allocations than a threshold or
+//! relays more than a rate ([`super::rate::NodeRate`]): then the
+//! configured alternates take turns (round robin).
 //!
 //! An alternate is only offered to a client of its address family (the
 //! client reaches it from the same source), and to a TLS client only when
@@ -43,19 +44,23 @@ impl Alternate {
 }
 
 /// Redirects for load (`[redirect]`): once this node holds
-/// `allocations_threshold` allocations, new Allocates go to `alternates`
-/// in turn.
+/// `allocations_threshold` allocations, or relays `bps_threshold` bytes per
+/// second one way, new Allocates go to `alternates` in turn.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RedirectPolicy {
-    /// 0: never redirect for load.
+    /// 0: never redirect for the count of allocations.
     pub allocations_threshold: usize,
+    /// Payload bytes per second in the busier direction; 0: never.
+    pub bps_threshold: u64,
     pub alternates: Vec<Alternate>,
 }
 
 impl RedirectPolicy {
-    /// Whether a node holding `allocations` is over the threshold.
-    pub fn over(&self, allocations: usize) -> bool {
-        self.allocations_threshold > 0 && allocations >= self.allocations_threshold
+    /// Whether a node holding `allocations` and relaying `bps` (its busier
+    /// direction) is over a threshold.
+    pub fn over(&self, allocations: usize, bps: u64) -> bool {
+        (self.allocations_threshold > 0 && allocations >= self.allocations_threshold)
+            || (self.bps_threshold > 0 && bps >= self.bps_threshold)
     }
 }
 
@@ -135,14 +140,22 @@ mod tests {
     fn threshold_zero_is_off() {
         let p = RedirectPolicy {
             allocations_threshold: 0,
+            bps_threshold: 0,
             alternates: vec![alt("203.0.113.1:3478", None)],
         };
-        assert!(!p.over(1_000_000));
+        assert!(!p.over(1_000_000, u64::MAX));
         let p = RedirectPolicy {
             allocations_threshold: 2,
             ..p
         };
-        assert!(!p.over(1));
-        assert!(p.over(2));
+        assert!(!p.over(1, u64::MAX));
+        assert!(p.over(2, 0));
+        let p = RedirectPolicy {
+            allocations_threshold: 0,
+            bps_threshold: 1000,
+            ..p
+        };
+        assert!(!p.over(1_000_000, 999));
+        assert!(p.over(0, 1000));
     }
 }

@@ -190,6 +190,15 @@ impl CoreConfig {
 }
 
 impl CoreConfig {
+    /// This config accepting REST credentials signed with `secret` too
+    /// (the admin self-test page's, drawn at start and never configured).
+    pub fn with_selftest_secret(mut self, secret: Option<&str>) -> Self {
+        if let Some(secret) = secret {
+            self.credentials = self.credentials.with_extra_rest_secret(secret.to_owned());
+        }
+        self
+    }
+
     /// The limits of unauthenticated answers, per source and per prefix.
     pub fn rate_limits(&self) -> Limits {
         Limits {
@@ -297,6 +306,10 @@ pub struct Server {
     pub(super) tcp: super::tcp_relay::Local,
     /// Usage records waiting for a kernel fast path's last counts.
     pub(super) kernel_usage: KernelUsage,
+    /// When the allocations' counters were last sampled for their rate,
+    /// and this worker's share of the node's rate then.
+    rate_sampled: Option<Instant>,
+    rate_share: super::rate::Share,
 }
 
 /// Relayed packets and bytes, not yet in the metrics.
@@ -336,6 +349,8 @@ impl Server {
         let shaper = Shaper::new(cfg.caps, cfg.workers);
         Server {
             shaper,
+            rate_sampled: None,
+            rate_share: Default::default(),
             cfg,
             metrics,
             rng,
@@ -428,7 +443,40 @@ impl Server {
 
     /// When [`Server::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        let sample = self
+            .rate_sampled
+            .filter(|_| !self.allocations.is_empty() || self.rate_share != Default::default())
+            .map(|t| t + super::rate::SAMPLE_INTERVAL);
+        match (self.timers.next(), sample) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Samples every allocation's counters for its rate, once per
+    /// [`super::rate::SAMPLE_INTERVAL`], and publishes this worker's share
+    /// of the node's rate.
+    fn sample_rates(&mut self, now: Instant) {
+        if self
+            .rate_sampled
+            .is_some_and(|t| now.saturating_duration_since(t) < super::rate::SAMPLE_INTERVAL)
+        {
+            return;
+        }
+        self.rate_sampled = Some(now);
+        let (mut up, mut down) = (0.0, 0.0);
+        for a in self.allocations.values_mut() {
+            a.rate.record(now, a.usage);
+            let r = a.rate.rate();
+            up += r.sent.bytes_per_s;
+            down += r.received.bytes_per_s;
+        }
+        let share = super::rate::Share {
+            client_to_peer: up as u64,
+            peer_to_client: down as u64,
+        };
+        self.global.rate.update(self.rate_share, share);
+        self.rate_share = share;
     }
 
     /// Whether an audit line about `ft`'s source may be written now:
@@ -829,6 +877,7 @@ impl Server {
     /// Expires whatever is due at `now`, and flushes the relay counters.
     pub fn handle_timeout(&mut self, now: Now, relays: &mut dyn RelaySockets) {
         self.flush_metrics();
+        self.sample_rates(now.instant);
         self.shaper.prune(now.instant);
         while let Some(timer) = self.timers.pop_due(now.instant) {
             match timer {

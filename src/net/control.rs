@@ -48,6 +48,8 @@ pub struct Supervisor {
     pub config_tx: watch::Sender<Arc<CoreConfig>>,
     pub phase_tx: watch::Sender<Phase>,
     pub log_reload: Option<LogReload>,
+    /// The self-test page's secret, kept across reloads.
+    pub selftest_secret: Option<String>,
 }
 
 /// The signals turnd handles, registered before it says it is ready (a
@@ -191,7 +193,8 @@ impl Supervisor {
         if let (Some(level), Some(set)) = (&filter, &self.log_reload) {
             set(level).map_err(|e| anyhow::anyhow!("log.level {level:?}: {e}"))?;
         }
-        let core = CoreConfig::from_config(&new, self.advertised, &self.own);
+        let core = CoreConfig::from_config(&new, self.advertised, &self.own)
+            .with_selftest_secret(self.selftest_secret.as_deref());
         self.config_tx.send_replace(Arc::new(core));
         *self
             .process

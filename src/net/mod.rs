@@ -167,6 +167,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     if core_cfg.credentials.is_empty() {
         warn!("no [[users]] and no [rest] secrets configured: answering STUN Binding only, refusing every allocation");
     }
+    // The self-test page's credentials, accepted while the admin API is on.
+    let selftest_secret = (cfg.admin.listen.is_some() && cfg.admin.token_file.is_some())
+        .then(crate::selftest::fresh_secret);
+    core_cfg = core_cfg.with_selftest_secret(selftest_secret.as_deref());
     let process = Arc::new(Process {
         metrics: metrics.clone(),
         reserved: Mutex::default(),
@@ -222,11 +226,18 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let admin = match (&admin_listener, &cfg.admin.token_file) {
-        (Some(_), Some(token)) => Some(Arc::new(crate::admin::Admin::new(
+    let admin = match (&admin_listener, &cfg.admin.token_file, &selftest_secret) {
+        (Some(_), Some(token), Some(secret)) => Some(Arc::new(crate::admin::Admin::new(
             token,
             &cfg.admin.state_dir,
             admin_senders,
+            crate::selftest::SelfTest::new(
+                secret.clone(),
+                cfg.rest.max_ttl_s,
+                cfg.admin.selftest_host.as_deref(),
+                advertised,
+                (&udp_addrs, &tcp_addrs, &tls_addrs),
+            ),
         )?)),
         _ => None,
     };
@@ -303,6 +314,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             config_tx,
             phase_tx,
             log_reload: opts.log_reload.clone(),
+            selftest_secret,
         };
         supervisor.run(signals).await
     });

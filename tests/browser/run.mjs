@@ -7,6 +7,11 @@
 //                --username alice --credential secret [--count 50]
 //                [--timeout-ms 15000] [--home DIR] [--chromium /usr/bin/chromium]
 //                [--ignore-certificate-errors]
+//   node run.mjs --mode selftest --page-url http://127.0.0.1:9642/selftest/#token=T
+//
+// --mode selftest opens turnd's own self-test page (served by the admin
+// listener) and prints its #summary JSON, the <body> data-state and
+// data-result, and the URL of every request the page made.
 //
 // --home becomes Chromium's $HOME, so it reads the NSS database in
 // DIR/.pki/nssdb (where the test puts its CA); without it a fresh empty one
@@ -23,6 +28,7 @@ const { values: args } = parseArgs({
   options: {
     mode: { type: "string", default: "exchange" },
     url: { type: "string" },
+    "page-url": { type: "string" },
     username: { type: "string" },
     credential: { type: "string" },
     count: { type: "string", default: "50" },
@@ -32,11 +38,12 @@ const { values: args } = parseArgs({
     "ignore-certificate-errors": { type: "boolean", default: false },
   },
 });
-if (!args.url || args.username === undefined || args.credential === undefined) {
-  console.error("run.mjs: --url, --username and --credential are required");
+if (args.mode === "selftest" ? !args["page-url"]
+    : !args.url || args.username === undefined || args.credential === undefined) {
+  console.error("run.mjs: --url, --username and --credential (or --page-url) are required");
   process.exit(64);
 }
-if (!["exchange", "gather"].includes(args.mode)) {
+if (!["exchange", "gather", "selftest"].includes(args.mode)) {
   console.error(`run.mjs: unknown --mode ${args.mode}`);
   process.exit(64);
 }
@@ -64,6 +71,25 @@ const flags = [
 ];
 if (args["ignore-certificate-errors"]) flags.push("--ignore-certificate-errors");
 
+// turnd's self-test page: waits until it says it is done (or failed).
+async function selftest(page) {
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  await page.goto(args["page-url"], { timeout: timeoutMs });
+  await page.waitForFunction(
+    () => ["done", "error"].includes(document.body?.dataset.state),
+    null,
+    { timeout: 2 * timeoutMs - 1000 },
+  );
+  return page.evaluate((requests) => ({
+    state: document.body.dataset.state,
+    result: document.body.dataset.result ?? null,
+    summary: JSON.parse(document.getElementById("summary").textContent),
+    location: location.href,
+    requests,
+  }), requests);
+}
+
 let context;
 const deadline = setTimeout(async () => {
   console.error(`run.mjs: no result within ${2 * timeoutMs} ms; closing the browser`);
@@ -85,17 +111,22 @@ try {
   const consoleLines = [];
   page.on("console", (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => consoleLines.push(`pageerror: ${e}`));
-  const here = dirname(fileURLToPath(import.meta.url));
-  await page.goto(pathToFileURL(join(here, "page.html")).href, { timeout: timeoutMs });
-  const opts = {
-    iceServer: { urls: args.url, username: args.username, credential: args.credential },
-    count,
-    timeoutMs,
-  };
-  const result = await page.evaluate(
-    ([mode, o]) => (mode === "gather" ? window.turnd.gatherOnly(o) : window.turnd.exchange(o)),
-    [args.mode, opts],
-  );
+  let result;
+  if (args.mode === "selftest") {
+    result = await selftest(page);
+  } else {
+    const here = dirname(fileURLToPath(import.meta.url));
+    await page.goto(pathToFileURL(join(here, "page.html")).href, { timeout: timeoutMs });
+    const opts = {
+      iceServer: { urls: args.url, username: args.username, credential: args.credential },
+      count,
+      timeoutMs,
+    };
+    result = await page.evaluate(
+      ([mode, o]) => (mode === "gather" ? window.turnd.gatherOnly(o) : window.turnd.exchange(o)),
+      [args.mode, opts],
+    );
+  }
   result.browser = context.browser()?.version() ?? null;
   result.console = consoleLines;
   console.log(JSON.stringify(result));

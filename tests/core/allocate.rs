@@ -1087,6 +1087,7 @@ fn allocations_over_the_threshold_are_redirected_round_robin() {
     let mut cfg = config();
     cfg.redirect = RedirectPolicy {
         allocations_threshold: 1,
+        bps_threshold: 0,
         alternates: vec![
             alt("203.0.113.1:3478", None),
             alt("[2001:db8::1]:3478", Some("v6.example.com")),

@@ -533,3 +533,189 @@ fn turns_with_an_untrusted_ca_is_refused_by_chromium() {
     );
     assert_eq!(scrape.sum("turnd_allocations_created_total"), 0.0);
 }
+
+/// The admin token of the self-test page tests.
+const ADMIN_TOKEN: &str = "browser-test-admin-token-0123456789";
+
+/// What `run.mjs --mode selftest` prints: turnd's self-test page once done.
+#[derive(Debug, Deserialize)]
+struct SelfTestRun {
+    state: String,
+    result: Option<String>,
+    summary: SelfTestSummary,
+    location: String,
+    requests: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SelfTestSummary {
+    username: String,
+    transports: Vec<Probe>,
+    round_trip: RoundTrip,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Probe {
+    transport: String,
+    url: Option<String>,
+    status: String,
+    candidate: Option<String>,
+    relay_protocol: Option<String>,
+    errors: Vec<CandidateError>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoundTrip {
+    status: String,
+    rtt_ms: Vec<f64>,
+    selected: Option<serde_json::Value>,
+}
+
+/// Opens the self-test page of a daemon started with `toml` plus an
+/// `[admin]` table, the token in the URL fragment.
+fn run_selftest(
+    browser: &Browser,
+    toml: &str,
+    home: Option<&Path>,
+    token_in_query: bool,
+) -> (Daemon, SelfTestRun) {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let token = dir.path().join("admin.token");
+    fs::write(&token, ADMIN_TOKEN).expect("write the token");
+    let q = |p: PathBuf| serde_json::to_string(p.to_str().expect("UTF-8 path")).expect("quote");
+    let toml = format!(
+        "{toml}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = {}\nstate_dir = {}\n",
+        q(token),
+        q(dir.path().join("state"))
+    );
+    let daemon = Daemon::start(&toml);
+    let admin = daemon.bound().admin.expect("admin API bound");
+    // The token in the fragment (never sent), or in the query.
+    let page = if token_in_query {
+        format!("http://{admin}/selftest/?token={ADMIN_TOKEN}&timeout_ms=10000")
+    } else {
+        format!("http://{admin}/selftest/?timeout_ms=10000#token={ADMIN_TOKEN}")
+    };
+    let out: SelfTestRun = browser.run(&["--mode", "selftest", "--page-url", &page], home);
+    // The token never leaves the page (from the fragment): not in a
+    // request, not in the address bar, not in turnd's log.
+    let requests = out.requests.iter().skip(usize::from(token_in_query));
+    for url in requests.chain([&out.location]) {
+        assert!(!url.contains(ADMIN_TOKEN), "the token in {url}");
+    }
+    assert!(
+        !daemon.stderr().contains(ADMIN_TOKEN),
+        "the token in turnd's log"
+    );
+    assert!(
+        out.summary.username.ends_with(":turnd-selftest"),
+        "{out:#?}"
+    );
+    (daemon, out)
+}
+
+fn probe<'a>(out: &'a SelfTestRun, transport: &str) -> &'a Probe {
+    out.summary
+        .transports
+        .iter()
+        .find(|p| p.transport == transport)
+        .unwrap_or_else(|| panic!("no {transport} in {out:#?}"))
+}
+
+/// Every offered transport passes, TLS shows as not offered, and the data
+/// channel round trip passes: the page says "passed".
+#[test]
+fn selftest_page_passes_over_udp_and_tcp_and_shows_tls_not_offered() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    let (daemon, out) = run_selftest(
+        &browser,
+        &config(&[Transport::Udp, Transport::Tcp], None),
+        None,
+        false,
+    );
+    assert_eq!(out.state, "done", "{out:#?}");
+    assert_eq!(out.result.as_deref(), Some("passed"), "{out:#?}");
+    for t in [Transport::Udp, Transport::Tcp] {
+        let p = probe(&out, t.label());
+        assert_eq!(p.status, "passed", "{out:#?}");
+        assert_eq!(p.url.as_deref(), Some(turn_url(&daemon, t).as_str()));
+        let candidate = p.candidate.as_deref().unwrap_or_default();
+        assert!(candidate.contains(" typ relay"), "{p:?}");
+        assert_eq!(p.relay_protocol.as_deref(), Some(t.label()), "{p:?}");
+    }
+    let tls = probe(&out, "tls");
+    assert_eq!(
+        (tls.status.as_str(), tls.url.as_deref()),
+        ("not_offered", None)
+    );
+    assert_eq!(probe(&out, "stun").status, "passed", "{out:#?}");
+    assert_eq!(out.summary.round_trip.status, "passed", "{out:#?}");
+    assert_eq!(out.summary.round_trip.rtt_ms.len(), 3, "{out:#?}");
+    assert!(out.summary.round_trip.selected.is_some());
+    // turnd saw the page's allocations: both probes and both round-trip
+    // peers, with the page's own credential.
+    let scrape = daemon.scrape();
+    assert!(scrape.sum("turnd_allocations_created_total") >= 4.0);
+}
+
+/// A `turns:` listener whose certificate the browser does not trust fails
+/// (icecandidateerror 701) while UDP and TCP pass: the page names the
+/// failed transport and its error, and says "failed".
+#[test]
+fn selftest_page_reports_a_failing_tls_transport_with_its_error() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    let pki = Pki::new();
+    let all = [Transport::Udp, Transport::Tcp, Transport::Tls];
+    // No CA in Chromium's (empty) NSS database: TLS cannot verify.
+    let (daemon, out) = run_selftest(&browser, &config(&all, Some(&pki)), None, false);
+    assert_eq!(out.state, "done", "{out:#?}");
+    assert_eq!(out.result.as_deref(), Some("failed"), "{out:#?}");
+    let tls = probe(&out, "tls");
+    assert_eq!(tls.status, "failed", "{out:#?}");
+    assert_eq!(
+        tls.url.as_deref(),
+        Some(turn_url(&daemon, Transport::Tls).as_str())
+    );
+    assert!(tls.candidate.is_none());
+    assert!(tls.errors.iter().any(|e| e.error_code == 701), "{tls:?}");
+    assert!(
+        tls.reason.as_deref().unwrap_or_default().contains("701"),
+        "{tls:?}"
+    );
+    for t in ["udp", "tcp", "stun"] {
+        assert_eq!(probe(&out, t).status, "passed", "{out:#?}");
+    }
+    // The round trip uses the transports that work.
+    assert_eq!(out.summary.round_trip.status, "passed", "{out:#?}");
+}
+
+/// With the test CA trusted, `turns:` passes too, its candidate reached
+/// over TLS.
+#[test]
+fn selftest_page_passes_over_turns_with_a_trusted_ca() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    let pki = Pki::new();
+    let Some(home) = pki.trusting_home() else {
+        return;
+    };
+    let all = [Transport::Udp, Transport::Tcp, Transport::Tls];
+    let (daemon, out) = run_selftest(&browser, &config(&all, Some(&pki)), Some(&home), true);
+    assert_eq!(out.result.as_deref(), Some("passed"), "{out:#?}");
+    let tls = probe(&out, "tls");
+    assert_eq!(tls.status, "passed", "{out:#?}");
+    assert_eq!(tls.relay_protocol.as_deref(), Some("tls"), "{tls:?}");
+    assert_eq!(
+        tls.url.as_deref(),
+        Some(turn_url(&daemon, Transport::Tls).as_str())
+    );
+}
