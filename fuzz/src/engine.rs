@@ -175,6 +175,8 @@ pub fn config() -> CoreConfig {
         caps: Default::default(),
         // The fake kernel below has two workers.
         workers: 2,
+        tcp_connections_per_allocation: 4,
+        tcp_connect_timeout: Duration::from_secs(30),
     }
 }
 

@@ -70,6 +70,14 @@ pub const DEFAULT_ALLOCATIONS_TOTAL: u32 = 10_000;
 pub const DEFAULT_PERMISSIONS_PER_ALLOCATION: u32 = 64;
 /// `quota.channels_per_allocation`.
 pub const DEFAULT_CHANNELS_PER_ALLOCATION: u32 = 64;
+/// `quota.tcp_connections_per_allocation`: RFC 6062 peer connections one
+/// TCP allocation may have at once.
+pub const DEFAULT_TCP_CONNECTIONS_PER_ALLOCATION: u32 = 32;
+/// `allocation.tcp_connect_timeout_s`: how long a Connect (RFC 6062 §5.2)
+/// tries to reach the peer before answering 447.
+pub const DEFAULT_TCP_CONNECT_TIMEOUT_S: u32 = 30;
+/// RFC 6062 §5.2: the connect timeout "MUST be at least 30 seconds".
+pub const MIN_TCP_CONNECT_TIMEOUT_S: u32 = 30;
 /// Channel numbers 0x4000..=0x7FFF (RFC 8656 §12): the most channels one
 /// allocation can have.
 pub const MAX_CHANNELS_PER_ALLOCATION: u32 = 0x4000;
@@ -304,6 +312,10 @@ pub struct Quota {
     pub max_bps_per_user: u64,
     /// The same for the whole server; past it new Allocates get 508 (or 300).
     pub bps_capacity: u64,
+    /// Peer connections (RFC 6062 Connect or ConnectionAttempt) one TCP
+    /// allocation may have at once.
+    #[serde(deserialize_with = "de_at_least_1")]
+    pub tcp_connections_per_allocation: u32,
 }
 
 impl Default for Quota {
@@ -318,6 +330,7 @@ impl Default for Quota {
             max_bps_per_allocation: 0,
             max_bps_per_user: 0,
             bps_capacity: 0,
+            tcp_connections_per_allocation: DEFAULT_TCP_CONNECTIONS_PER_ALLOCATION,
         }
     }
 }
@@ -332,6 +345,9 @@ pub struct AllocationTimers {
     pub max_lifetime_s: u32,
     #[serde(deserialize_with = "de_at_least_1")]
     pub nonce_lifetime_s: u32,
+    /// How long a Connect (RFC 6062 §5.2) tries to reach its peer; at
+    /// least 30 (checked in `validate`).
+    pub tcp_connect_timeout_s: u32,
 }
 
 impl Default for AllocationTimers {
@@ -340,6 +356,7 @@ impl Default for AllocationTimers {
             default_lifetime_s: DEFAULT_LIFETIME_S,
             max_lifetime_s: DEFAULT_MAX_LIFETIME_S,
             nonce_lifetime_s: DEFAULT_NONCE_LIFETIME_S,
+            tcp_connect_timeout_s: DEFAULT_TCP_CONNECT_TIMEOUT_S,
         }
     }
 }
@@ -712,6 +729,10 @@ impl Config {
             ("allocations_total", q.allocations_total),
             ("permissions_per_allocation", q.permissions_per_allocation),
             ("channels_per_allocation", q.channels_per_allocation),
+            (
+                "tcp_connections_per_allocation",
+                q.tcp_connections_per_allocation,
+            ),
         ] {
             if value == 0 {
                 return Err(format!("quota.{key} must be at least 1"));
@@ -739,6 +760,13 @@ impl Config {
             return Err(format!(
                 "allocation.max_lifetime_s ({}) must be ≥ allocation.default_lifetime_s ({})",
                 a.max_lifetime_s, a.default_lifetime_s
+            ));
+        }
+        if a.tcp_connect_timeout_s < MIN_TCP_CONNECT_TIMEOUT_S {
+            return Err(format!(
+                "allocation.tcp_connect_timeout_s ({}) must be at least \
+                 {MIN_TCP_CONNECT_TIMEOUT_S} (RFC 6062 §5.2)",
+                a.tcp_connect_timeout_s
             ));
         }
         Ok(())

@@ -388,6 +388,17 @@ fn quotas_and_lifetimes_must_be_positive_and_ordered() {
 }
 
 #[test]
+fn tcp_connect_timeout_is_at_least_30_s() {
+    let e = err("[allocation]\ntcp_connect_timeout_s = 5\n");
+    assert!(
+        e.contains("allocation.tcp_connect_timeout_s (5) must be at least 30 (RFC 6062 §5.2)"),
+        "{e}"
+    );
+    let e = err("[quota]\ntcp_connections_per_allocation = 0\n");
+    assert!(e.contains("tcp_connections_per_allocation"), "{e}");
+}
+
+#[test]
 fn http_can_move_or_be_disabled() {
     assert_eq!(parse("[http]\nenabled = false\n").http.listen, None);
     let c = parse("[http]\nlisten = \"[::1]:9000\"\n");

@@ -84,7 +84,8 @@ impl Server {
         };
         let nonce_ok =
             self.nonce_key
-                .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s);
+                .is_valid(nonce, now.unix_secs, ft.client, self.cfg.nonce_lifetime_s)
+                || self.connection_bind_nonce_ok(now, req, nonce);
         // Bid-down protection (§9.2.4): what the request says it chose must
         // be what this server offered.
         let Ok(algorithm) = sha256::choose(

@@ -13,6 +13,9 @@
 //! expires, closes or is shut down (drain timeout, SIGTERM), or a reload
 //! denies the peer. Each live binding is installed once; a removal always
 //! follows an installation.
+//!
+//! The `Tcp*` commands carry RFC 6062 peer connections (see
+//! [`super::tcp_relay`]); the kernel path ignores them.
 
 use std::net::SocketAddr;
 
@@ -37,4 +40,19 @@ pub enum Command {
     ChannelInstalled(ChannelBinding),
     /// The engine no longer relays this channel.
     ChannelRemoved(ChannelBinding),
+    /// Connect to `peer` from the TCP relay address `relay` within
+    /// `timeout`, and report with [`super::Server::tcp_connected`] (RFC 6062
+    /// §5.2).
+    TcpConnect {
+        id: u32,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        timeout: std::time::Duration,
+    },
+    /// Close peer connection `id`, and its client data connection if bound.
+    TcpClose(u32),
+    /// Client data connection `data` carries peer connection `id`'s bytes
+    /// from now on (RFC 6062 §5.4), once the ConnectionBind success queued
+    /// for it is written.
+    TcpBind { id: u32, data: FiveTuple },
 }

@@ -20,6 +20,8 @@ pub enum Timer {
     /// A channel binding lapses (RFC 8656 §12): it leaves the kernel path.
     ChannelLapse(FiveTuple, u16),
     Reservation(u64),
+    /// A peer connection waits 30 s for its ConnectionBind (RFC 6062 §5.3).
+    TcpBind(u32),
 }
 
 /// The index: each timer once, ordered by when it fires.

@@ -76,6 +76,14 @@ pub struct Global {
     /// as exceeded; written only when a packet is dropped for it, and then
     /// at most once a second per worker.
     saturated_until: AtomicU64,
+    /// RFC 6062 peer connections, by CONNECTION-ID: a ConnectionBind may
+    /// reach another worker than its allocation's.
+    pub tcp: super::tcp_relay::Registry,
+    /// The key every worker signs nonces with: one per process, so that a
+    /// nonce stays valid whichever worker a client's next connection
+    /// reaches (an RFC 6062 ConnectionBind reuses the control
+    /// connection's).
+    pub nonce_key: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl Default for Global {
@@ -85,6 +93,8 @@ impl Default for Global {
             redirect_turn: RoundRobin::default(),
             rate: Default::default(),
             saturated_until: AtomicU64::new(0),
+            tcp: Default::default(),
+            nonce_key: Default::default(),
             inner: Mutex::default(),
             limiter: (0..LIMITER_SHARDS)
                 .map(|_| Mutex::new(Limiter::new(Limits::default())))

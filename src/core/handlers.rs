@@ -8,7 +8,7 @@ use std::time::Duration;
 use stun::attributes::*;
 use stun::message::{
     Method, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_BINDING, METHOD_CHANNEL_BIND,
-    METHOD_CREATE_PERMISSION, METHOD_REFRESH,
+    METHOD_CONNECT, METHOD_CONNECTION_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH,
 };
 use tracing::{debug, info};
 
@@ -26,7 +26,7 @@ use super::redirect::Alternate;
 use super::server::{
     Server, CHANNEL_LIFETIME, CHANNEL_QUARANTINE, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
 };
-use super::{FiveTuple, Now, RelaySockets};
+use super::{tcp_relay, FiveTuple, Now, RelaySockets};
 use crate::metrics::RESULT_SUCCESS;
 
 /// Channel numbers a client may bind: RFC 8656 §12 allows 0x4000-0x4FFF;
@@ -44,6 +44,8 @@ fn method_label(method: Method) -> &'static str {
         METHOD_REFRESH => "refresh",
         METHOD_CREATE_PERMISSION => "create_permission",
         METHOD_CHANNEL_BIND => "channel_bind",
+        METHOD_CONNECT => "connect",
+        METHOD_CONNECTION_BIND => "connection_bind",
         _ => "other",
     }
 }
@@ -58,6 +60,8 @@ pub(super) fn serves(method: Method) -> bool {
             | METHOD_REFRESH
             | METHOD_CREATE_PERMISSION
             | METHOD_CHANNEL_BIND
+            | METHOD_CONNECT
+            | METHOD_CONNECTION_BIND
     )
 }
 
@@ -121,9 +125,20 @@ impl Server {
                 match method {
                     METHOD_ALLOCATE => self.allocate(now, ft, req, authed, relays),
                     METHOD_REFRESH => self.refresh(now, ft, req, authed, relays),
+                    METHOD_CHANNEL_BIND if self.is_tcp_allocation(&ft) => {
+                        // No channels on a TCP allocation (RFC 6062 §5.1).
+                        Err(reject(400, authed.key))
+                    }
                     METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND => {
                         self.peer_request(now, ft, req, authed, method)
                     }
+                    METHOD_CONNECT => match self.connect(now, ft, req, authed) {
+                        // Answered once the shell's connect ends.
+                        Ok(None) => return None,
+                        Ok(Some(bytes)) => Ok(bytes),
+                        Err(r) => Err(r),
+                    },
+                    METHOD_CONNECTION_BIND => self.connection_bind(now, ft, req, authed),
                     // Only methods that `serves` reach here.
                     _ => Err(reject(400, authed.key)),
                 }
@@ -267,12 +282,16 @@ impl Server {
             let code = self.quota_rejected(now, ft, &authed.username, "bandwidth", 508);
             return Err(reject(code, key));
         }
-        match req.get(ATTR_REQUESTED_TRANSPORT) {
+        let tcp = match req.get(ATTR_REQUESTED_TRANSPORT) {
             None => return Err(reject(400, key)),
             Some(v) if v.len() != 4 => return Err(reject(400, key)),
-            Some(v) if v[0] != PROTO_UDP => return Err(reject(442, key)),
-            Some(_) => {}
-        }
+            Some(v) if v[0] == PROTO_UDP => false,
+            Some(v) if v[0] == tcp_relay::PROTO_TCP => {
+                tcp_relay::check_allocate(ft, req).map_err(|c| reject(c, key))?;
+                true
+            }
+            Some(_) => return Err(reject(442, key)),
+        };
         let token = req.get(ATTR_RESERVATION_TOKEN);
         let even = req.get(ATTR_EVEN_PORT);
         let family = req.get(ATTR_REQUESTED_ADDRESS_FAMILY);
@@ -316,7 +335,13 @@ impl Server {
                 self.admit(now, ft, &user, &authed.username)
                     .map_err(|code| reject(code, key))?;
                 let ip = self.relay_ip_of(plan.first).bind;
-                match self.relay_port(now, ft, even, &user, ip, relays) {
+                let port = if tcp {
+                    let mut listening = tcp_relay::Listening(relays);
+                    self.relay_port(now, ft, even, &user, ip, &mut listening)
+                } else {
+                    self.relay_port(now, ft, even, &user, ip, relays)
+                };
+                match port {
                     Ok((port, t)) => (SocketAddr::new(ip, port), t),
                     Err(code) => {
                         self.global.release(&user);
@@ -330,7 +355,13 @@ impl Server {
         let mut unserved = plan.unserved.map(|f| (f, 440));
         let second = plan.second.and_then(|f| {
             let r = self.relay_ip_of(f);
-            match self.second_port(now, ft, even, &authed.username, r.bind, relays) {
+            let port = if tcp {
+                let mut listening = tcp_relay::Listening(relays);
+                self.second_port(now, ft, even, &authed.username, r.bind, &mut listening)
+            } else {
+                self.second_port(now, ft, even, &authed.username, r.bind, relays)
+            };
+            match port {
                 Ok(port) => Some(Relayed {
                     relay: SocketAddr::new(r.bind, port),
                     advertised: SocketAddr::new(r.advertised, port),
@@ -382,6 +413,9 @@ impl Server {
         self.by_relay_port.insert(relay.port(), ft);
         if let Some(r) = second {
             self.by_relay_port.insert(r.relay.port(), ft);
+        }
+        if tcp {
+            self.tcp.allocations.insert(ft);
         }
         self.allocations.insert(
             ft,
@@ -636,19 +670,20 @@ impl Server {
         Ok(message::finish(m, Some(&key), req.has_fingerprint))
     }
 
-    /// Checks a peer against the allocation's families (443 when it has
-    /// no relayed address of the peer's family) and the peer policy, which
-    /// judges IPv4 and IPv6 peers alike.
+    /// Checks a peer against the allocation's families and the peer
+    /// policy, which judges IPv4 and IPv6 peers alike. `relay` is the
+    /// allocation's relayed address of the peer's family
+    /// ([`Allocation::relay_for`]); none is 443.
     fn check_peer(
         &self,
         now: Now,
         ft: FiveTuple,
         user: &str,
-        alloc: &Allocation,
+        relay: Option<SocketAddr>,
         peer: SocketAddr,
         key: Key,
     ) -> Result<IpAddr, Reject> {
-        if alloc.relay_for(peer).is_none() {
+        if relay.is_none() {
             return Err(reject(443, key));
         }
         let ip = canonical(peer.ip());
@@ -668,6 +703,30 @@ impl Server {
             return Err(reject(403, key));
         }
         Ok(ip)
+    }
+
+    /// [`Server::check_peer`] for a peer transport address (ChannelBind,
+    /// Connect): not one of our listeners, nor a port of our relay address
+    /// that turnd does not hold. Returns it canonical.
+    pub(super) fn check_peer_port(
+        &self,
+        now: Now,
+        ft: FiveTuple,
+        user: &str,
+        relay: Option<SocketAddr>,
+        peer: SocketAddr,
+        key: Key,
+    ) -> Result<SocketAddr, Reject> {
+        let ip = self.check_peer(now, ft, user, relay, peer, key)?;
+        if self.is_own_listener(peer) || !self.own_relay_port_ok(peer) {
+            self.metrics
+                .peer_denied
+                .with_label_values(&["own_address"])
+                .inc();
+            self.audit_peer(now, ft, user, peer, "own_address");
+            return Err(reject(403, key));
+        }
+        Ok(SocketAddr::new(ip, peer.port()))
     }
 
     /// CreatePermission or ChannelBind. One aimed at turnd's own relay
@@ -730,7 +789,8 @@ impl Server {
         let mut ips = Vec::new();
         for value in req.get_all(ATTR_XOR_PEER_ADDRESS) {
             let peer = req.xor_address(value).ok_or_else(|| reject(400, key))?;
-            ips.push(self.check_peer(now, ft, &authed.username, alloc, peer, key)?);
+            let relay = alloc.relay_for(peer);
+            ips.push(self.check_peer(now, ft, &authed.username, relay, peer, key)?);
         }
         if ips.is_empty() {
             return Err(reject(400, key));
@@ -783,16 +843,9 @@ impl Server {
         if !CHANNEL_NUMBERS.contains(&number) {
             return Err(reject(400, key));
         }
-        let ip = self.check_peer(now, ft, &authed.username, alloc, peer, key)?;
-        if self.is_own_listener(peer) || !self.own_relay_port_ok(peer) {
-            self.metrics
-                .peer_denied
-                .with_label_values(&["own_address"])
-                .inc();
-            self.audit_peer(now, ft, &authed.username, peer, "own_address");
-            return Err(reject(403, key));
-        }
-        let peer = SocketAddr::new(ip, peer.port());
+        let peer =
+            self.check_peer_port(now, ft, &authed.username, alloc.relay_for(peer), peer, key)?;
+        let ip = peer.ip();
         // A number bound to another peer, or a peer bound to another number,
         // is refused, including during the quarantine after expiry.
         if alloc.channels.get(&number).is_some_and(|c| c.peer != peer)

@@ -92,7 +92,7 @@ impl Server {
         if let Some(alloc) = self
             .allocations
             .get_mut(&binding.client)
-            .filter(|a| a.relay == binding.relay)
+            .filter(|a| a.relays().any(|r| r.relay == binding.relay))
         {
             add(&mut alloc.usage);
             return;

@@ -98,6 +98,7 @@ pub const KNOWN_REQUIRED: &[AttrType] = &[
     ATTR_MESSAGE_INTEGRITY_SHA256,
     ATTR_PASSWORD_ALGORITHM,
     ATTR_USERHASH,
+    stun::attributes::ATTR_CONNECTION_ID,
 ];
 
 /// True when turnd understands attribute type `t` or need not (optional).
@@ -376,6 +377,8 @@ pub fn reason_phrase(code: u16) -> &'static str {
         441 => "Wrong Credentials",
         442 => "Unsupported Transport Protocol",
         443 => "Peer Address Family Mismatch",
+        446 => "Connection Already Exists",
+        447 => "Connection Timeout or Failure",
         486 => "Allocation Quota Reached",
         508 => "Insufficient Capacity",
         _ => "Server Error",

@@ -1,4 +1,4 @@
-//! The sans-IO STUN/TURN engine (RFC 8489, RFC 8656, RFC 6156).
+//! The sans-IO STUN/TURN engine (RFC 8489, RFC 8656, RFC 6156, RFC 6062).
 //!
 //! Nothing in here opens a socket, spawns a task or reads a clock: the shell
 //! in [`crate::net`] feeds datagrams with their source and the current time
@@ -36,6 +36,8 @@ pub mod rate_limit;
 pub mod redact;
 pub mod redirect;
 pub mod server;
+pub mod tcp_connections;
+pub mod tcp_relay;
 
 use std::io;
 use std::net::SocketAddr;
@@ -190,4 +192,11 @@ pub trait RelaySockets {
     /// at `addr` sends (DONT-FRAGMENT, RFC 8656 §7.2); an error means the
     /// platform cannot, and the Allocate gets 420.
     fn dont_fragment(&mut self, addr: SocketAddr) -> io::Result<()>;
+    /// Binds a listening TCP relay socket at `addr` for a TCP allocation
+    /// (RFC 6062 §5.1) and accepts peers on it; [`RelaySockets::close`]
+    /// closes it. Shells without TCP relaying refuse.
+    fn open_tcp(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let _ = addr;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }

@@ -99,6 +99,10 @@ pub struct CoreConfig {
     /// Worker threads sharing the per-user and server caps (set by the
     /// shell; a reload keeps it).
     pub workers: usize,
+    /// Peer connections (RFC 6062) one TCP allocation may have at once.
+    pub tcp_connections_per_allocation: usize,
+    /// How long the shell tries to connect to a peer for a Connect.
+    pub tcp_connect_timeout: Duration,
 }
 
 impl CoreConfig {
@@ -211,6 +215,8 @@ impl CoreConfig {
                 capacity: cfg.quota.bps_capacity,
             },
             workers: 1,
+            tcp_connections_per_allocation: cfg.quota.tcp_connections_per_allocation as usize,
+            tcp_connect_timeout: Duration::from_secs(cfg.allocation.tcp_connect_timeout_s.into()),
         }
     }
 }
@@ -342,6 +348,8 @@ pub struct Server {
     pub(super) commands: Vec<Command>,
     /// This worker's share of the bandwidth caps.
     pub(super) shaper: Shaper,
+    /// TCP allocations and Connects in flight (RFC 6062).
+    pub(super) tcp: super::tcp_relay::Local,
     /// Usage records waiting for a kernel fast path's last counts.
     pub(super) kernel_usage: KernelUsage,
     /// When the allocations' counters were last sampled for their rate,
@@ -382,7 +390,7 @@ impl Server {
         seed: [u8; 32],
     ) -> Self {
         let mut rng = StdRng::from_seed(seed);
-        let nonce_key = NonceKey::new(rand::Rng::gen(&mut rng));
+        let nonce_key = NonceKey::new(*global.nonce_key.get_or_init(|| rand::Rng::gen(&mut rng)));
         let redact = Redactor::new(cfg.redact_logs.then(|| rand::Rng::gen(&mut rng)));
         let ports = Ports::new(cfg.port_low, cfg.port_high);
         global.set_rate_limit(cfg.rate_limits());
@@ -409,6 +417,7 @@ impl Server {
             revoked: Default::default(),
             installed: BTreeMap::new(),
             commands: Vec::new(),
+            tcp: Default::default(),
             kernel_usage: KernelUsage::default(),
         }
     }
@@ -461,8 +470,10 @@ impl Server {
             self.delete_allocation(now, ft, EndReason::Reload, relays);
         }
         // Peers the new policy denies: out of the kernel path first
-        // (binding_sync), then their permissions and channels end.
+        // (binding_sync), then their permissions and channels end, and
+        // their TCP connections (RFC 6062) close.
         self.withdraw_denied_peers(now.instant);
+        self.close_denied_tcp_connections();
     }
 
     /// Starts draining: every new Allocate gets 508, or 300 Try Alternate
@@ -585,8 +596,8 @@ impl Server {
                 out.push(Source::Client(five_tuple), five_tuple.client, &payload);
             }
             Inbound::Stun(mut req) => match req.class() {
-                // Requests of methods turnd does not serve (a Send request,
-                // RFC 6062's Connect) are discarded unanswered (RFC 8489 §6.3).
+                // Requests of methods turnd does not serve (a Send or Data
+                // request) are discarded unanswered (RFC 8489 §6.3).
                 CLASS_REQUEST if !handlers::serves(req.msg.typ.method) => {
                     self.drop_packet("unsupported_method")
                 }
@@ -747,7 +758,7 @@ impl Server {
     /// Behind a 1:1 NAT (`relay.external`), traffic from one of our
     /// allocations to another must not rely on the NAT hairpinning: it goes
     /// to the relay socket's local address instead (per family).
-    fn hairpin(&self, peer: SocketAddr) -> SocketAddr {
+    pub(super) fn hairpin(&self, peer: SocketAddr) -> SocketAddr {
         let cfg = &self.cfg;
         if !(cfg.port_low..=cfg.port_high).contains(&peer.port()) {
             return peer;
@@ -768,7 +779,7 @@ impl Server {
 
     /// The inverse of [`Server::hairpin`]: a datagram from one of our own
     /// relay sockets, seen at its local address, is from its advertised one.
-    fn unhairpin(&self, peer: SocketAddr) -> SocketAddr {
+    pub(super) fn unhairpin(&self, peer: SocketAddr) -> SocketAddr {
         let cfg = &self.cfg;
         if !(cfg.port_low..=cfg.port_high).contains(&peer.port()) {
             return peer;
@@ -977,6 +988,7 @@ impl Server {
                     }
                     self.sync_channel(ft, number, now.instant);
                 }
+                Timer::TcpBind(id) => self.tcp_bind_timeout(id),
                 Timer::Reservation(token) => {
                     if let Some((addr, owner)) = self.global.take_reservation(token) {
                         relays.unreserve(addr);
@@ -1021,6 +1033,7 @@ impl Server {
         }
         // Out of the kernel path first, then forgotten.
         let in_kernel = self.remove_channels_of(ft);
+        self.close_tcp_connections(ft);
         let Some(alloc) = self.allocations.remove(&ft) else {
             return;
         };

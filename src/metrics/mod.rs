@@ -41,6 +41,8 @@ pub const METHODS: &[&str] = &[
     "refresh",
     "create_permission",
     "channel_bind",
+    "connect",
+    "connection_bind",
     "other",
 ];
 /// `result` label value of a request answered with a success response; an
@@ -74,6 +76,7 @@ pub const QUOTA_KINDS: &[&str] = &[
     "channels",
     "relay_ports",
     "bandwidth",
+    "tcp_connections",
 ];
 /// `kind` label values of `turnd_log_lines_suppressed_total`.
 pub const AUDIT_KINDS: &[&str] = &["auth_failure", "quota", "peer_denied"];
@@ -205,6 +208,8 @@ pub struct Metrics {
     pub fd_exhausted: IntCounterVec,
     /// The kernel fast path's series.
     pub offload: offload::OffloadMetrics,
+    /// RFC 6062 TCP relaying.
+    pub tcp: tcp_relay::TcpRelayMetrics,
     /// The series the packet path counts, resolved once.
     hot: Hot,
 }
@@ -446,6 +451,7 @@ impl Metrics {
         );
 
         let offload = offload::OffloadMetrics::new(r);
+        let tcp = tcp_relay::TcpRelayMetrics::new(r);
 
         #[cfg(target_os = "linux")]
         register(
@@ -537,6 +543,7 @@ impl Metrics {
             ready,
             fd_exhausted,
             offload,
+            tcp,
             hot,
         }
     }
@@ -674,6 +681,7 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 pub mod text;
 
 pub mod offload;
+pub mod tcp_relay;
 
 #[cfg(test)]
 mod tests {
@@ -715,6 +723,10 @@ mod tests {
         "turnd_offload_relayed_packets_total",
         "turnd_offload_relayed_bytes_total",
         "turnd_offload_packets_total",
+        "turnd_tcp_peer_connections_total",
+        "turnd_tcp_peer_connections_failed_total",
+        "turnd_tcp_data_connections_active",
+        "turnd_tcp_relayed_bytes_total",
     ];
 
     #[test]

@@ -11,6 +11,7 @@ mod holders;
 mod icmp;
 pub mod offload;
 pub mod stream;
+pub mod tcp_relay;
 pub mod tls;
 mod udp;
 mod worker;
@@ -44,6 +45,8 @@ pub struct Process {
     pub heartbeats: control::Heartbeats,
     /// The kernel fast path, when attached.
     pub offload: Option<Arc<offload::Offload>>,
+    /// RFC 6062 peer sockets, shared: a ConnectionBind may reach any worker.
+    pub tcp: tcp_relay::Slots,
 }
 
 impl Process {
@@ -175,6 +178,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         limits: std::sync::RwLock::new(cfg.connections.clone()),
         heartbeats: control::Heartbeats::new(workers),
         offload: offload::Offload::start(&cfg, &advertised, &metrics),
+        tcp: Default::default(),
     });
     let global = Arc::new(Global::default());
     let (config_tx, config_rx) = watch::channel(Arc::new(core_cfg.clone()));

@@ -233,23 +233,56 @@ async fn serve_stream<S>(
         },
     );
     let write_timeout = Duration::from_secs(limits.write_timeout_s.into());
+    // Set once a ConnectionBind succeeds: the writer then hands its half
+    // back instead of closing it.
+    let keep_writer = Rc::new(Cell::new(false));
     let mut writer_task = tokio::task::spawn_local(write_frames(
         writer,
         rx,
         queued.clone(),
         counts.clone(),
         write_timeout,
+        keep_writer.clone(),
     ));
     debug!(client = %ft.client, transport = ft.transport.as_str(), "connection open");
 
     let mut writer_done = false;
+    let mut bound = None;
     let reason = tokio::select! {
-        reason = read_frames(worker, &mut reader, ft, limits, accepted) => reason,
+        reason = read_frames(worker, &mut reader, ft, limits, accepted, &mut bound) => reason,
         written = &mut writer_task => {
             writer_done = true;
-            written.ok().flatten()
+            written.ok().and_then(|(verdict, _)| verdict)
         }
     };
+    // A ConnectionBind that succeeded as the connection ended still
+    // releases its peer connection below.
+    let bound = bound.or_else(|| worker.take_tcp_bind(&ft).map(|id| (id, Vec::new())));
+    if let Some((id, early)) = bound {
+        // RFC 6062 §5.4: after the ConnectionBind success, raw bytes.
+        keep_writer.set(true);
+        worker.unregister_connection(&ft);
+        let writer = if writer_done {
+            None
+        } else {
+            match tokio::time::timeout(write_timeout, &mut writer_task).await {
+                Ok(Ok((_, writer))) => writer,
+                _ => {
+                    writer_task.abort();
+                    None
+                }
+            }
+        };
+        counts.refund(queued.get());
+        match writer {
+            Some(writer) => super::tcp_relay::relay(worker, id, (reader, writer), early).await,
+            None => {
+                worker.process.tcp.close(id);
+                worker.with_server(|server, _, _| server.tcp_data_closed(id));
+            }
+        }
+        return;
+    }
     if let Some(reason) = reason {
         worker
             .process
@@ -277,12 +310,16 @@ async fn serve_stream<S>(
 }
 
 /// The read loop; returns why the server cut the connection, if it did.
+/// After a successful ConnectionBind (RFC 6062 §5.4) it returns `None`
+/// with `bound` set to the peer connection's id and the bytes read past
+/// the request.
 async fn read_frames<R: AsyncRead + Unpin>(
     worker: &Rc<Worker>,
     reader: &mut R,
     ft: FiveTuple,
     limits: &Connections,
     accepted: tokio::time::Instant,
+    bound: &mut Option<(u32, Vec<u8>)>,
 ) -> Option<&'static str> {
     let handshake = Duration::from_secs(limits.handshake_timeout_s.into());
     let idle = Duration::from_secs(limits.idle_timeout_s.into());
@@ -314,6 +351,10 @@ async fn read_frames<R: AsyncRead + Unpin>(
                     });
                     start += len;
                     seen_frame = true;
+                    if let Some(id) = worker.take_tcp_bind(&ft) {
+                        *bound = Some((id, buf[start..].to_vec()));
+                        return None;
+                    }
                 }
                 Ok(None) => break,
                 Err(FrameError::Garbage) => {
@@ -378,30 +419,41 @@ async fn read_frames<R: AsyncRead + Unpin>(
 /// Writes queued frames until the queue closes or one write stays blocked
 /// for `write_timeout` (the client stopped reading: then says so, and the
 /// connection is cut with its allocation).
+///
+/// With `keep` set when the queue closes (a ConnectionBind made this a data
+/// connection), the writer is handed back open instead.
 async fn write_frames<W: AsyncWrite>(
     mut writer: tokio::io::WriteHalf<W>,
     mut rx: mpsc::Receiver<Vec<u8>>,
     queued: Rc<Cell<usize>>,
     counts: Arc<ConnectionCounts>,
     write_timeout: Duration,
-) -> Option<&'static str> {
+    keep: Rc<Cell<bool>>,
+) -> (Option<&'static str>, Option<tokio::io::WriteHalf<W>>) {
     let mut verdict = None;
+    let mut failed = false;
     while let Some(frame) = rx.recv().await {
         queued.set(queued.get().saturating_sub(frame.len()));
         counts.refund(frame.len());
         match tokio::time::timeout(write_timeout, writer.write_all(&frame)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => break,
+            Ok(Err(_)) => {
+                failed = true;
+                break;
+            }
             Err(_) => {
                 verdict = Some("write_timeout");
                 break;
             }
         }
     }
+    if keep.get() && verdict.is_none() && !failed {
+        return (None, Some(writer));
+    }
     if verdict.is_none() {
         let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
     }
-    verdict
+    (verdict, None)
 }
 
 /// Binds one worker's TCP listener socket (SO_REUSEPORT: each worker has

@@ -41,6 +41,12 @@ pub struct Worker {
     server: RefCell<Server>,
     listeners: HashMap<SocketAddr, Rc<BatchSocket>>,
     relays: RefCell<HashMap<SocketAddr, Relay>>,
+    /// Accept loops of TCP allocations' relayed addresses (RFC 6062).
+    tcp_listeners: RefCell<HashMap<SocketAddr, AbortHandle>>,
+    /// Client data connections whose ConnectionBind just succeeded, with
+    /// their peer connection's id: the connection's reader switches to
+    /// copying bytes.
+    tcp_binds: RefCell<HashMap<FiveTuple, u32>>,
     connections: RefCell<HashMap<FiveTuple, ConnectionTx>>,
     batch: RefCell<Batch>,
     out: RefCell<Outbox>,
@@ -62,6 +68,29 @@ impl RelaySockets for Relays<'_> {
             relay.reader.abort();
             self.0.process.metrics.relay_ports_in_use.dec();
         }
+        if let Some(accept) = self.0.tcp_listeners.borrow_mut().remove(&addr) {
+            accept.abort();
+            self.0.process.metrics.relay_ports_in_use.dec();
+        }
+    }
+
+    fn open_tcp(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let listener = super::tcp_relay::bind_listener(addr).inspect_err(|e| {
+            if super::descriptors::is_exhaustion(e) {
+                super::descriptors::exhausted(&self.0.process.metrics, "allocate");
+            }
+        })?;
+        let accept = tokio::task::spawn_local(super::tcp_relay::accept_peers(
+            self.0.clone(),
+            addr,
+            listener,
+        ));
+        self.0
+            .tcp_listeners
+            .borrow_mut()
+            .insert(addr, accept.abort_handle());
+        self.0.process.metrics.relay_ports_in_use.inc();
+        Ok(())
     }
 
     fn reserve(&mut self, addr: SocketAddr) -> io::Result<()> {
@@ -106,6 +135,8 @@ impl Worker {
             server: RefCell::new(server),
             listeners,
             relays: RefCell::default(),
+            tcp_listeners: RefCell::default(),
+            tcp_binds: RefCell::default(),
             connections: RefCell::default(),
             batch: RefCell::default(),
             out: RefCell::default(),
@@ -141,7 +172,33 @@ impl Worker {
         server.flush_kernel_usage();
         drop(server);
         self.flush(&mut out);
+        self.apply_tcp(&commands);
         r
+    }
+
+    /// Carries out the engine's RFC 6062 commands.
+    fn apply_tcp(self: &Rc<Self>, commands: &[crate::core::Command]) {
+        use crate::core::Command;
+        for command in commands {
+            match *command {
+                Command::TcpConnect {
+                    id,
+                    relay,
+                    peer,
+                    timeout,
+                } => super::tcp_relay::start_connect(self, id, relay, peer, timeout),
+                Command::TcpClose(id) => self.process.tcp.close(id),
+                Command::TcpBind { id, data } => {
+                    self.tcp_binds.borrow_mut().insert(data, id);
+                }
+                Command::ChannelInstalled(_) | Command::ChannelRemoved(_) => {}
+            }
+        }
+    }
+
+    /// The peer connection client data connection `ft` was just bound to.
+    pub fn take_tcp_bind(&self, ft: &FiveTuple) -> Option<u32> {
+        self.tcp_binds.borrow_mut().remove(ft)
     }
 
     /// Adds what the kernel relayed on this worker's channels since the

@@ -478,8 +478,8 @@ fn allocate_rule_violations() {
     assert_eq!(code(&mut h, &[]), Some(400), "no REQUESTED-TRANSPORT");
     assert_eq!(
         code(&mut h, &[(ATTR_REQUESTED_TRANSPORT, vec![6, 0, 0, 0])]),
-        Some(442),
-        "TCP relaying"
+        Some(400),
+        "TCP relaying over UDP (RFC 6062 §5.1)"
     );
     assert_eq!(
         code(

@@ -276,6 +276,8 @@ fn installed_bindings_always_equal_what_the_engine_relays() {
                             "seed {seed} step {step}: removed unknown {b:?}"
                         )
                     }
+                    // The walk makes UDP allocations only.
+                    other => panic!("seed {seed} step {step}: unexpected {other:?}"),
                 }
             }
             let engine: Vec<_> = clients.iter().map(|(f, p, _)| (*f, *p)).collect();

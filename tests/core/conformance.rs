@@ -205,19 +205,15 @@ fn unsupported_methods_and_classes_are_discarded() {
     let mut h = Harness::new();
     let ft = client(1);
     let (c, _) = allocate(&mut h, ft);
-    // RFC 6062's Connect and ConnectionBind (TCP relaying is not offered).
-    for (n, method) in [
-        (2, METHOD_CONNECT),
-        (3, METHOD_SEND),
-        (4, METHOD_DATA),
-        (5, METHOD_CONNECTION_BIND),
-    ] {
+    // A Send or Data *request* (RFC 6062's Connect and ConnectionBind are
+    // served: tests/tcp_relay.rs).
+    for (n, method) in [(3, METHOD_SEND), (4, METHOD_DATA)] {
         let req = build(method, CLASS_REQUEST, tid(n), &[], Some(&c), false);
         assert!(h.feed(ft, &req).is_empty(), "{method} answered");
         let unsigned = build(method, CLASS_REQUEST, tid(n + 10), &[], None, false);
         assert!(h.feed(ft, &unsigned).is_empty(), "{method} answered");
     }
-    assert_eq!(drops(&mut h, "unsupported_method"), 8.0);
+    assert_eq!(drops(&mut h, "unsupported_method"), 4.0);
 }
 
 /// Item 11 (RFC 8656 §7.2 step 2): an Allocate on a 5-tuple in use gets

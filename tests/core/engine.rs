@@ -43,6 +43,8 @@ pub struct FakeRelays {
     pub dont_fragment: HashSet<SocketAddr>,
     /// A platform that cannot set it.
     pub no_dont_fragment: bool,
+    /// Of `open`, the listening TCP relay sockets (RFC 6062).
+    pub tcp: HashSet<SocketAddr>,
 }
 
 impl RelaySockets for FakeRelays {
@@ -57,6 +59,12 @@ impl RelaySockets for FakeRelays {
             self.open.remove(&addr),
             "closed a relay socket that was not open: {addr}"
         );
+        self.tcp.remove(&addr);
+    }
+    fn open_tcp(&mut self, addr: SocketAddr) -> io::Result<()> {
+        self.open(addr)?;
+        self.tcp.insert(addr);
+        Ok(())
     }
     fn reserve(&mut self, addr: SocketAddr) -> io::Result<()> {
         self.open(addr)
@@ -118,6 +126,8 @@ pub fn config() -> CoreConfig {
         redirect: Default::default(),
         caps: Default::default(),
         workers: 1,
+        tcp_connections_per_allocation: 4,
+        tcp_connect_timeout: Duration::from_secs(30),
     }
 }
 

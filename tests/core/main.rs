@@ -11,3 +11,4 @@ mod commands;
 mod conformance;
 mod dual_stack;
 mod relay;
+mod tcp_relay;

@@ -45,5 +45,6 @@ mod rfc8489;
 mod sha256_auth;
 mod ssrf;
 mod streams;
+mod tcp_relay;
 mod turn_client;
 mod usage;

@@ -396,7 +396,8 @@ fn duplicate_attributes_first_wins() {
             (wire::REQUESTED_TRANSPORT, wire::UDP.to_vec()),
         ],
     );
-    assert_eq!(error_code(&resp), Some(442), "{resp}");
+    // TCP decides, over UDP: 400 (RFC 6062 §5.1).
+    assert_eq!(error_code(&resp), Some(400), "{resp}");
 
     // Refresh with LIFETIME 900 then 0: refreshed, not deleted.
     let resp = c.request(

@@ -386,6 +386,25 @@ impl<C: Conn> StreamClient<C> {
         self.nonce = Some(nonce.text);
     }
 
+    /// Signs as `username` with `password` from now on.
+    pub fn set_credentials(&mut self, username: &str, password: &str) {
+        self.username = username.to_string();
+        self.password = password.to_string();
+    }
+
+    /// Signs with the realm and nonce `other` learnt (an RFC 6062 data
+    /// connection reusing its control connection's, as coturn's client does).
+    pub fn use_nonce_of<D: Conn>(&mut self, other: &StreamClient<D>) {
+        self.realm = other.realm.clone();
+        self.nonce = other.nonce.clone();
+    }
+
+    /// The connection and the bytes read from it but not yet taken as
+    /// frames (after an RFC 6062 ConnectionBind it carries raw bytes).
+    pub fn into_raw(self) -> (C, Vec<u8>) {
+        (self.conn, self.inbuf)
+    }
+
     /// A signed `method` request (after [`Self::challenge`]), not sent.
     pub fn signed(&self, method: Method, attrs: Vec<Box<dyn Setter>>) -> Message {
         let mut setters: Vec<Box<dyn Setter>> = vec![

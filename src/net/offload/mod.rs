@@ -231,6 +231,8 @@ impl Offload {
                 }
                 Some(relayed.unwrap_or(nothing))
             }
+            // RFC 6062 peer connections are the shell's, not the kernel's.
+            Command::TcpConnect { .. } | Command::TcpClose(_) | Command::TcpBind { .. } => None,
         }
     }
 
