@@ -100,6 +100,12 @@ pub const BUILTIN_DENIED: &[IpNet] = &[
     v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),     // multicast (RFC 4291)
 ];
 
+/// IPv6 global unicast (RFC 4291 §2.4, IANA IPv6 Address Space): an IPv6
+/// peer outside it is refused unless it embeds an IPv4 address (then judged
+/// by that) or the operator allows it.
+pub const GLOBAL_UNICAST_V6: Ipv6Net =
+    Ipv6Net::new_assert(Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3);
+
 /// The operator's peer rules over the built-in deny list.
 #[derive(Debug, Clone, Default)]
 pub struct PeerPolicy {
@@ -142,6 +148,17 @@ impl PeerPolicy {
         }
         if all().any(|a| matches(BUILTIN_DENIED, a) && !matches(&self.allow, a)) {
             return Verdict::Denied(DenyReason::Special);
+        }
+        // IPv6 outside global unicast 2000::/3 (RFC 4291 §2.4) that embeds
+        // no IPv4 address: reserved or unassigned space (::/8 beyond the
+        // forms above, 4000::/2, 8000::/1 up to fbff::), never a real peer.
+        if let IpAddr::V6(v6) = ip {
+            if embedded == [None, None]
+                && !GLOBAL_UNICAST_V6.contains(&v6)
+                && !matches(&self.allow, ip)
+            {
+                return Verdict::Denied(DenyReason::Special);
+            }
         }
         Verdict::Allowed
     }
@@ -295,6 +312,31 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_outside_global_unicast_is_refused_unless_it_carries_ipv4() {
+        let p = PeerPolicy::default();
+        for a in [
+            "0:0:f5c2::1",
+            "1::1",
+            "4000::1",
+            "8000::1",
+            "e000::1",
+            "fbff::1",
+        ] {
+            assert_eq!(p.check(a.parse().unwrap()), D(S), "{a}");
+        }
+        for a in [
+            "2606:4700::1111",
+            "::808:808",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
+            assert_eq!(p.check(a.parse().unwrap()), Verdict::Allowed, "{a}");
+        }
+        let allowing = PeerPolicy::new(vec!["4000::/2".parse().unwrap()], vec![]);
+        assert_eq!(allowing.check("4000::1".parse().unwrap()), Verdict::Allowed);
+    }
+
+    #[test]
     fn range_edges_and_named_addresses() {
         assert_table(
             &PeerPolicy::default(),
@@ -329,18 +371,18 @@ mod tests {
                 ("2001:4860:4860::8888", A),
                 ("::ffff:0:0", D(S)),
                 ("64:ff9b:1::808:808", D(S)),
-                ("64:ff9b:2::1", A),
+                ("64:ff9b:2::1", D(S)), // outside 2000::/3
                 ("100:0:0:1::", D(S)),
-                ("100:0:0:2::", A),
+                ("100:0:0:2::", D(S)), // outside 2000::/3
                 ("2001:200::", A),
                 ("2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", A),
                 ("2001:db9::", A),
                 ("3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", A),
                 ("3fff:1000::", A),
-                ("5eff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", A),
-                ("5f01::", A),
-                ("fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", A),
-                ("fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", A),
+                ("5eff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", D(S)), // outside 2000::/3
+                ("5f01::", D(S)), // outside 2000::/3
+                ("fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", D(S)), // outside 2000::/3
+                ("fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", D(S)), // outside 2000::/3
                 ("2002:c058:6301::", D(S)), // 6to4 of the 6to4 relay anycast
             ],
         );

@@ -251,9 +251,9 @@ async fn copy_both<R, W>(
     let to_client = metrics.tcp.bytes.with_label_values(&["peer_to_client"]);
     let up = async {
         if !early.is_empty() {
-            peer_tx.write_all(&early).await?;
             to_peer.inc_by(early.len() as u64);
             usage.count_sent(early.len());
+            peer_tx.write_all(&early).await?;
         }
         copy(&mut client_rx, &mut peer_tx, |n| {
             to_peer.inc_by(n as u64);
@@ -271,7 +271,10 @@ async fn copy_both<R, W>(
     }
 }
 
-/// Copies until end of stream, then shuts the writer down.
+/// Copies until end of stream, then shuts the writer down. Bytes are
+/// counted before they are written: the pair's two connections may be on
+/// other workers than the allocation, whose usage record must not miss
+/// bytes the far side has already received.
 async fn copy<R, W>(reader: &mut R, writer: &mut W, count: impl Fn(usize)) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -283,7 +286,7 @@ where
         if n == 0 {
             return writer.shutdown().await;
         }
-        writer.write_all(&buf[..n]).await?;
         count(n);
+        writer.write_all(&buf[..n]).await?;
     }
 }

@@ -119,6 +119,13 @@ const V6_SPECIAL: &[Range] = &[
     r("fe80::/10", "link-local (RFC 4291)", &["fe80::", "fe80::1", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]),
     r("fec0::/10", "site-local, deprecated (RFC 3879)", &["fec0::", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]),
     r("ff00::/8", "multicast (RFC 4291)", &["ff00::", "ff02::1", "ff05::1:3", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]),
+    // Outside global unicast 2000::/3 and carrying no IPv4 address.
+    r("::/8", "reserved by the IETF (RFC 4291 §2.4), beyond the forms above", &["0:0:f5c2::1", "1::1", "64:ff9b:2::1"]),
+    r("1000::/4", "unassigned (IANA IPv6 address space)", &["1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]),
+    r("4000::/2", "unassigned (IANA IPv6 address space)", &["4000::1", "5eff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "7fff::1"]),
+    r("8000::/2", "unassigned (IANA IPv6 address space)", &["8000::1", "bfff::1"]),
+    r("e000::/4", "unassigned (IANA IPv6 address space)", &["e000::1"]),
+    r("f800::/6", "unassigned (IANA IPv6 address space)", &["fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]),
 ];
 
 /// Any port: nothing is ever sent to these peers.
