@@ -380,10 +380,10 @@ mod tests {
                 ("3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", A),
                 ("3fff:1000::", A),
                 ("5eff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", D(S)), // outside 2000::/3
-                ("5f01::", D(S)), // outside 2000::/3
+                ("5f01::", D(S)),                                  // outside 2000::/3
                 ("fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", D(S)), // outside 2000::/3
                 ("fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", D(S)), // outside 2000::/3
-                ("2002:c058:6301::", D(S)), // 6to4 of the 6to4 relay anycast
+                ("2002:c058:6301::", D(S)),                        // 6to4 of the 6to4 relay anycast
             ],
         );
     }

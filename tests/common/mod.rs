@@ -11,6 +11,7 @@
 // processes and sockets, so they read the real clocks (for deadlines only).
 #![allow(clippy::disallowed_methods)]
 
+pub mod coturn_peer;
 pub mod raw;
 
 use std::fs::{self, File};

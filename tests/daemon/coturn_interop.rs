@@ -10,78 +10,14 @@
 
 use crate::common;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::raw::recv_from_within;
+use crate::common::coturn_peer::CoturnPeer;
 use common::{require_tool, run_with_timeout, Daemon, TestConfig, PASSWORD, USER};
 
 /// A whole `turnutils_uclient` run at these settings takes about 6 s.
 const UCLIENT_LIMIT: Duration = Duration::from_secs(90);
-
-/// coturn's `turnutils_peer`: a UDP echo server on 127.0.0.1 at `port` and
-/// `port + 1` (the RTCP peer of uclient's default mode). Killed by PID when
-/// dropped.
-struct CoturnPeer {
-    child: Child,
-    port: u16,
-}
-
-impl CoturnPeer {
-    fn start() -> CoturnPeer {
-        for _ in 0..5 {
-            let port = free_udp_port_pair();
-            let child = Command::new("turnutils_peer")
-                // -L: listening address; -p: listening port (it also binds port+1).
-                .args(["-L", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn turnutils_peer");
-            let peer = CoturnPeer { child, port };
-            if echoes(port) && echoes(port + 1) {
-                return peer;
-            }
-            // Dropping `peer` kills it; try other ports.
-        }
-        panic!("turnutils_peer did not come up on any of 5 port pairs");
-    }
-}
-
-impl Drop for CoturnPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port P on 127.0.0.1 with P and P+1 free for UDP at the time of asking.
-fn free_udp_port_pair() -> u16 {
-    for _ in 0..50 {
-        let a = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = a.local_addr().unwrap().port();
-        if port < u16::MAX && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no two adjacent free UDP ports found");
-}
-
-/// Whether something echoes on 127.0.0.1:`port` (probing for at most 5 s).
-fn echoes(port: u16) -> bool {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind a probe socket");
-    let target: SocketAddr = ([127, 0, 0, 1], port).into();
-    for _ in 0..50 {
-        s.send_to(b"turnd-test-probe", target)
-            .expect("send a probe");
-        if let Some((got, _)) = recv_from_within(&s, Some(target), Duration::from_millis(100)) {
-            return got == b"turnd-test-probe";
-        }
-    }
-    false
-}
 
 /// How a uclient run is set up.
 struct Mode {
@@ -108,7 +44,7 @@ fn uclient(d: &Daemon, peer: &CoturnPeer, mode: &Mode, password: &str) -> common
     cmd.args(["-u", USER, "-w", password]);
     // -p: turnd's UDP port; -e/-r: the peer's address and port.
     cmd.args(["-p", &d.udp_addr().port().to_string()]);
-    cmd.args(["-e", "127.0.0.1", "-r", &peer.port.to_string()]);
+    cmd.args(["-e", "127.0.0.1", "-r", &peer.addr.port().to_string()]);
     // -m clients, -n messages each, -l bytes per message.
     cmd.args(["-m", &mode.clients.to_string()]);
     cmd.args(["-n", &MESSAGES.to_string(), "-l", &LENGTH.to_string()]);
@@ -143,7 +79,7 @@ fn relay_with_uclient(mode: Mode) {
         return;
     }
     let d = TestConfig::default().allow_loopback().start();
-    let peer = CoturnPeer::start();
+    let peer = CoturnPeer::v4();
     let run = uclient(&d, &peer, &mode, PASSWORD);
     let out = &run.output;
     assert!(
@@ -233,7 +169,7 @@ fn uclient_with_a_wrong_password_gets_no_allocation() {
         return;
     }
     let d = TestConfig::default().allow_loopback().start();
-    let peer = CoturnPeer::start();
+    let peer = CoturnPeer::v4();
     let mode = Mode {
         no_rtcp: true,
         send_indications: false,

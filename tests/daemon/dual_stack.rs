@@ -12,12 +12,12 @@
 // Deadlines of bounded waits; the clock rule is for the sans-IO core.
 #![allow(clippy::disallowed_methods)]
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::raw::recv_from_within;
+use crate::common::coturn_peer::CoturnPeer;
 use crate::common::{
     self, require_tool, run_with_timeout, turn_client, Daemon, TestConfig, PASSWORD, USER,
 };
@@ -68,63 +68,6 @@ fn listener(d: &Daemon, v6: bool) -> SocketAddr {
         .iter()
         .find(|a| a.is_ipv6() == v6)
         .expect("a listener of each family")
-}
-
-/// coturn's `turnutils_peer` echoing on `ip` at `port` and `port + 1`.
-/// Killed by PID when dropped.
-struct CoturnPeer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl CoturnPeer {
-    fn start(ip: IpAddr) -> CoturnPeer {
-        for _ in 0..5 {
-            let port = free_port_pair(ip);
-            let child = Command::new("turnutils_peer")
-                .args(["-L", &ip.to_string(), "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn turnutils_peer");
-            let addr = SocketAddr::new(ip, port);
-            let peer = CoturnPeer { child, addr };
-            if echoes(addr) && echoes(SocketAddr::new(ip, port + 1)) {
-                return peer;
-            }
-        }
-        panic!("turnutils_peer did not come up on {ip}");
-    }
-}
-
-impl Drop for CoturnPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port_pair(ip: IpAddr) -> u16 {
-    for _ in 0..50 {
-        let a = UdpSocket::bind((ip, 0)).expect("bind an ephemeral port");
-        let port = a.local_addr().unwrap().port();
-        if port < u16::MAX && UdpSocket::bind((ip, port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no two adjacent free UDP ports on {ip}");
-}
-
-fn echoes(target: SocketAddr) -> bool {
-    let s = UdpSocket::bind((target.ip(), 0)).expect("bind a probe socket");
-    for _ in 0..50 {
-        s.send_to(b"probe", target).expect("send a probe");
-        if let Some((got, _)) = recv_from_within(&s, Some(target), Duration::from_millis(100)) {
-            return got == b"probe";
-        }
-    }
-    false
 }
 
 /// The number after `key=` on the last line holding it.

@@ -24,6 +24,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::common::coturn_peer::CoturnPeer;
 use common::raw::{error_code, RawClient, Relayed};
 use common::{pattern, Daemon, Scrape, TestConfig, PASSWORD, USER};
 use tokio::time::timeout;
@@ -592,41 +593,6 @@ fn a_second_turnd_falls_back_and_a_killed_one_leaves_nothing_attached() {
     );
 }
 
-/// coturn's `turnutils_peer` echoing on 127.0.0.1 (killed when dropped).
-struct CoturnPeer(std::process::Child, u16);
-
-impl Drop for CoturnPeer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn coturn_peer() -> CoturnPeer {
-    for _ in 0..5 {
-        let port = {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.local_addr().unwrap().port()
-        };
-        let child = std::process::Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn turnutils_peer");
-        let peer = CoturnPeer(child, port);
-        let probe = peer_socket();
-        for _ in 0..50 {
-            probe.send_to(b"probe", ("127.0.0.1", port)).unwrap();
-            if peer_recv(&probe, Duration::from_millis(100)).is_some() {
-                return peer;
-            }
-        }
-    }
-    panic!("turnutils_peer did not come up");
-}
-
 #[test]
 fn a_turnutils_uclient_session_goes_through_the_kernel() {
     if !common::require_tool("turnutils_uclient") || !common::require_tool("turnutils_peer") {
@@ -635,7 +601,7 @@ fn a_turnutils_uclient_session_goes_through_the_kernel() {
     let Some((d, _lo)) = start_offloaded(TestConfig::default().allow_loopback(), "") else {
         return;
     };
-    let peer = coturn_peer();
+    let peer = CoturnPeer::v4();
     // -c: one allocation per client (no RTCP); ChannelBind, then ChannelData.
     let (clients, messages, length) = (2u64, 10u64, 120u64);
     let mut cmd = std::process::Command::new("turnutils_uclient");
@@ -647,7 +613,7 @@ fn a_turnutils_uclient_session_goes_through_the_kernel() {
         "-p",
         &d.udp_addr().port().to_string(),
     ])
-    .args(["-e", "127.0.0.1", "-r", &peer.1.to_string(), "-c"])
+    .args(["-e", "127.0.0.1", "-r", &peer.addr.port().to_string(), "-c"])
     .args(["-m", &clients.to_string(), "-n", &messages.to_string()])
     .args(["-l", &length.to_string(), "127.0.0.1"]);
     let run = common::run_with_timeout(&mut cmd, Duration::from_secs(90));
