@@ -32,6 +32,8 @@ pub(super) struct UsageRecord {
     /// Where the relay socket was bound (the kernel's bindings name it).
     pub relay: SocketAddr,
     pub advertised: SocketAddr,
+    /// The second relayed address of a dual-stack allocation.
+    pub advertised_additional: Option<SocketAddr>,
     pub created_unix: u64,
     pub duration: Duration,
     pub usage: Usage,
@@ -46,6 +48,7 @@ impl UsageRecord {
             five_tuple: alloc.five_tuple,
             relay: alloc.relay,
             advertised: alloc.advertised,
+            advertised_additional: alloc.additional.map(|r| r.advertised),
             created_unix: alloc.created_unix,
             duration,
             usage: alloc.usage,

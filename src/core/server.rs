@@ -1078,6 +1078,7 @@ impl Server {
             transport = r.five_tuple.transport.as_str(),
             client = %self.redact.show(r.five_tuple.client),
             relay = %r.advertised,
+            relay_additional = r.advertised_additional.map(tracing::field::display),
             start = r.created_unix,
             duration_s = r.duration.as_secs_f64(),
             sent_packets = sent.packets,

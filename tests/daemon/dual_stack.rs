@@ -277,3 +277,58 @@ async fn turn_client_on_the_default_family_gets_ipv4_even_over_ipv6() {
     relay.close().await.ok();
     client.close().await.ok();
 }
+
+#[test]
+fn a_dual_allocation_names_both_relayed_addresses_in_its_usage_record() {
+    if !ipv6_loopback() {
+        return;
+    }
+    let d = Daemon::start(&(dual_toml("") + "\n[log]\nformat = \"json\"\n"));
+    let mut c = common::raw::RawClient::with_credentials(listener(&d, false), USER, PASSWORD);
+    // ADDITIONAL-ADDRESS-FAMILY IPv6 (RFC 8656 §18.11).
+    let resp = c.allocate_with(|| {
+        vec![Box::new(common::raw::RawAttr(
+            stun::attributes::AttrType(0x8000),
+            vec![2, 0, 0, 0],
+        ))]
+    });
+    let first = common::raw::relayed_address(&resp);
+    let relayed_attrs = resp
+        .attributes
+        .0
+        .iter()
+        .filter(|a| a.typ == stun::attributes::ATTR_XOR_RELAYED_ADDRESS)
+        .count();
+    assert_eq!(relayed_attrs, 2, "two relayed addresses: {resp}");
+    assert_eq!(common::raw::error_code(&c.refresh(0)), None);
+    let deadline = std::time::Instant::now() + STEP;
+    let record: serde_json::Value = loop {
+        let found = d
+            .stderr()
+            .lines()
+            .filter(|l| l.contains("turnd::usage"))
+            .find_map(|l| serde_json::from_str(l).ok());
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no usage record:\n{}",
+            d.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(record["relay"], first.to_string(), "{record}");
+    let additional: SocketAddr = record["relay_additional"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("relay_additional in {record}"));
+    assert!(
+        additional.ip().is_loopback() && additional.is_ipv6(),
+        "{record}"
+    );
+    assert!(
+        (common::RELAY_PORTS.0..=common::RELAY_PORTS.1).contains(&additional.port()),
+        "{record}"
+    );
+}
