@@ -231,6 +231,35 @@ impl Daemon {
         fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// turnd's log lines holding `needle`, once there are at least `n`
+    /// (waits up to 10 s, then fails with the whole log).
+    pub fn log_lines(&self, needle: &str, n: usize) -> Vec<String> {
+        for _ in 0..200 {
+            let lines: Vec<String> = self
+                .stderr()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_string)
+                .collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "fewer than {n} log lines with {needle:?}:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// The usage records (`[log] format = "json"`), once there are `n`.
+    pub fn usage_records(&self, n: usize) -> Vec<serde_json::Value> {
+        self.log_lines("turnd::usage", n)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
     /// `GET path` on the HTTP endpoint: status code and body.
     pub fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.http_addr(), path)

@@ -301,23 +301,7 @@ fn a_dual_allocation_names_both_relayed_addresses_in_its_usage_record() {
         .count();
     assert_eq!(relayed_attrs, 2, "two relayed addresses: {resp}");
     assert_eq!(common::raw::error_code(&c.refresh(0)), None);
-    let deadline = std::time::Instant::now() + STEP;
-    let record: serde_json::Value = loop {
-        let found = d
-            .stderr()
-            .lines()
-            .filter(|l| l.contains("turnd::usage"))
-            .find_map(|l| serde_json::from_str(l).ok());
-        if let Some(r) = found {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no usage record:\n{}",
-            d.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let record = d.usage_records(1).remove(0);
     assert_eq!(record["relay"], first.to_string(), "{record}");
     let additional: SocketAddr = record["relay_additional"]
         .as_str()

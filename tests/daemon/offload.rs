@@ -307,23 +307,6 @@ fn the_ipv6_side_of_a_dual_stack_allocation_stays_in_user_space() {
     );
 }
 
-/// The `turnd::usage` JSON lines in the daemon's log, once there are `n`.
-fn usage_records(d: &Daemon, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..200 {
-        let records: Vec<serde_json::Value> = d
-            .stderr()
-            .lines()
-            .filter(|l| l.contains("turnd::usage"))
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if records.len() >= n {
-            return records;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no usage record:\n{}", d.stderr());
-}
-
 #[test]
 fn what_the_kernel_relayed_is_in_the_usage_record() {
     let base = TestConfig {
@@ -343,7 +326,7 @@ fn what_the_kernel_relayed_is_in_the_usage_record() {
     let (c2p2, p2c2) = exchange(&mut client, relayed, &peer, n);
     let resp = client.refresh(0);
     assert_eq!(error_code(&resp), None, "Refresh 0: {resp}");
-    let rec = usage_records(&d, 1).remove(0);
+    let rec = d.usage_records(1).remove(0);
     let num = |k: &str| rec[k].as_u64().unwrap_or_else(|| panic!("{k} in {rec}"));
     assert_eq!(
         [
@@ -375,7 +358,7 @@ fn a_tcp_clients_channel_stays_in_user_space_and_its_usage_is_recorded() {
     client.refresh(0);
     // The engine announced the channel; the kernel did not carry it; the
     // record is written all the same.
-    let rec = usage_records(&d, 1).remove(0);
+    let rec = d.usage_records(1).remove(0);
     assert_eq!(rec["transport"], "tcp", "{rec}");
     assert_eq!(rec["received_packets"].as_u64(), Some(1), "{rec}");
 }

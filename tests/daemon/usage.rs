@@ -74,28 +74,11 @@ async fn relay_some(server: SocketAddr) -> (Counts, SocketAddr) {
     (counts, relayed)
 }
 
-/// The daemon's log lines under `turnd::usage`, once there are `n`.
-fn usage_lines(d: &Daemon, n: usize) -> Vec<String> {
-    for _ in 0..200 {
-        let lines: Vec<String> = d
-            .stderr()
-            .lines()
-            .filter(|l| l.contains("turnd::usage"))
-            .map(str::to_string)
-            .collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no usage record:\n{}", d.stderr());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_usage_record_counts_what_the_client_sent_and_received() {
     let d = daemon("format = \"json\"");
     let (counts, relayed) = relay_some(d.udp_addr()).await;
-    let lines = usage_lines(&d, 1);
+    let lines = d.log_lines("turnd::usage", 1);
     assert_eq!(lines.len(), 1, "one record per allocation: {lines:?}");
     let rec: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     let num = |k: &str| rec[k].as_u64().unwrap_or_else(|| panic!("{k} in {rec}"));
@@ -125,7 +108,7 @@ async fn a_json_usage_record_counts_what_the_client_sent_and_received() {
 async fn a_text_usage_record_honours_redact() {
     let d = daemon("redact = true");
     let (counts, _) = relay_some(d.udp_addr()).await;
-    let line = usage_lines(&d, 1).remove(0);
+    let line = d.log_lines("turnd::usage", 1).remove(0);
     assert!(line.contains(" INFO turnd::usage: usage "), "{line}");
     for (k, v) in [
         ("sent_packets", counts.sent_packets),
