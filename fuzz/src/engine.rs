@@ -919,18 +919,13 @@ impl Harness {
                 );
                 assert!(a.permissions.len() <= PERMISSIONS, "permissions over quota");
                 assert!(a.channels.len() <= CHANNELS, "channels over quota");
-                assert_eq!(
-                    a.channels.len(),
-                    a.channel_by_peer.len(),
-                    "channel maps disagree"
-                );
-                for (peer, n) in &a.channel_by_peer {
-                    assert_eq!(
-                        a.channels.get(n).map(|c| c.peer),
-                        Some(*peer),
-                        "channel maps disagree"
+                assert!(a.channels.is_consistent(), "channel maps disagree");
+                for (n, c) in a.channels.iter() {
+                    let peer = &c.peer;
+                    assert!(
+                        (0x4000..=0x7FFF).contains(&n),
+                        "channel number {n:#x} bound"
                     );
-                    assert!((0x4000..=0x7FFF).contains(n), "channel number {n:#x} bound");
                     let ip = peer.ip();
                     assert_eq!(ip, canonical(ip), "channel peer not canonical");
                     let own = ip == IpAddr::V4(RELAY_BIND) || ip == IpAddr::V4(RELAY_ADVERTISED);
@@ -939,14 +934,14 @@ impl Harness {
                         "channel to denied {peer}"
                     );
                 }
-                for ip in a.permissions.keys() {
-                    let own = *ip == IpAddr::V4(RELAY_BIND) || *ip == IpAddr::V4(RELAY_ADVERTISED);
+                for ip in a.permissions.ips() {
+                    let own = ip == IpAddr::V4(RELAY_BIND) || ip == IpAddr::V4(RELAY_ADVERTISED);
                     assert!(
-                        own || self.policy.check(*ip).is_allowed(),
+                        own || self.policy.check(ip).is_allowed(),
                         "permission for denied {ip}"
                     );
                     assert!(
-                        own || !never_reachable(*ip),
+                        own || !never_reachable(ip),
                         "permission for special-purpose {ip}"
                     );
                 }

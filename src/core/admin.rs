@@ -53,16 +53,15 @@ impl Server {
                 let left = a.expires.saturating_duration_since(now.instant).as_secs();
                 let mut permissions: Vec<IpAddr> = a
                     .permissions
-                    .iter()
-                    .filter(|(_, exp)| **exp > now.instant)
-                    .map(|(ip, _)| *ip)
+                    .ips()
+                    .filter(|ip| a.permissions.holds(*ip, now.instant))
                     .collect();
                 permissions.sort();
                 let mut channels: Vec<(u16, SocketAddr)> = a
                     .channels
                     .iter()
                     .filter(|(_, c)| c.expires > now.instant)
-                    .map(|(n, c)| (*n, c.peer))
+                    .map(|(n, c)| (n, c.peer))
                     .collect();
                 channels.sort();
                 AllocationInfo {

@@ -2,22 +2,18 @@
 //! two, one per family, for ADDITIONAL-ADDRESS-FAMILY), lifetime,
 //! permissions (§9) and channel bindings (§12). Permissions and channels
 //! live in one table for both families: a peer's address says which relayed
-//! address serves it.
+//! address serves it. They have their own modules, [`super::permission`]
+//! and [`super::channel`], which keep their state private.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::auth::Key;
+use super::channel::Channels;
+use super::permission::Permissions;
 use super::FiveTuple;
 
-/// A channel binding. It lapses at `expires`; its number and peer stay
-/// reserved for 5 more minutes (RFC 8656 §12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Channel {
-    pub peer: SocketAddr,
-    pub expires: Instant,
-}
+pub use super::channel::Channel;
 
 /// How many more refused ChannelBind/CreatePermission requests an
 /// allocation may make: a bucket of `burst` refilled one per `interval`.
@@ -88,9 +84,9 @@ pub struct Allocation {
     pub key: Key,
     pub expires: Instant,
     /// Permissions by peer IP (ports are ignored, RFC 8656 §9).
-    pub permissions: HashMap<IpAddr, Instant>,
-    pub channels: HashMap<u16, Channel>,
-    pub channel_by_peer: HashMap<SocketAddr, u16>,
+    pub permissions: Permissions,
+    /// Channel bindings (RFC 8656 §12).
+    pub channels: Channels,
     /// The Allocate that created this allocation and the success sent for
     /// it, resent when that request is retransmitted (RFC 8656 §7.2).
     pub allocate_transaction: [u8; 12],
@@ -159,27 +155,21 @@ impl Allocation {
     }
 
     pub fn has_permission(&self, ip: IpAddr, now: Instant) -> bool {
-        self.permissions.get(&ip).is_some_and(|exp| *exp > now)
+        self.permissions.holds(ip, now)
     }
 
     /// The peer a live channel `number` is bound to.
     pub fn channel_peer(&self, number: u16, now: Instant) -> Option<SocketAddr> {
-        self.channels
-            .get(&number)
-            .filter(|c| c.expires > now)
-            .map(|c| c.peer)
+        self.channels.peer(number, now)
     }
 
     /// The live channel bound to `peer`.
     pub fn channel_for(&self, peer: SocketAddr, now: Instant) -> Option<u16> {
-        let number = *self.channel_by_peer.get(&peer)?;
-        self.channel_peer(number, now).map(|_| number)
+        self.channels.for_peer(peer, now)
     }
 
     pub fn remove_channel(&mut self, number: u16) {
-        if let Some(c) = self.channels.remove(&number) {
-            self.channel_by_peer.remove(&c.peer);
-        }
+        self.channels.remove(number);
     }
 }
 

@@ -59,7 +59,7 @@ impl Server {
         let all: Vec<(FiveTuple, u16)> = self
             .allocations
             .values()
-            .flat_map(|a| a.channels.keys().map(|n| (a.five_tuple, *n)))
+            .flat_map(|a| a.channels.numbers().map(|n| (a.five_tuple, n)))
             .collect();
         for (ft, number) in all {
             self.sync_channel(ft, number, now);
@@ -69,12 +69,7 @@ impl Server {
     /// Syncs every channel of `ft` whose peer has address `ip`.
     pub(super) fn sync_peer_ip(&mut self, ft: FiveTuple, ip: IpAddr, now: Instant) {
         let numbers: Vec<u16> = match self.allocations.get(&ft) {
-            Some(a) => a
-                .channels
-                .iter()
-                .filter(|(_, c)| canonical(c.peer.ip()) == ip)
-                .map(|(n, _)| *n)
-                .collect(),
+            Some(a) => a.channels.numbers_to(ip, canonical),
             None => return,
         };
         for number in numbers {
@@ -105,17 +100,17 @@ impl Server {
     pub(super) fn withdraw_denied_peers(&mut self, now: Instant) {
         let mut denied = Vec::new();
         for (ft, alloc) in &self.allocations {
-            for ip in alloc.permissions.keys() {
-                if !self.is_own_relay_ip(*ip)
-                    && matches!(self.cfg.peer_policy.check(*ip), Verdict::Denied(_))
+            for ip in alloc.permissions.ips() {
+                if !self.is_own_relay_ip(ip)
+                    && matches!(self.cfg.peer_policy.check(ip), Verdict::Denied(_))
                 {
-                    denied.push((*ft, *ip));
+                    denied.push((*ft, ip));
                 }
             }
         }
         for (ft, ip) in denied {
             if let Some(a) = self.allocations.get_mut(&ft) {
-                a.permissions.remove(&ip);
+                a.permissions.remove(ip);
             }
             self.timers.cancel(super::expiry::Timer::Permission(ft, ip));
             // Uninstalled while the channels are still known, then ended.
@@ -123,13 +118,7 @@ impl Server {
             let Some(a) = self.allocations.get_mut(&ft) else {
                 continue;
             };
-            let channels: Vec<u16> = a
-                .channels
-                .iter()
-                .filter(|(_, c)| canonical(c.peer.ip()) == ip)
-                .map(|(n, _)| *n)
-                .collect();
-            for n in channels {
+            for n in a.channels.numbers_to(ip, canonical) {
                 a.remove_channel(n);
                 self.timers
                     .cancel(super::expiry::Timer::ChannelRelease(ft, n));

@@ -12,7 +12,7 @@ use stun::message::{
 };
 use tracing::{debug, info};
 
-use super::allocation::{Allocation, Channel, RefusalBudget, Relayed};
+use super::allocation::{Allocation, RefusalBudget, Relayed};
 use super::audit::{self, AuditKind};
 use super::auth::{quota_key, Key};
 use super::classic::ChangeRequest;
@@ -430,7 +430,6 @@ impl Server {
                 expires,
                 permissions: Default::default(),
                 channels: Default::default(),
-                channel_by_peer: Default::default(),
                 allocate_transaction: req.transaction_id(),
                 allocate_response: response.clone(),
                 refusals: RefusalBudget::new(self.cfg.peer_refusal_burst, now.instant),
@@ -797,7 +796,7 @@ impl Server {
         }
         let fresh = ips
             .iter()
-            .filter(|ip| !alloc.permissions.contains_key(ip))
+            .filter(|ip| !alloc.permissions.contains(**ip))
             .count();
         if alloc.permissions.len() + fresh > self.cfg.permissions_per_allocation {
             let code = self.quota_rejected(now, ft, &authed.username, "permissions", 508);
@@ -814,7 +813,7 @@ impl Server {
 
     fn install_permission(&mut self, ft: FiveTuple, ip: IpAddr, expires: std::time::Instant) {
         if let Some(alloc) = self.allocations.get_mut(&ft) {
-            alloc.permissions.insert(ip, expires);
+            alloc.permissions.install(ip, expires);
             self.timers.schedule(Timer::Permission(ft, ip), expires);
             debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(ip), "permission installed");
         }
@@ -848,21 +847,16 @@ impl Server {
         let ip = peer.ip();
         // A number bound to another peer, or a peer bound to another number,
         // is refused, including during the quarantine after expiry.
-        if alloc.channels.get(&number).is_some_and(|c| c.peer != peer)
-            || alloc
-                .channel_by_peer
-                .get(&peer)
-                .is_some_and(|n| *n != number)
-        {
+        if alloc.channels.check(number, peer).is_err() {
             return Err(reject(400, key));
         }
-        if !alloc.channels.contains_key(&number)
+        if !alloc.channels.contains(number)
             && alloc.channels.len() >= self.cfg.channels_per_allocation
         {
             let code = self.quota_rejected(now, ft, &authed.username, "channels", 508);
             return Err(reject(code, key));
         }
-        if !alloc.permissions.contains_key(&ip)
+        if !alloc.permissions.contains(ip)
             && alloc.permissions.len() >= self.cfg.permissions_per_allocation
         {
             let code = self.quota_rejected(now, ft, &authed.username, "permissions", 508);
@@ -870,8 +864,7 @@ impl Server {
         }
         let expires = now.instant + CHANNEL_LIFETIME;
         if let Some(alloc) = self.allocations.get_mut(&ft) {
-            alloc.channels.insert(number, Channel { peer, expires });
-            alloc.channel_by_peer.insert(peer, number);
+            alloc.channels.bind(number, peer, expires);
         }
         self.timers.schedule(
             Timer::ChannelRelease(ft, number),

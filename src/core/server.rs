@@ -971,11 +971,7 @@ impl Server {
                 }
                 Timer::Permission(ft, ip) => {
                     if let Some(a) = self.allocations.get_mut(&ft) {
-                        if a.permissions
-                            .get(&ip)
-                            .is_some_and(|exp| *exp <= now.instant)
-                        {
-                            a.permissions.remove(&ip);
+                        if a.permissions.expire(ip, now.instant) {
                             debug!(client = %self.redact.show(ft.client), peer = %self.redact.show(ip), "permission expired");
                         }
                     }
@@ -1045,12 +1041,12 @@ impl Server {
         }
         self.global.release(&alloc.quota_key);
         self.timers.cancel(Timer::Allocation(ft));
-        for ip in alloc.permissions.keys() {
-            self.timers.cancel(Timer::Permission(ft, *ip));
+        for ip in alloc.permissions.ips() {
+            self.timers.cancel(Timer::Permission(ft, ip));
         }
-        for number in alloc.channels.keys() {
-            self.timers.cancel(Timer::ChannelRelease(ft, *number));
-            self.timers.cancel(Timer::ChannelLapse(ft, *number));
+        for number in alloc.channels.numbers() {
+            self.timers.cancel(Timer::ChannelRelease(ft, number));
+            self.timers.cancel(Timer::ChannelLapse(ft, number));
         }
         let transport = ft.transport.as_str();
         self.metrics

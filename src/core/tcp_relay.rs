@@ -223,7 +223,7 @@ impl Server {
                 if self.allocations.contains_key(&ft) {
                     let expires = now.instant + PERMISSION_LIFETIME;
                     if let Some(a) = self.allocations.get_mut(&ft) {
-                        a.permissions.insert(ip, expires);
+                        a.permissions.install(ip, expires);
                     }
                     self.timers.schedule(Timer::Permission(ft, ip), expires);
                 }
