@@ -30,18 +30,7 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
     }
 }
 
-/// Whether `c` must not reach a text log line as itself: control
-/// characters (Cc), line and paragraph separators, bidirectional marks,
-/// embeddings and isolates. Also what a REST username may not hold.
-pub fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
-        )
-        || ('\u{202A}'..='\u{202E}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
-}
+pub use crate::core::redact::needs_escape;
 
 /// Writes `s` with the characters of [`needs_escape`] escaped.
 pub fn write_escaped(out: &mut impl Write, s: &str) -> fmt::Result {

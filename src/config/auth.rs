@@ -3,15 +3,8 @@
 
 use serde::Deserialize;
 
-/// One password algorithm (RFC 8489 §18.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PasswordAlgorithm {
-    /// Key = MD5(username:realm:password); the only one RFC 5389 clients know.
-    Md5,
-    /// Key = SHA-256(username:realm:password) (RFC 8489 §9.2.2).
-    Sha256,
-}
+/// One password algorithm (RFC 8489 §18.5), as the engine knows it.
+pub use crate::core::auth_sha256::Algorithm as PasswordAlgorithm;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

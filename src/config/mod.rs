@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 mod auth;
 mod drain;
+pub mod engine;
 mod env;
 mod rate_limit;
 mod redirect;

@@ -10,9 +10,9 @@ use super::types::{de_secrets, FileSecret};
 use super::Secret;
 
 /// `rest.max_ttl_s`: one day, what `turnd credentials` mints by default.
-pub const DEFAULT_REST_MAX_TTL_S: u64 = 86_400;
+pub use crate::core::auth::DEFAULT_REST_MAX_TTL_S;
 /// `rest.max_username_bytes`: RFC 8489 §14.3 (fewer than 509 bytes).
-pub const DEFAULT_REST_MAX_USERNAME_BYTES: u16 = 508;
+pub use crate::core::auth::DEFAULT_REST_MAX_USERNAME_BYTES;
 
 /// `rest.username_chars`: which characters a REST username may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

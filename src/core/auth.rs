@@ -116,10 +116,16 @@ impl UsernameChars {
     fn allows(self, c: char) -> bool {
         match self {
             UsernameChars::Ascii => (' '..='~').contains(&c),
-            UsernameChars::Printable => !crate::log_format::needs_escape(c),
+            UsernameChars::Printable => !super::redact::needs_escape(c),
         }
     }
 }
+
+/// `[rest] max_ttl_s` by default: one day, what `turnd credentials` mints.
+pub const DEFAULT_REST_MAX_TTL_S: u64 = 86_400;
+/// `[rest] max_username_bytes` by default: RFC 8489 §14.3 (fewer than 509
+/// bytes).
+pub const DEFAULT_REST_MAX_USERNAME_BYTES: u16 = 508;
 
 /// What a REST username must satisfy besides its HMAC (`[rest]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +140,8 @@ pub struct RestPolicy {
 impl Default for RestPolicy {
     fn default() -> Self {
         RestPolicy {
-            max_ttl_s: crate::config::DEFAULT_REST_MAX_TTL_S,
-            max_username_bytes: crate::config::DEFAULT_REST_MAX_USERNAME_BYTES.into(),
+            max_ttl_s: DEFAULT_REST_MAX_TTL_S,
+            max_username_bytes: DEFAULT_REST_MAX_USERNAME_BYTES.into(),
             chars: UsernameChars::default(),
         }
     }
@@ -424,7 +430,7 @@ mod tests {
         let creds = Credentials::new("r".into(), HashMap::new(), vec!["kept".into()]);
         // Long past the default TTL limit from time 0, and expired at 3000:
         // neither ends a live allocation on reload; a removed secret does.
-        let far = format!("{}:dave", crate::config::DEFAULT_REST_MAX_TTL_S + 10);
+        let far = format!("{}:dave", DEFAULT_REST_MAX_TTL_S + 10);
         let key = long_term_key(&far, "r", &rest_password("kept", &far));
         assert_eq!(
             creds.current_secrets(&far, Algorithm::Md5),

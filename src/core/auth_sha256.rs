@@ -9,7 +9,16 @@ use sha2::{Digest, Sha256};
 use stun::attributes::AttrType;
 use stun::message::{Message, MESSAGE_HEADER_SIZE};
 
-pub use crate::config::PasswordAlgorithm as Algorithm;
+/// One password algorithm (RFC 8489 §18.5); `[auth] algorithms` names
+/// them in lower case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// Key = MD5(username:realm:password); the only one RFC 5389 clients know.
+    Md5,
+    /// Key = SHA-256(username:realm:password) (RFC 8489 §9.2.2).
+    Sha256,
+}
 
 use super::precis::opaque_string;
 

@@ -1,6 +1,7 @@
 //! Log redaction: client and peer addresses and usernames shown as a short
 //! keyed hash when `[log] redact` is on, so logs carry no personal data yet
-//! one client's lines still group (the key lives for one run).
+//! one client's lines still group (the key lives for one run); and which
+//! characters may not reach a text log line as themselves.
 
 use std::fmt;
 
@@ -54,6 +55,19 @@ impl<T: fmt::Display> fmt::Display for Shown<'_, T> {
         let digest = mac.finalize().into_bytes();
         write!(f, "~{}", hex::encode(&digest[..5]))
     }
+}
+
+/// Whether `c` must not reach a text log line as itself: control
+/// characters (Cc), line and paragraph separators, bidirectional marks,
+/// embeddings and isolates. Also what a REST username may not hold.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        )
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tracing::{debug, info, trace};
 
 use super::allocation::{Allocation, Flow, Usage};
 use super::audit::{AuditKind, AuditLimit};
-use super::auth::{Credentials, RestPolicy, UsernameChars};
+use super::auth::Credentials;
 use super::bandwidth::{Caps, Over, Shaper, Way};
 use super::classic::ChangeRequest;
 use super::command::{ChannelBinding, Command};
@@ -103,122 +103,6 @@ pub struct CoreConfig {
     pub tcp_connections_per_allocation: usize,
     /// How long the shell tries to connect to a peer for a Connect.
     pub tcp_connect_timeout: Duration,
-}
-
-impl CoreConfig {
-    /// The engine's view of `cfg`; `advertised` holds the relay address of
-    /// each family of `relay.bind` as the shell resolved it, `listeners`
-    /// the addresses it bound.
-    pub fn from_config(
-        cfg: &crate::config::Config,
-        advertised: &crate::config::FamilyAddrs,
-        listeners: &[SocketAddr],
-    ) -> Self {
-        use crate::config::UserCredential;
-        // The primary family first ([`crate::config::FamilyAddrs::iter`]).
-        let relays: Vec<RelayIp> = cfg
-            .relay
-            .bind
-            .iter()
-            .map(|bind| RelayIp {
-                bind,
-                advertised: advertised.of(bind.is_ipv6()).unwrap_or(bind),
-            })
-            .collect();
-        // `relay.bind` is never empty once parsed; a hand-built config
-        // without it relays IPv4 from every address.
-        let primary = relays.first().copied().unwrap_or(RelayIp {
-            bind: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            advertised: std::net::Ipv4Addr::LOCALHOST.into(),
-        });
-        let sha256_keys = cfg
-            .users
-            .iter()
-            .filter_map(|u| match &u.credential {
-                UserCredential::Password(p) => Some((
-                    u.name.clone(),
-                    super::auth_sha256::sha256_key(&u.name, &cfg.realm, p.expose()),
-                )),
-                UserCredential::Key(_) => None,
-            })
-            .collect();
-        let users = cfg
-            .users
-            .iter()
-            .map(|u| {
-                let key = match &u.credential {
-                    UserCredential::Password(p) => {
-                        super::auth::long_term_key(&u.name, &cfg.realm, p.expose())
-                    }
-                    UserCredential::Key(k) => *k,
-                };
-                (u.name.clone(), key)
-            })
-            .collect();
-        let secrets = cfg
-            .rest
-            .secrets
-            .iter()
-            .map(|s| s.expose().to_string())
-            .collect();
-        CoreConfig {
-            credentials: Credentials::new(cfg.realm.clone(), users, secrets)
-                .with_sha256_keys(sha256_keys)
-                .with_rest_policy(RestPolicy {
-                    max_ttl_s: cfg.rest.max_ttl_s,
-                    max_username_bytes: cfg.rest.max_username_bytes.into(),
-                    chars: match cfg.rest.username_chars {
-                        crate::config::UsernameChars::Printable => UsernameChars::Printable,
-                        crate::config::UsernameChars::Ascii => UsernameChars::Ascii,
-                    },
-                }),
-            relay_bind: primary.bind,
-            relay_advertised: primary.advertised,
-            relay_other: relays.get(1).copied(),
-            default_family: match cfg.relay.default_family {
-                crate::config::DefaultFamily::Ipv4 => Some(Family::V4),
-                crate::config::DefaultFamily::Ipv6 => Some(Family::V6),
-                crate::config::DefaultFamily::Keep => None,
-            },
-            port_low: cfg.relay.ports.low,
-            port_high: cfg.relay.ports.high,
-            default_lifetime: Duration::from_secs(cfg.allocation.default_lifetime_s.into()),
-            max_lifetime: Duration::from_secs(cfg.allocation.max_lifetime_s.into()),
-            nonce_lifetime_s: cfg.allocation.nonce_lifetime_s.into(),
-            algorithms: cfg.auth.algorithms.clone(),
-            allocations_per_user: cfg.quota.allocations_per_user as usize,
-            static_user_allocations: cfg
-                .users
-                .iter()
-                .filter_map(|u| Some((u.name.clone(), u.allocations? as usize)))
-                .collect(),
-            allocations_total: cfg.quota.allocations_total as usize,
-            permissions_per_allocation: cfg.quota.permissions_per_allocation as usize,
-            channels_per_allocation: cfg.quota.channels_per_allocation as usize,
-            peer_policy: PeerPolicy::new(cfg.peers.allow.clone(), cfg.peers.deny.clone()),
-            own_listeners: listeners.to_vec(),
-            unauthenticated_per_s: cfg.rate_limit.unauthenticated_per_s,
-            unauthenticated_burst: cfg.rate_limit.unauthenticated_burst,
-            prefix_rate_limit: PrefixLimit {
-                per_second: cfg.rate_limit.prefix_per_s,
-                burst: cfg.rate_limit.prefix_burst,
-                ipv4_prefix: cfg.rate_limit.ipv4_prefix,
-                ipv6_prefix: cfg.rate_limit.ipv6_prefix,
-            },
-            peer_refusal_burst: cfg.quota.peer_refusals_burst,
-            peer_refusal_interval: Duration::from_secs(cfg.quota.peer_refusal_interval_s.into()),
-            redact_logs: cfg.log.redact,
-            redirect: cfg.redirect.policy(),
-            caps: Caps {
-                per_allocation: cfg.quota.max_bps_per_allocation,
-                per_user: cfg.quota.max_bps_per_user,
-                capacity: cfg.quota.bps_capacity,
-            },
-            workers: 1,
-            tcp_connections_per_allocation: cfg.quota.tcp_connections_per_allocation as usize,
-            tcp_connect_timeout: Duration::from_secs(cfg.allocation.tcp_connect_timeout_s.into()),
-        }
-    }
 }
 
 impl CoreConfig {

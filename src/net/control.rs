@@ -193,7 +193,7 @@ impl Supervisor {
         if let (Some(level), Some(set)) = (&filter, &self.log_reload) {
             set(level).map_err(|e| anyhow::anyhow!("log.level {level:?}: {e}"))?;
         }
-        let core = CoreConfig::from_config(&new, &self.advertised, &self.own)
+        let core = crate::config::engine::core_config(&new, &self.advertised, &self.own)
             .with_selftest_secret(self.selftest_secret.as_deref());
         self.config_tx.send_replace(Arc::new(core));
         *self

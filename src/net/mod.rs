@@ -159,7 +159,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         .chain(&tls_addrs)
         .copied()
         .collect();
-    let mut core_cfg = CoreConfig::from_config(&cfg, &advertised, &own);
+    let mut core_cfg = crate::config::engine::core_config(&cfg, &advertised, &own);
     core_cfg.workers = workers;
     for warning in cfg.warnings() {
         warn!("{warning}");
