@@ -54,13 +54,24 @@ pub struct Key {
 /// The long-term key for `username` in `realm` with `password`, realm and
 /// password prepared with OpaqueString first (RFC 8489 §9.2.2).
 pub fn long_term_key(username: &str, realm: &str, password: &str) -> Md5Key {
-    let mut h = Md5::new();
+    long_term_hash::<Md5>(username, realm, password).into()
+}
+
+/// H(username ":" realm ":" password), realm and password prepared with
+/// OpaqueString (RFC 8489 §9.2.2): the long-term key under the hash `D`
+/// of a PASSWORD-ALGORITHM (MD5, SHA-256).
+pub(super) fn long_term_hash<D: Digest>(
+    username: &str,
+    realm: &str,
+    password: &str,
+) -> md5::digest::Output<D> {
+    let mut h = D::new();
     h.update(username.as_bytes());
     h.update(b":");
     h.update(opaque_string(realm).as_bytes());
     h.update(b":");
     h.update(opaque_string(password).as_bytes());
-    h.finalize().into()
+    h.finalize()
 }
 
 /// The TURN REST API password for `username` under `secret`.

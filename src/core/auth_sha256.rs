@@ -140,13 +140,7 @@ pub fn choose(
 /// Key = SHA-256(username ":" realm ":" password), realm and password
 /// prepared with OpaqueString (RFC 8489 §9.2.2).
 pub fn sha256_key(username: &str, realm: &str, password: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(username.as_bytes());
-    h.update(b":");
-    h.update(opaque_string(realm).as_bytes());
-    h.update(b":");
-    h.update(opaque_string(password).as_bytes());
-    h.finalize().into()
+    super::auth::long_term_hash::<Sha256>(username, realm, password).into()
 }
 
 /// USERHASH = SHA-256(username ":" realm) (RFC 8489 §14.4), realm prepared
