@@ -1,7 +1,8 @@
 //! coturn's `turnutils_peer`, the UDP echo peer of coturn's own test
 //! setup: started on a free port pair of one address (it echoes on `port`
 //! and `port + 1`, the RTCP peer of `turnutils_uclient`'s default mode),
-//! checked to echo on both, and killed by PID when dropped.
+//! checked to echo on both, and killed by PID when dropped; and reading
+//! the totals `turnutils_uclient` prints.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -75,4 +76,18 @@ fn echoes(target: SocketAddr) -> bool {
         }
     }
     false
+}
+
+/// The number after `key=` on the last line of `turnutils_uclient`'s
+/// output holding it (e.g. `tot_recv_msgs=`).
+pub fn uclient_total(output: &str, key: &str) -> u64 {
+    output
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let rest = l.split(key).nth(1)?;
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no {key} in uclient output:\n{output}"))
 }

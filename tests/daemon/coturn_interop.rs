@@ -13,7 +13,7 @@ use crate::common;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::coturn_peer::CoturnPeer;
+use crate::common::coturn_peer::{uclient_total, CoturnPeer};
 use common::{require_tool, run_with_timeout, Daemon, TestConfig, PASSWORD, USER};
 
 /// A whole `turnutils_uclient` run at these settings takes about 6 s.
@@ -61,19 +61,6 @@ fn uclient(d: &Daemon, peer: &CoturnPeer, mode: &Mode, password: &str) -> common
     run_with_timeout(&mut cmd, UCLIENT_LIMIT)
 }
 
-/// The numbers after `key=` on the last line holding it.
-fn last_number(output: &str, key: &str) -> u64 {
-    output
-        .lines()
-        .rev()
-        .find_map(|l| {
-            let rest = l.split(key).nth(1)?;
-            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            digits.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no {key} in uclient output:\n{output}"))
-}
-
 fn relay_with_uclient(mode: Mode) {
     if !require_tool("turnutils_uclient") || !require_tool("turnutils_peer") {
         return;
@@ -91,8 +78,8 @@ fn relay_with_uclient(mode: Mode) {
         out.contains("Total lost packets 0 (0.000000%)"),
         "packets lost:\n{out}"
     );
-    let sent = last_number(out, "tot_send_msgs=");
-    let received = last_number(out, "tot_recv_msgs=");
+    let sent = uclient_total(out, "tot_send_msgs=");
+    let received = uclient_total(out, "tot_recv_msgs=");
     let streams = if mode.no_rtcp {
         mode.clients
     } else {

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::coturn_peer::CoturnPeer;
+use crate::common::coturn_peer::{uclient_total, CoturnPeer};
 use crate::common::{
     self, require_tool, run_with_timeout, turn_client, Daemon, TestConfig, PASSWORD, USER,
 };
@@ -70,19 +70,6 @@ fn listener(d: &Daemon, v6: bool) -> SocketAddr {
         .expect("a listener of each family")
 }
 
-/// The number after `key=` on the last line holding it.
-fn last_number(output: &str, key: &str) -> u64 {
-    output
-        .lines()
-        .rev()
-        .find_map(|l| {
-            let rest = l.split(key).nth(1)?;
-            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            digits.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no {key} in uclient output:\n{output}"))
-}
-
 /// Runs uclient with `flags` from a client of family `client_v6` to a peer
 /// on `peer_ip`; asserts every message came back, and returns the scrape
 /// once turnd's relayed counters show all of them.
@@ -105,9 +92,9 @@ fn uclient(flags: &[&str], client_v6: bool, peer_ip: &str, clients: u32) -> comm
         out.contains("Total lost packets 0 (0.000000%)"),
         "packets lost:\n{out}"
     );
-    let sent = last_number(out, "tot_send_msgs=");
+    let sent = uclient_total(out, "tot_send_msgs=");
     assert_eq!(
-        last_number(out, "tot_recv_msgs="),
+        uclient_total(out, "tot_recv_msgs="),
         sent,
         "all echoed:\n{out}"
     );
