@@ -69,7 +69,7 @@ impl Server {
     /// Syncs every channel of `ft` whose peer has address `ip`.
     pub(super) fn sync_peer_ip(&mut self, ft: FiveTuple, ip: IpAddr, now: Instant) {
         let numbers: Vec<u16> = match self.allocations.get(&ft) {
-            Some(a) => a.channels.numbers_to(ip, canonical),
+            Some(a) => a.channels.numbers_to(ip),
             None => return,
         };
         for number in numbers {
@@ -118,7 +118,7 @@ impl Server {
             let Some(a) = self.allocations.get_mut(&ft) else {
                 continue;
             };
-            for n in a.channels.numbers_to(ip, canonical) {
+            for n in a.channels.numbers_to(ip) {
                 a.remove_channel(n);
                 self.timers
                     .cancel(super::expiry::Timer::ChannelRelease(ft, n));

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use super::peer_policy::canonical;
+
 /// A channel binding. It lapses at `expires`; its number and peer stay
 /// reserved for 5 more minutes (RFC 8656 §12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +104,9 @@ impl Channels {
         self.by_number.keys().copied()
     }
 
-    /// The numbers bound to peers at `ip` (any port).
-    pub fn numbers_to(&self, ip: IpAddr, canonical: impl Fn(IpAddr) -> IpAddr) -> Vec<u16> {
+    /// The numbers bound to peers at `ip` (any port; an IPv4-mapped peer
+    /// counts as its IPv4 address, as permissions do).
+    pub fn numbers_to(&self, ip: IpAddr) -> Vec<u16> {
         self.iter()
             .filter(|(_, c)| canonical(c.peer.ip()) == ip)
             .map(|(n, _)| n)
@@ -150,7 +153,7 @@ mod tests {
         assert_eq!(c.peer(0x4000, end), None);
         assert_eq!(c.for_peer(a, end), None);
         assert_eq!(c.check(0x4001, a), Err(Conflict::PeerTaken));
-        assert_eq!(c.numbers_to(a.ip(), |ip| ip), vec![0x4000]);
+        assert_eq!(c.numbers_to(a.ip()), vec![0x4000]);
         assert_eq!(c.remove(0x4000).map(|ch| ch.peer), Some(a));
         assert!(c.is_empty() && c.is_consistent());
         assert_eq!(c.check(0x4001, a), Ok(()));

@@ -71,9 +71,6 @@ impl Server {
     /// traffic arrives through [`Server::kernel_relayed`]. Off by default.
     pub fn set_kernel_accounting(&mut self, on: bool) {
         self.kernel_usage.enabled = on;
-        if !on {
-            self.flush_kernel_usage();
-        }
     }
 
     /// Adds what the kernel relayed on `binding` since its last report:

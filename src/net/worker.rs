@@ -124,10 +124,9 @@ impl RelaySockets for Relays<'_> {
 impl Worker {
     pub fn new(
         process: Arc<Process>,
-        server: Server,
+        mut server: Server,
         listeners: HashMap<SocketAddr, Rc<BatchSocket>>,
     ) -> Rc<Self> {
-        let mut server = server;
         // Channels the kernel relays are accounted from its counters.
         server.set_kernel_accounting(process.offload.is_some());
         Rc::new(Worker {
